@@ -1,0 +1,44 @@
+# Set-up and main jobs. `make demo` and `make test` work from a fresh clone.
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+PIP := $(PY) -m pip
+# torch must be the CPU build. On the project machines `pip install torch==2.13.0` finds it locally;
+# elsewhere set TORCH_INDEX=https://download.pytorch.org/whl/cpu to take it from PyTorch's CPU index.
+TORCH_INDEX ?=
+TORCH_INDEX_ARG := $(if $(TORCH_INDEX),--index-url $(TORCH_INDEX),)
+STAMP := $(VENV)/.edgekit-installed
+RUN ?= runs/demo-lenet5
+
+.PHONY: setup demo test test-fast lint bench clean
+
+setup: $(STAMP)
+
+$(STAMP): pyproject.toml requirements/constraints.txt
+	$(PYTHON) -m venv $(VENV)
+	$(PIP) install -q --upgrade pip
+	$(PIP) install -q $(TORCH_INDEX_ARG) -c requirements/constraints.txt torch==2.13.0
+	$(PIP) install -q -c requirements/constraints.txt -e '.[dev]'
+	$(PY) -c "import torch; assert not torch.version.cuda, 'torch is a CUDA build: install the CPU build'; print('torch', torch.__version__)"
+	touch $(STAMP)
+
+# The main job: export a built-in model to ONNX, TFLite and OpenVINO, fp32 and int8, each verified.
+demo: setup
+	rm -rf $(RUN)
+	$(VENV)/bin/edgekit models
+	$(VENV)/bin/edgekit export lenet5 --int8 --out $(RUN)
+
+test: setup
+	$(PY) -m pytest -q
+
+test-fast: setup
+	$(PY) -m pytest -q -m "not slow"
+
+lint: setup
+	$(VENV)/bin/ruff check edgekit tests benchmarks
+
+bench: setup
+	$(PY) benchmarks/export_resnet50.py
+
+clean:
+	rm -rf $(VENV) runs .pytest_cache

@@ -1,0 +1,123 @@
+"""ONNX: export with torch.onnx (dynamo exporter), int8 with onnxruntime.quantization, run in onnxruntime."""
+
+from __future__ import annotations
+
+import tempfile
+from pathlib import Path
+
+import numpy as np
+
+from edgekit.errors import ExportError, require
+from edgekit.formats._util import quiet, versions
+from edgekit.formats.base import Format, Int8Result, Session
+
+OPSET = 18
+INPUT_NAME = "input"
+OUTPUT_NAME = "output"
+
+
+class OnnxSession(Session):
+    runtime = "onnxruntime"
+
+    def __init__(self, path: Path, threads: int | None = None, providers: list[str] | None = None):
+        ort = require("onnxruntime", "onnxruntime", "onnx")
+        opts = ort.SessionOptions()
+        if threads:
+            opts.intra_op_num_threads = threads
+        self.session = ort.InferenceSession(
+            str(path), opts, providers=providers or ["CPUExecutionProvider"]
+        )
+        self.runtime_version = ort.__version__
+        self.device = self.session.get_providers()[0]
+        self.input_name = self.session.get_inputs()[0].name
+
+    def run(self, x: np.ndarray) -> np.ndarray:
+        return self.session.run(None, {self.input_name: np.ascontiguousarray(x, np.float32)})[0]
+
+
+class OnnxFormat(Format):
+    name = "onnx"
+    extension = ".onnx"
+    extra = "onnx"
+
+    def export_fp32(self, model, path: Path) -> Path:
+        import torch
+
+        require("onnxscript", "onnxscript", "onnx")
+        with quiet(), torch.no_grad():
+            torch.onnx.export(
+                model.module,
+                (model.example_input(),),
+                str(path),
+                input_names=[INPUT_NAME],
+                output_names=[OUTPUT_NAME],
+                opset_version=OPSET,
+                dynamo=True,
+                external_data=False,
+                verbose=False,
+            )
+        return path
+
+    def export_int8(self, model, fp32_path: Path, calib: np.ndarray, path: Path) -> Int8Result:
+        q = require("onnxruntime.quantization", "onnxruntime", "onnx")
+        if not model.static_int8:
+            with quiet():
+                q.quantize_dynamic(
+                    str(fp32_path), str(path), weight_type=q.QuantType.QInt8, per_channel=False
+                )
+            scheme = {
+                "type": "dynamic",
+                "weights": "int8 symmetric per-tensor",
+                "activations": "fp32, quantized to int8 at run time (dynamic)",
+                "io": "float32",
+                "tool": "onnxruntime.quantization.quantize_dynamic",
+            }
+            return Int8Result(path, scheme)
+        with tempfile.TemporaryDirectory(prefix="edgekit-ort-") as tmp:
+            pre = Path(tmp) / "pre.onnx"
+            with quiet():
+                # shape inference + graph optimisation, as onnxruntime recommends before quantizing
+                q.quant_pre_process(str(fp32_path), str(pre), skip_symbolic_shape=True)
+                q.quantize_static(
+                    str(pre),
+                    str(path),
+                    _Reader(calib),
+                    quant_format=q.QuantFormat.QDQ,
+                    activation_type=q.QuantType.QInt8,
+                    weight_type=q.QuantType.QInt8,
+                    per_channel=True,
+                    calibrate_method=q.CalibrationMethod.MinMax,
+                    extra_options={"WeightSymmetric": True, "ActivationSymmetric": False},
+                )
+        if not path.exists():
+            raise ExportError(f"onnxruntime quantize_static wrote no model at {path}")
+        scheme = {
+            "type": "static",
+            "format": "QDQ",
+            "weights": "int8 symmetric per-channel",
+            "activations": "int8 asymmetric per-tensor (MinMax calibration)",
+            "io": "float32",
+            "calibration_samples": int(len(calib)),
+            "tool": "onnxruntime.quantization.quantize_static",
+        }
+        return Int8Result(path, scheme)
+
+    def open(self, path: Path, threads: int | None = None) -> Session:
+        return OnnxSession(path, threads=threads)
+
+    def tool_versions(self) -> dict[str, str]:
+        return versions("onnx", "onnxruntime", "onnxscript")
+
+
+class _Reader:
+    """onnxruntime CalibrationDataReader over a numpy array, one sample per call."""
+
+    def __init__(self, calib: np.ndarray):
+        self._it = iter(calib)
+
+    def get_next(self):
+        x = next(self._it, None)
+        return None if x is None else {INPUT_NAME: x[None].astype(np.float32)}
+
+    def rewind(self):  # pragma: no cover - only used by some calibrators
+        pass

@@ -1,0 +1,243 @@
+"""The export pipeline: load -> [calibrate] -> per format: export fp32, verify, quantize, verify."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import re
+import time
+import traceback
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from edgekit import manifest as mf
+from edgekit.errors import DataError, EdgekitError
+from edgekit.models.spec import LoadedModel, ModelOptions
+
+log = logging.getLogger("edgekit")
+
+DEFAULT_FORMATS = ("onnx", "tflite", "openvino")
+VERIFY_SAMPLES = 8
+
+
+@dataclass(frozen=True)
+class ExportPlan:
+    """Everything ``edgekit export`` was asked to do, resolved from the CLI or a recipe."""
+
+    model: str
+    options: ModelOptions = ModelOptions()
+    weights: Path | None = None
+    input_shape: tuple[int, ...] | None = None
+    model_args: dict | None = None
+    formats: tuple[str, ...] = DEFAULT_FORMATS
+    int8: bool = False
+    calib: str | None = None
+    calib_size: int = 32
+    verify_samples: int = VERIFY_SAMPLES
+    out: Path | None = None
+    runs_dir: Path = Path("runs")
+    seed: int = 0
+    command: tuple[str, ...] = field(default_factory=tuple)
+
+    def settings(self) -> dict:
+        d = asdict(self)
+        d["options"] = asdict(self.options)
+        d.pop("command")
+        return json.loads(json.dumps(d, default=str))
+
+
+@dataclass
+class ExportOutcome:
+    run_dir: Path
+    manifest: dict
+
+    @property
+    def failed(self) -> list[dict]:
+        return [a for a in self.manifest["artefacts"] if a["status"] != "ok"]
+
+
+Reporter = Callable[[str], None]
+
+
+def default_run_dir(plan: ExportPlan, model: LoadedModel) -> Path:
+    slug = re.sub(r"[^a-z0-9]+", "-", model.name.rsplit(":", 1)[-1].lower()).strip("-")
+    key = json.dumps([plan.settings(), (model.weights or {}).get("sha256")], sort_keys=True)
+    short = hashlib.sha256(key.encode()).hexdigest()[:8]
+    stamp = mf.utc_now().replace(":", "").replace("-", "")
+    return plan.runs_dir / f"{stamp}-{slug}-{short}"
+
+
+def split_samples(x: np.ndarray, calib_size: int, verify: int) -> tuple[np.ndarray, np.ndarray]:
+    """Held-out verification samples come after the calibration ones and never overlap them."""
+    if len(x) < 2:
+        raise DataError(
+            f"need at least 2 samples (calibration + held-out verification), got {len(x)}; "
+            "pass more data with --calib"
+        )
+    n_verify = max(1, min(verify, len(x) // 2 if calib_size else len(x)))
+    return x[: len(x) - n_verify][:calib_size], x[len(x) - n_verify :]
+
+
+def run_export(plan: ExportPlan, report: Reporter = print) -> ExportOutcome:
+    from edgekit.data.calibration import load_samples
+    from edgekit.formats import get_format
+    from edgekit.models import load_model
+    from edgekit.verify import reference_outputs
+
+    model = load_model(plan.model, plan.options, plan.weights, plan.input_shape, plan.model_args)
+    if model.weights is None:
+        report("warning: no --weights given: the weights are random, so accuracy numbers mean nothing")
+    need = (plan.calib_size if plan.int8 else 0) + plan.verify_samples
+    samples = load_samples(plan.calib, model, need, seed=plan.seed)
+    if samples.warning:
+        report(f"warning: {samples.warning}")
+    calib, held_out = split_samples(samples.x, plan.calib_size if plan.int8 else 0, plan.verify_samples)
+    reference = reference_outputs(model.module, held_out)
+    out = Path(plan.out) if plan.out else default_run_dir(plan, model)
+    formats = {name: get_format(name) for name in plan.formats}
+
+    manifest = _new_manifest(plan, model, samples, calib, held_out, formats)
+    with mf.staging_dir(out) as stage:
+        for name, fmt in formats.items():
+            manifest["artefacts"] += _export_format(name, fmt, model, calib, held_out, reference,
+                                                    plan.int8, stage, report)
+        manifest["finished"] = mf.utc_now()
+        mf.write_json_atomic(stage / mf.MANIFEST, manifest)
+    return ExportOutcome(out, manifest)
+
+
+def _new_manifest(plan, model, samples, calib, held_out, formats) -> dict:
+    tools = mf.tool_versions()
+    for fmt in formats.values():
+        tools.update(fmt.tool_versions())
+    return {
+        "schema_version": mf.SCHEMA_VERSION,
+        "kind": "export",
+        "created": mf.utc_now(),
+        "command": list(plan.command),
+        "settings": plan.settings(),
+        "model": {
+            "name": model.name,
+            "task": model.task,
+            "options": model.options,
+            "weights": model.weights,
+            "parameters": model.params,
+            "macs": model.macs,
+            "num_classes": model.num_classes,
+            "input": model.input_spec.to_dict(),
+            "preprocessing": model.preprocessing.to_dict(),
+        },
+        "calibration": {
+            "source": samples.source,
+            "samples": int(len(calib)),
+            "sha256": samples.sha256,
+            "skipped": samples.skipped,
+        },
+        "verification": {"samples": int(len(held_out)), "held_out": True},
+        "tools": tools,
+        "environment": mf.environment(),
+        "artefacts": [],
+    }
+
+
+def _export_format(name, fmt, model, calib, held_out, reference, int8, stage, report) -> list[dict]:
+    folder = stage / name
+    folder.mkdir()
+    entries = []
+    fp32_path = folder / f"model.fp32{fmt.extension}"
+    entry = _step(name, "fp32", lambda: _fp32(fmt, model, fp32_path, held_out, reference), stage, fmt, report)
+    entries.append(entry)
+    if int8:
+        if entry["status"] != "ok":
+            entries.append(_skipped(name, "int8", f"skipped: the fp32 {name} export failed"))
+        else:
+            path = folder / f"model.int8{fmt.extension}"
+            entries.append(_step(name, "int8", lambda: _int8(fmt, model, fp32_path, calib, path,
+                                                              held_out, reference), stage, fmt, report))
+    return entries
+
+
+def _fp32(fmt, model, path, held_out, reference) -> tuple[Path, dict, dict]:
+    from edgekit.errors import ExportError
+    from edgekit.verify import compare, run_session
+
+    fmt.export_fp32(model, path)
+    session = fmt.open_exact(path)
+    result = compare(reference, run_session(session, held_out), judge=True)
+    if not result.passed:
+        raise ExportError(
+            f"fp32 {fmt.name} artefact disagrees with PyTorch: max abs diff "
+            f"{result.max_abs_diff:.3g} (tolerance {result.tolerance:.3g}), "
+            f"{result.top1_mismatches} top-1 mismatches on {result.samples} samples"
+        )
+    return path, {"type": "none"}, {**result.to_dict(), **_session_info(session)}
+
+
+def _int8(fmt, model, fp32_path, calib, path, held_out, reference) -> tuple[Path, dict, dict]:
+    from edgekit.verify import compare, run_session
+
+    result = fmt.export_int8(model, fp32_path, calib, path)
+    session = fmt.open(result.path)
+    metrics = compare(reference, run_session(session, held_out), judge=False)
+    return result.path, result.scheme, {**metrics.to_dict(), **_session_info(session)}
+
+
+def _session_info(session) -> dict:
+    info = {"runtime": session.runtime, "runtime_version": session.runtime_version,
+            "device": session.device}
+    if getattr(session, "precision", None):
+        info["inference_precision"] = session.precision
+    return info
+
+
+def _step(fmt_name, precision, work, stage, fmt, report) -> dict:
+    start = time.perf_counter()
+    entry = {"format": fmt_name, "precision": precision}
+    try:
+        path, scheme, verify = work()
+    except EdgekitError as exc:
+        return _failed(entry, str(exc), start, report)
+    except Exception as exc:  # a converter/runtime bug must not discard the other formats
+        log.debug("%s %s failed", fmt_name, precision, exc_info=True)
+        detail = f"{type(exc).__name__}: {str(exc).strip().splitlines()[0] if str(exc).strip() else ''}"
+        entry["traceback"] = traceback.format_exc(limit=8)
+        return _failed(entry, detail, start, report)
+    files = [mf.file_entry(p, stage) for p in fmt.files(path)]
+    entry.update({
+        "status": "ok",
+        "scheme": scheme,
+        "path": files[0]["path"],
+        "bytes": sum(f["bytes"] for f in files),
+        "sha256": files[0]["sha256"],
+        "files": files,
+        "verify": verify,
+        "seconds": round(time.perf_counter() - start, 2),
+    })
+    report(_summary_line(entry))
+    return entry
+
+
+def _failed(entry, message, start, report) -> dict:
+    entry.update({"status": "failed", "error": message,
+                  "seconds": round(time.perf_counter() - start, 2)})
+    report(f"FAILED {entry['format']} {entry['precision']}: {message}")
+    return entry
+
+
+def _skipped(fmt_name, precision, message) -> dict:
+    return {"format": fmt_name, "precision": precision, "status": "skipped", "error": message}
+
+
+def _summary_line(entry: dict) -> str:
+    v = entry["verify"]
+    size = entry["bytes"] / 1e6
+    if entry["precision"] == "fp32":
+        how = f"verified: max abs diff {v['max_abs_diff']:.2e} <= {v['tolerance']:.2e}"
+    else:
+        how = (f"top-1 agreement {v['top1_agreement']:.1%}, cosine {v['cosine']:.4f}, "
+               f"SQNR {v['sqnr_db']:.1f} dB")
+    return f"ok {entry['format']:<8} {entry['precision']:<4} {size:8.2f} MB  {how}  ({entry['seconds']}s)"
