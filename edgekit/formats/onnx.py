@@ -81,13 +81,18 @@ class OnnxFormat(Format):
                 q.quantize_static(
                     str(pre),
                     str(path),
-                    _Reader(calib),
+                    _reader(calib),
                     quant_format=q.QuantFormat.QDQ,
                     activation_type=q.QuantType.QInt8,
                     weight_type=q.QuantType.QInt8,
                     per_channel=True,
                     calibrate_method=q.CalibrationMethod.MinMax,
-                    extra_options={"WeightSymmetric": True, "ActivationSymmetric": False},
+                    extra_options={
+                        "WeightSymmetric": True,
+                        "ActivationSymmetric": False,
+                        # Not CalibMaxIntermediateOutputs: onnxruntime 1.32 drops the collected
+                        # ranges when that limit is hit. MinMax keeps only per-tensor min/max anyway.
+                    },
                 )
         if not path.exists():
             raise ExportError(f"onnxruntime quantize_static wrote no model at {path}")
@@ -109,15 +114,16 @@ class OnnxFormat(Format):
         return versions("onnx", "onnxruntime", "onnxscript")
 
 
-class _Reader:
-    """onnxruntime CalibrationDataReader over a numpy array, one sample per call."""
+def _reader(calib: np.ndarray):
+    """An onnxruntime CalibrationDataReader over a numpy array, one sample per call."""
+    from onnxruntime.quantization import CalibrationDataReader
 
-    def __init__(self, calib: np.ndarray):
-        self._it = iter(calib)
+    class Reader(CalibrationDataReader):
+        def __init__(self):
+            self._it = iter(calib)
 
-    def get_next(self):
-        x = next(self._it, None)
-        return None if x is None else {INPUT_NAME: x[None].astype(np.float32)}
+        def get_next(self):
+            x = next(self._it, None)
+            return None if x is None else {INPUT_NAME: x[None].astype(np.float32)}
 
-    def rewind(self):  # pragma: no cover - only used by some calibrators
-        pass
+    return Reader()

@@ -33,7 +33,8 @@ class OpenVinoSession(Session):
         self.request = self.compiled.create_infer_request()
         self.runtime_version = ov.get_version()
         self.device = device
-        self.precision = str(self.compiled.get_property("INFERENCE_PRECISION_HINT"))
+        hint = self.compiled.get_property("INFERENCE_PRECISION_HINT")
+        self.precision = hint.get_type_name() if hasattr(hint, "get_type_name") else str(hint)
 
     def run(self, x: np.ndarray) -> np.ndarray:
         out = self.request.infer({0: np.ascontiguousarray(x, np.float32)})
