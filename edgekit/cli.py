@@ -153,8 +153,6 @@ def export_cmd(ctx, model, to, int8, calib, calib_size, out, weights, num_classe
         seed=seed,
         command=tuple(["edgekit", *sys.argv[1:]]),
     )
-    if out is not None and Path(out).exists():
-        raise UsageError(f"output directory {out} already exists; choose another --out or remove it")
     outcome = run_export(plan, report=_report)
     click.echo(f"run directory: {outcome.run_dir}")
     if outcome.failed:

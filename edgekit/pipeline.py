@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from edgekit import manifest as mf
-from edgekit.errors import DataError, EdgekitError
+from edgekit.errors import DataError, EdgekitError, OutputExistsError
 from edgekit.models.spec import LoadedModel, ModelOptions
 
 log = logging.getLogger("edgekit")
@@ -88,6 +88,13 @@ def run_export(plan: ExportPlan, report: Reporter = print) -> ExportOutcome:
     from edgekit.models import load_model
     from edgekit.verify import reference_outputs
 
+    formats = {name: get_format(name) for name in plan.formats}
+    for fmt in formats.values():
+        fmt.check_available()
+    if plan.out is not None and Path(plan.out).exists():
+        raise OutputExistsError(
+            f"output directory {plan.out} already exists; choose another --out or remove it"
+        )
     model = load_model(plan.model, plan.options, plan.weights, plan.input_shape, plan.model_args)
     if model.weights is None:
         report("warning: no --weights given: the weights are random, so accuracy numbers mean nothing")
@@ -98,7 +105,6 @@ def run_export(plan: ExportPlan, report: Reporter = print) -> ExportOutcome:
     calib, held_out = split_samples(samples.x, plan.calib_size if plan.int8 else 0, plan.verify_samples)
     reference = reference_outputs(model.module, held_out)
     out = Path(plan.out) if plan.out else default_run_dir(plan, model)
-    formats = {name: get_format(name) for name in plan.formats}
 
     manifest = _new_manifest(plan, model, samples, calib, held_out, formats)
     with mf.staging_dir(out) as stage:

@@ -37,8 +37,8 @@ class Registry(Generic[T]):
 
     def unknown_message(self, name: str) -> str:
         close = difflib.get_close_matches(name.lower(), list(self._items), n=1, cutoff=0.5)
-        hint = f"; did you mean {close[0]!r}?" if close else ""
-        return f"unknown {self.kind} {name!r}{hint} Known {self.kind}s: {', '.join(self.names())}"
+        hint = f"; did you mean {close[0]!r}?" if close else ";"
+        return f"unknown {self.kind} {name!r}{hint} known {self.kind}s: {', '.join(self.names())}"
 
     def names(self) -> list[str]:
         return list(self._items)

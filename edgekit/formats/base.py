@@ -39,6 +39,14 @@ class Format(ABC):
     name: str = ""
     extension: str = ""
     extra: str = ""  # the pip extra that installs this format's tools
+    requires: tuple[tuple[str, str], ...] = ()  # (module to import, package that provides it)
+
+    def check_available(self) -> None:
+        """Raise MissingDependencyError (naming the extra) before any work starts."""
+        from edgekit.errors import require
+
+        for module, package in self.requires:
+            require(module, package, self.extra)
 
     @abstractmethod
     def export_fp32(self, model: LoadedModel, path: Path) -> Path:

@@ -39,6 +39,7 @@ class OnnxFormat(Format):
     name = "onnx"
     extension = ".onnx"
     extra = "onnx"
+    requires = (("onnx", "onnx"), ("onnxscript", "onnxscript"), ("onnxruntime", "onnxruntime"))
 
     def export_fp32(self, model, path: Path) -> Path:
         import torch

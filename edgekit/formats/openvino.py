@@ -45,6 +45,7 @@ class OpenVinoFormat(Format):
     name = "openvino"
     extension = ".xml"
     extra = "openvino"
+    requires = (("openvino", "openvino"), ("nncf", "nncf"))
 
     def export_fp32(self, model, path: Path) -> Path:
         ov = require("openvino", "openvino", "openvino")

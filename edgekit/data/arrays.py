@@ -1,0 +1,110 @@
+"""Samples from .npy / .npz files.
+
+Float arrays are taken as already preprocessed and must match the model's input shape, with or
+without the batch dimension. For image models a uint8 array is taken as raw pixels, (N, H, W, C),
+(N, H, W) or (N, C, H, W), and preprocessed like an image file (resize, grey/RGB, mean/std).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from edgekit.data.images import preprocess_image
+from edgekit.errors import DataError
+
+if TYPE_CHECKING:
+    from edgekit.models.spec import InputSpec, Preprocessing
+
+ARRAY_SUFFIXES = (".npy", ".npz")
+
+
+def read_array(path: Path) -> np.ndarray:
+    """The array in a .npy file, or key "x" (else the first array) of a .npz file."""
+    try:
+        if path.suffix.lower() == ".npy":
+            return np.load(path, allow_pickle=False)
+        with np.load(path, allow_pickle=False) as archive:
+            if not archive.files:
+                raise DataError(f"{path} holds no arrays; save one with np.savez(path, x=samples)")
+            return archive["x" if "x" in archive.files else archive.files[0]]
+    except (OSError, ValueError, EOFError) as exc:
+        raise DataError(f"cannot read {path}: {exc}") from None
+
+
+def is_image_input(spec: InputSpec) -> bool:
+    return spec.layout == "NCHW" and len(spec.shape) == 4 and spec.shape[1] in (1, 3)
+
+
+def _shape_error(name: str, arr: np.ndarray, spec: InputSpec) -> DataError:
+    sample = tuple(spec.shape[1:])
+    batched = "(N, " + ", ".join(str(d) for d in sample) + ")"
+    extra = " or uint8 images (N, H, W, C)" if is_image_input(spec) else ""
+    return DataError(
+        f"{name} holds an array of shape {tuple(arr.shape)} ({arr.dtype}); "
+        f"the model takes {batched}, one sample {sample}{extra}"
+    )
+
+
+def _uint8_as_nhwc(arr: np.ndarray, spec: InputSpec) -> np.ndarray | None:
+    """Raw pixel arrays in any common layout as (N, H, W, C); None if it is not one."""
+    sample = tuple(spec.shape[1:])
+    if arr.shape == sample:  # one (C, H, W) image
+        arr = arr[None]
+    if arr.ndim == 4 and arr.shape[1:] == sample:  # (N, C, H, W)
+        return arr.transpose(0, 2, 3, 1)
+    if arr.ndim == 4 and arr.shape[-1] in (1, 3, 4):  # (N, H, W, C)
+        return arr
+    if arr.ndim == 3:  # (N, H, W) grey
+        return arr[..., None]
+    return None
+
+
+def _pixels_to_inputs(nhwc: np.ndarray, pre: Preprocessing) -> np.ndarray:
+    from PIL import Image
+
+    out = []
+    for hwc in nhwc:
+        img = Image.fromarray(hwc[..., 0] if hwc.shape[-1] == 1 else hwc[..., :3])
+        out.append(preprocess_image(img, pre))
+    return np.stack(out)
+
+
+def _pick(arr: np.ndarray, n: int | None, seed: int) -> np.ndarray:
+    if n is None or len(arr) <= n:
+        return arr
+    return arr[np.sort(np.random.default_rng(seed).permutation(len(arr))[:n])]
+
+
+def load_array_file(
+    path: str | Path, spec: InputSpec, pre: Preprocessing, n: int | None = None, seed: int = 0
+) -> np.ndarray:
+    """Up to ``n`` model inputs (N, *spec.shape[1:]) float32 from a .npy/.npz file.
+
+    When the file holds more than ``n`` samples, ``seed`` picks which (kept in file order).
+    """
+    path = Path(path).expanduser().resolve()
+    if path.suffix.lower() not in ARRAY_SUFFIXES:
+        raise DataError(f"{path.name}: expected a .npy or .npz file")
+    arr = read_array(path)
+    sample = tuple(spec.shape[1:])
+    if arr.dtype == np.uint8 and is_image_input(spec) and pre.kind == "image":
+        nhwc = _uint8_as_nhwc(arr, spec)
+        if nhwc is None:
+            raise _shape_error(path.name, arr, spec)
+        x = _pixels_to_inputs(_pick(nhwc, n, seed), pre)
+    else:
+        if arr.shape == sample:
+            arr = arr[None]
+        if arr.ndim != len(sample) + 1 or tuple(arr.shape[1:]) != sample:
+            raise _shape_error(path.name, arr, spec)
+        if not (np.issubdtype(arr.dtype, np.number) or arr.dtype == bool):
+            raise DataError(f"{path.name} holds {arr.dtype} values; save numbers (float32)")
+        x = _pick(arr, n, seed).astype(np.float32)
+    if len(x) == 0:
+        raise DataError(f"{path.name} holds no samples (shape {tuple(arr.shape)})")
+    if not np.isfinite(x).all():
+        raise DataError(f"{path.name} contains NaN or infinite values")
+    return np.ascontiguousarray(x)

@@ -1,0 +1,162 @@
+"""The calibration set: one array of preprocessed samples shared by every format's int8 quantizer.
+
+``load_samples(source, model, n, seed)`` accepts None (the model's built-in source), a built-in
+name ("digits", "photos", "reber", or "builtin:NAME"), a folder of images, or a .npy/.npz file.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from edgekit.data import builtin
+from edgekit.data.arrays import ARRAY_SUFFIXES, is_image_input, load_array_file
+from edgekit.data.images import load_image_folder
+from edgekit.errors import DataError, UnknownNameError, UsageError
+from edgekit.registry import Registry
+
+if TYPE_CHECKING:
+    from edgekit.models.spec import LoadedModel, Preprocessing
+
+HOW_TO_PASS = "pass --calib FOLDER of images, --calib FILE.npy/.npz, or a built-in name"
+
+
+@dataclass
+class SampleSet:
+    x: np.ndarray  # float32 (N, *input_spec.shape[1:]), preprocessed, ready for the model
+    source: str  # "builtin:digits", "folder:/abs/path", "file:/abs/x.npy"
+    sha256: str  # of shape, dtype and bytes of x
+    skipped: list[str]  # files skipped (not images / unreadable), relative to the folder
+    warning: str | None  # e.g. built-in photos are not representative of the user's data
+
+    def to_dict(self) -> dict:
+        """What the manifest records about the calibration set."""
+        return {
+            "source": self.source,
+            "samples": int(len(self.x)),
+            "shape": list(self.x.shape),
+            "sha256": self.sha256,
+            "skipped": len(self.skipped),
+        }
+
+
+def array_sha256(x: np.ndarray) -> str:
+    h = hashlib.sha256(f"{tuple(x.shape)}|{x.dtype.str}|".encode())
+    h.update(np.ascontiguousarray(x).tobytes())
+    return h.hexdigest()
+
+
+def image_preprocessing(model: LoadedModel) -> Preprocessing:
+    """The model's preprocessing made consistent with its (N, C, H, W) input, for image data."""
+    spec = model.input_spec
+    if not is_image_input(spec):
+        raise DataError(
+            f"{model.name} takes {spec.layout} inputs of shape {tuple(spec.shape)}, not images; "
+            f"pass --calib FILE.npy holding (N, {', '.join(map(str, spec.shape[1:]))}) samples"
+        )
+    return dataclasses.replace(
+        model.preprocessing,
+        kind="image",
+        size=tuple(spec.shape[2:]),
+        grayscale=spec.shape[1] == 1,
+    )
+
+
+# A built-in source: (model, n, seed) -> (samples, warning or None)
+BuiltinLoader = Callable[["LoadedModel", int, int], "tuple[np.ndarray, str | None]"]
+BUILTIN_SOURCES: Registry[BuiltinLoader] = Registry("calibration source")
+
+
+@BUILTIN_SOURCES.register("digits")
+def _digits(model: LoadedModel, n: int, seed: int) -> tuple[np.ndarray, str | None]:
+    return builtin.digits_samples(image_preprocessing(model), n, seed), None
+
+
+@BUILTIN_SOURCES.register("photos")
+def _photos(model: LoadedModel, n: int, seed: int) -> tuple[np.ndarray, str | None]:
+    return builtin.photo_crops(image_preprocessing(model), n, seed), builtin.photos_warning()
+
+
+@BUILTIN_SOURCES.register("reber")
+def _reber(model: LoadedModel, n: int, seed: int) -> tuple[np.ndarray, str | None]:
+    from edgekit.data.reber import SYMBOLS
+
+    shape = tuple(model.input_spec.shape)
+    if len(shape) != 3 or shape[2] != len(SYMBOLS) or shape[1] < 9:
+        raise DataError(
+            f"the reber source feeds (N, T, {len(SYMBOLS)}) one-hot sequences with T >= 9, "
+            f"but {model.name} takes {shape}; {HOW_TO_PASS}"
+        )
+    return builtin.reber_samples(shape[1], n, seed), None
+
+
+BUILTINS: tuple[str, ...] = tuple(BUILTIN_SOURCES.names())
+
+
+def default_source(model: LoadedModel) -> str:
+    """The model's built-in source; photos for a user's image model; else ask for a file."""
+    if model.builtin_calibration:
+        return model.builtin_calibration
+    if is_image_input(model.input_spec):
+        return "photos"
+    shape = tuple(model.input_spec.shape)
+    raise DataError(
+        f"no built-in calibration data fits {model.name}'s input {shape}; "
+        f"pass --calib FILE.npy holding (N, {', '.join(map(str, shape[1:]))}) float32 samples"
+    )
+
+
+def resolve_source(source: str | Path | None, model: LoadedModel) -> tuple[str, str | Path]:
+    """("builtin", name) | ("folder", path) | ("file", path); raises for what cannot be used."""
+    if source is None:
+        return "builtin", default_source(model)
+    text = str(source)
+    if text.startswith("builtin:") or text in BUILTIN_SOURCES:
+        name = text.removeprefix("builtin:")
+        BUILTIN_SOURCES.get(name)  # raises UnknownNameError listing the known ones
+        return "builtin", name
+    path = Path(text).expanduser().resolve()
+    if path.is_dir():
+        return "folder", path
+    if path.is_file():
+        if path.suffix.lower() not in ARRAY_SUFFIXES:
+            raise DataError(f"calibration file {path} is not .npy/.npz; {HOW_TO_PASS}")
+        return "file", path
+    if "/" not in text and "\\" not in text and not Path(text).suffix:
+        raise UnknownNameError(
+            BUILTIN_SOURCES.unknown_message(text), hint="or pass a folder or a .npy/.npz file"
+        )
+    raise DataError(f"calibration source {path} does not exist; {HOW_TO_PASS}")
+
+
+def load_samples(source: str | Path | None, model: LoadedModel, n: int, seed: int = 0) -> SampleSet:
+    """Up to ``n`` preprocessed samples for ``model``, the same ones for the same seed."""
+    if n < 1:
+        raise UsageError(f"--calib-size must be at least 1, got {n}")
+    kind, where = resolve_source(source, model)
+    skipped: list[str] = []
+    warnings: list[str] = []
+    if kind == "builtin":
+        x, warning = BUILTIN_SOURCES.get(str(where))(model, n, seed)
+        warnings += [warning] if warning else []
+    elif kind == "folder":
+        x, _, _, skipped = load_image_folder(where, image_preprocessing(model), n, seed)
+    else:
+        pre = image_preprocessing(model) if is_image_input(model.input_spec) else model.preprocessing
+        x = load_array_file(where, model.input_spec, pre, n, seed)
+    if len(x) < n:
+        warnings.append(f"only {len(x)} calibration samples available ({n} asked for)")
+    x = np.ascontiguousarray(x, dtype=np.float32)
+    return SampleSet(
+        x=x,
+        source=f"{kind}:{where}",
+        sha256=array_sha256(x),
+        skipped=skipped,
+        warning="; ".join(warnings) or None,
+    )
