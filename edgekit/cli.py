@@ -75,7 +75,7 @@ def models_cmd(as_json: bool) -> int:
             "classes": spec.default_num_classes,
             "parameters": spec.reference_params,
             "macs": spec.reference_macs,
-            "int8": "static" if spec.static_int8 else "dynamic / weight-only",
+            "int8": "static" if spec.static_int8 else "dynamic",
         })
     if as_json:
         click.echo(json.dumps(rows, indent=2))
@@ -88,9 +88,9 @@ def models_cmd(as_json: bool) -> int:
         table.add_column(col, justify="right" if col in ("classes", "params", "MACs") else "left")
     for r in rows:
         macs = _human(r["macs"])
-        table.add_row(r["name"], r["paper"], f"{'x'.join(map(str, r['input']))} {r['layout']}",
+        table.add_row(r["name"], r["paper"].split(",")[0], f"{'x'.join(map(str, r['input']))} {r['layout']}",
                       str(r["classes"]), f"{r['parameters']:,}", macs, r["int8"])
-    Console().print(table)
+    Console(width=max(Console().width, 100)).print(table)
     return 0
 
 
