@@ -88,7 +88,10 @@ def run_export(plan: ExportPlan, report: Reporter = print) -> ExportOutcome:
     from edgekit.models import load_model
     from edgekit.verify import reference_outputs
 
-    formats = {name: get_format(name) for name in plan.formats}
+    # TFLite goes last whatever the --to order: litert-torch starts JAX threads, and NNCF later
+    # forks worker processes, which JAX warns may deadlock.
+    order = sorted(plan.formats, key=lambda n: n == "tflite")
+    formats = {name: get_format(name) for name in order}
     for fmt in formats.values():
         fmt.check_available()
     if plan.out is not None and Path(plan.out).exists():
@@ -209,7 +212,8 @@ def _step(fmt_name, precision, work, stage, fmt, report) -> dict:
         return _failed(entry, str(exc), start, report)
     except Exception as exc:  # a converter/runtime bug must not discard the other formats
         log.debug("%s %s failed", fmt_name, precision, exc_info=True)
-        detail = f"{type(exc).__name__}: {str(exc).strip().splitlines()[0] if str(exc).strip() else ''}"
+        text = " ".join(str(exc).split())
+        detail = f"{type(exc).__name__}: {text[:300]}{'...' if len(text) > 300 else ''}"
         entry["traceback"] = traceback.format_exc(limit=8)
         return _failed(entry, detail, start, report)
     files = [mf.file_entry(p, stage) for p in fmt.files(path)]

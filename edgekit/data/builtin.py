@@ -60,16 +60,18 @@ class ReberRecipe:
     seed: int  # mixed with the caller's seed
     branch_p: float  # probability of taking a node's first edge
     max_len: int  # longest string drawn; the model's sequence length caps it further
+    train: int = 2000  # strings per split of the reber dataset (datasets.py), each from its own seed
+    val: int = 500
+    test: int = 1000
 
 
 def calibration_dir() -> Path:
-    """calibration/ at the repository root, or $EDGEKIT_CALIBRATION_DIR."""
+    """The recipes: $EDGEKIT_CALIBRATION_DIR, else edgekit/_calibration (in a checkout a link to the
+    top-level calibration/ folder; in an installed wheel a copy of it)."""
     env = os.environ.get(RECIPE_DIR_ENV)
     if env:
         return Path(env).expanduser()
-    import edgekit
-
-    return Path(edgekit.__file__).resolve().parent.parent / "calibration"
+    return Path(__file__).resolve().parent.parent / "_calibration"
 
 
 def load_recipe(name: str, cls: type):

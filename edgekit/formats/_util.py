@@ -25,7 +25,8 @@ def versions(*names: str) -> dict[str, str]:
 
 @contextlib.contextmanager
 def quiet(debug: bool | None = None) -> Iterator[None]:
-    """Silence converters' progress chatter (prints, warnings, logging) unless EDGEKIT_DEBUG is set.
+    """Silence converters' chatter unless EDGEKIT_DEBUG is set: Python prints, warnings and logging,
+    and the C++ logs that some runtimes write straight to file descriptors 1 and 2.
 
     Errors still propagate as exceptions; only console noise is dropped.
     """
@@ -36,10 +37,21 @@ def quiet(debug: bool | None = None) -> Iterator[None]:
         return
     previous = logging.root.manager.disable
     logging.disable(logging.WARNING)
+    sys.stdout.flush()
+    sys.stderr.flush()
+    saved = [os.dup(1), os.dup(2)]
     try:
+        with open(os.devnull, "w") as devnull:
+            os.dup2(devnull.fileno(), 1)
+            os.dup2(devnull.fileno(), 2)
         with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()):
             warnings.simplefilter("ignore")
             yield
     finally:
-        logging.disable(previous)
         sys.stdout.flush()
+        sys.stderr.flush()
+        os.dup2(saved[0], 1)
+        os.dup2(saved[1], 2)
+        for fd in saved:
+            os.close(fd)
+        logging.disable(previous)

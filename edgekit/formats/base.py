@@ -44,9 +44,11 @@ class Format(ABC):
     def check_available(self) -> None:
         """Raise MissingDependencyError (naming the extra) before any work starts."""
         from edgekit.errors import require
+        from edgekit.formats._util import quiet
 
-        for module, package in self.requires:
-            require(module, package, self.extra)
+        with quiet():  # some runtimes log from C++ while they load
+            for module, package in self.requires:
+                require(module, package, self.extra)
 
     @abstractmethod
     def export_fp32(self, model: LoadedModel, path: Path) -> Path:
