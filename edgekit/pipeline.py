@@ -16,6 +16,7 @@ import numpy as np
 
 from edgekit import manifest as mf
 from edgekit.errors import DataError, EdgekitError, OutputExistsError
+from edgekit.formats._util import quiet
 from edgekit.models.spec import LoadedModel, ModelOptions
 
 log = logging.getLogger("edgekit")
@@ -207,7 +208,8 @@ def _step(fmt_name, precision, work, stage, fmt, report) -> dict:
     start = time.perf_counter()
     entry = {"format": fmt_name, "precision": precision}
     try:
-        path, scheme, verify = work()
+        with quiet():  # converters log from C++ straight to the terminal
+            path, scheme, verify = work()
     except EdgekitError as exc:
         return _failed(entry, str(exc), start, report)
     except Exception as exc:  # a converter/runtime bug must not discard the other formats

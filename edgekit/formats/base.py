@@ -61,8 +61,8 @@ class Format(ABC):
         """Write the int8 artefact at ``path`` using calibration samples ``calib`` (N, ...)."""
 
     @abstractmethod
-    def open(self, path: Path) -> Session:
-        """Load an artefact in this format's runtime."""
+    def open(self, path: Path, threads: int | None = None) -> Session:
+        """Load an artefact in this format's runtime (``threads``: intra-op threads, None = default)."""
 
     def open_exact(self, path: Path) -> Session:
         """Open with settings that keep fp32 numerics exact (used to verify fp32 artefacts)."""
