@@ -43,7 +43,7 @@ def check_run(run_dir, model: str, int8: bool = True) -> dict:
 @pytest.mark.parametrize("model", list(SMALL))
 def test_every_model_exports_to_every_format_fp32_and_int8(tmp_path, model):
     out = tmp_path / "run"
-    r = run_cli("export", model, "--int8", "--calib-size", "16", "--out", out, *SMALL[model])
+    r = run_cli("export", model, "--int8", "--calib-size", "8", "--out", out, *SMALL[model])
     assert r.code == 0, r.stderr
     assert "Traceback" not in r.stderr
     m = check_run(out, model)
@@ -53,10 +53,11 @@ def test_every_model_exports_to_every_format_fp32_and_int8(tmp_path, model):
         assert m["model"]["input"]["layout"] == "NTC"
     else:
         assert all(a["scheme"]["type"] == "static" for a in m["artefacts"] if a["precision"] == "int8")
-    # int8 artefacts are smaller than fp32 ones in every format
-    size = {(a["format"], a["precision"]): a["bytes"] for a in m["artefacts"]}
-    for fmt in FORMATS:
-        assert size[(fmt, "int8")] < size[(fmt, "fp32")], fmt
+        # static int8 artefacts are smaller than fp32 ones in every format (the LSTM's 5k weights
+        # are too few for that: its files are mostly graph)
+        size = {(a["format"], a["precision"]): a["bytes"] for a in m["artefacts"]}
+        for fmt in FORMATS:
+            assert size[(fmt, "int8")] < size[(fmt, "fp32")], fmt
 
 
 @pytest.mark.slow
