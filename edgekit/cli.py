@@ -127,9 +127,11 @@ def _default_options():
 @click.option("--verify-samples", type=click.IntRange(1, 10000), default=8, show_default=True,
               help="Held-out samples each artefact is checked on.")
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed for sampling calibration data.")
+@click.option("--eval", "eval_data", metavar="DATASET",
+              help="After exporting, evaluate every artefact on a dataset (digits, shapes, reber or a path).")
 @click.pass_context
 def export_cmd(ctx, model, to, int8, calib, calib_size, out, weights, num_classes, width,
-               input_size, input_shape, model_args, verify_samples, seed) -> int:
+               input_size, input_shape, model_args, verify_samples, seed, eval_data) -> int:
     """Export MODEL (a zoo name or path/to/file.py:ClassName) and verify every artefact."""
     from edgekit.formats import parse_formats
     from edgekit.models.spec import ModelOptions
@@ -138,10 +140,12 @@ def export_cmd(ctx, model, to, int8, calib, calib_size, out, weights, num_classe
     if weights is not None and not weights.is_file():
         raise UsageError(f"weights file {weights} does not exist; pass the path of a state dict, "
                          "checkpoint or .safetensors file")
+    if eval_data:
+        _check_dataset_name(eval_data)
     plan = ExportPlan(
-        model=model,
+        model=_absolute_model(model),
         options=ModelOptions(num_classes=num_classes, width=width, input_size=input_size),
-        weights=weights,
+        weights=weights.resolve() if weights else None,
         input_shape=_parse_shape(input_shape),
         model_args=_parse_json(model_args, "--model-args"),
         formats=parse_formats(to),
@@ -155,10 +159,88 @@ def export_cmd(ctx, model, to, int8, calib, calib_size, out, weights, num_classe
     )
     outcome = run_export(plan, report=_report)
     click.echo(f"run directory: {outcome.run_dir}")
+    if eval_data:
+        from edgekit.evaluate import evaluate_run
+
+        _print_eval(evaluate_run(outcome.run_dir, eval_data, report=_report))
     if outcome.failed:
         names = ", ".join(f"{a['format']} {a['precision']}" for a in outcome.failed)
         _err(f"{len(outcome.failed)} artefact(s) failed: {names}; see {outcome.run_dir / 'manifest.json'}")
         return EXIT_FAILED
+    return 0
+
+
+def _absolute_model(model: str) -> str:
+    """Make file references absolute so later commands work from any directory."""
+    head, sep, cls = model.rpartition(":")
+    if sep and head.endswith(".py"):
+        return f"{Path(head).resolve()}:{cls}"
+    if Path(model).is_file():
+        return str(Path(model).resolve())
+    return model
+
+
+def _check_dataset_name(source: str) -> None:
+    """Fail fast, before a long export, on a dataset that cannot exist."""
+    from edgekit.data.datasets import resolve_dataset
+
+    resolve_dataset(source)
+
+
+def _print_eval(result: dict) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    from edgekit.evaluate import table_rows
+
+    head, rows = table_rows(result)
+    table = Table(title=f"accuracy on {result['dataset']} ({result['split']}, {result['samples']} samples)")
+    for col in head:
+        table.add_column(col, justify="left" if col in ("format", "precision") else "right")
+    for row in rows:
+        table.add_row(*row)
+    Console(width=max(Console().width, 100)).print(table)
+
+
+def _preprocessing_options(f):
+    f = click.option("--mean", help="Override the per-channel mean, e.g. 0.5 or 0.485,0.456,0.406.")(f)
+    f = click.option("--std", help="Override the per-channel std.")(f)
+    f = click.option("--grayscale/--rgb", default=None, help="Override grey/RGB input.")(f)
+    return f
+
+
+def _floats(value: str | None, option: str) -> tuple[float, ...] | None:
+    if value is None:
+        return None
+    try:
+        return tuple(float(v) for v in value.split(",") if v.strip())
+    except ValueError:
+        raise UsageError(f"{option} {value!r} is not a comma-separated list of numbers, e.g. 0.5 "
+                         "or 0.485,0.456,0.406") from None
+
+
+@cli.command("eval")
+@click.argument("run_dir", type=click.Path(path_type=Path))
+@click.option("--dataset", required=True, help="digits, shapes, reber, an image folder with one "
+              "sub-folder per class, IDX files, or an .npz with x and y.")
+@click.option("--split", type=click.Choice(["train", "val", "test", "all"]), default="test",
+              show_default=True)
+@click.option("--limit", type=click.IntRange(1), help="Evaluate at most N samples.")
+@click.option("--input-size", type=click.IntRange(1), help="Override the input size of the data.")
+@_preprocessing_options
+@click.option("--json", "as_json", is_flag=True, help="Print the results as JSON.")
+def eval_cmd(run_dir, dataset, split, limit, input_size, mean, std, grayscale, as_json) -> int:
+    """Accuracy of the PyTorch model and every artefact of RUN_DIR on the same samples."""
+    from edgekit.evaluate import check_run_dir, evaluate_run
+
+    overrides = {"mean": _floats(mean, "--mean"), "std": _floats(std, "--std"),
+                 "grayscale": grayscale, "input_size": input_size}
+    result = evaluate_run(check_run_dir(run_dir), dataset, split=split, limit=limit,
+                          preprocessing_overrides=overrides, report=_report)
+    if as_json:
+        click.echo(json.dumps(result, indent=2))
+    else:
+        _print_eval(result)
     return 0
 
 

@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from edgekit import manifest as mf
-from edgekit.errors import DataError, EdgekitError, OutputExistsError
+from edgekit.errors import DataError, EdgekitError, OutputExistsError, UsageError
 from edgekit.formats._util import quiet
 from edgekit.models.spec import LoadedModel, ModelOptions
 
@@ -83,10 +83,69 @@ def split_samples(x: np.ndarray, calib_size: int, verify: int) -> tuple[np.ndarr
     return x[: len(x) - n_verify][:calib_size], x[len(x) - n_verify :]
 
 
+CHECKPOINT_SUFFIXES = (".pt", ".pth", ".ckpt", ".safetensors", ".bin")
+
+
+def is_checkpoint(model: str) -> bool:
+    """``edgekit export ckpt.pt``: a checkpoint written by ``edgekit train`` names its own model."""
+    path = Path(model)
+    return path.suffix.lower() in CHECKPOINT_SUFFIXES and ":" not in path.name and path.is_file()
+
+
+def load_planned_model(plan: ExportPlan) -> LoadedModel:
+    """Build the model a plan names: a zoo name, a user's file.py:Class, or a training checkpoint."""
+    from edgekit.models import load_model
+
+    if is_checkpoint(plan.model):
+        from edgekit.train import load_checkpoint
+
+        if plan.options != ModelOptions() or plan.weights is not None:
+            raise UsageError(f"{plan.model} is a checkpoint that records its model and options; "
+                             "drop --weights/--width/--num-classes/--input-size, or name the model "
+                             "and pass the checkpoint with --weights")
+        return load_checkpoint(Path(plan.model))
+    import torch
+
+    # Seeded, so that a model without --weights is the same random model every time it is rebuilt
+    # (eval and bench of a run compare the artefacts with this rebuilt model).
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(plan.seed)
+        model = load_model(plan.model, plan.options, plan.weights, plan.input_shape, plan.model_args)
+    record = (model.weights or {}).get("edgekit") or {}
+    if record.get("preprocessing"):  # trained by edgekit with its own preprocessing
+        from edgekit.train import preprocessing_from_dict
+
+        model.preprocessing = preprocessing_from_dict(record["preprocessing"])
+    return model
+
+
+def plan_from_manifest(manifest: dict) -> ExportPlan:
+    """The plan a run was made with, to rebuild its PyTorch model (eval, bench)."""
+    s = manifest["settings"]
+    weights = Path(s["weights"]) if s.get("weights") else None
+    model = s["model"]
+    for path in filter(None, [weights, Path(model) if is_checkpoint(model) else None]):
+        recorded = (manifest["model"].get("weights") or {}).get("sha256")
+        if not path.is_file():
+            raise UsageError(f"the run's weights file {path} is gone; restore it to evaluate the run")
+        if recorded and mf.sha256_file(path) != recorded:
+            raise UsageError(f"the run's weights file {path} changed since the export "
+                             "(sha256 differs); export again to evaluate these weights")
+    return ExportPlan(
+        model=model,
+        options=ModelOptions(**s["options"]),
+        weights=weights,
+        input_shape=tuple(s["input_shape"]) if s.get("input_shape") else None,
+        model_args=s.get("model_args"),
+        formats=tuple(s["formats"]),
+        int8=s["int8"],
+        seed=s.get("seed", 0),
+    )
+
+
 def run_export(plan: ExportPlan, report: Reporter = print) -> ExportOutcome:
     from edgekit.data.calibration import load_samples
     from edgekit.formats import get_format
-    from edgekit.models import load_model
     from edgekit.verify import reference_outputs
 
     # TFLite goes last whatever the --to order: litert-torch starts JAX threads, and NNCF later
@@ -99,7 +158,7 @@ def run_export(plan: ExportPlan, report: Reporter = print) -> ExportOutcome:
         raise OutputExistsError(
             f"output directory {plan.out} already exists; choose another --out or remove it"
         )
-    model = load_model(plan.model, plan.options, plan.weights, plan.input_shape, plan.model_args)
+    model = load_planned_model(plan)
     if model.weights is None:
         report("warning: no --weights given: the weights are random, so accuracy numbers mean nothing")
     need = (plan.calib_size if plan.int8 else 0) + plan.verify_samples

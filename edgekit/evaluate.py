@@ -1,0 +1,104 @@
+"""Accuracy of the PyTorch model and of every artefact of a run, on the same labelled samples."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+
+from edgekit import manifest as mf
+from edgekit.errors import UsageError
+
+
+def primary(task: str) -> str:
+    """The headline accuracy: top-1 for classifiers, whole strings correct for sequence models."""
+    from edgekit.train import primary_metric
+
+    return primary_metric(task)
+
+
+def agreement(a: np.ndarray, b: np.ndarray) -> float:
+    """Fraction of predictions (samples, or time steps) on which two models' argmax agree."""
+    return float(np.mean(a.argmax(-1) == b.argmax(-1)))
+
+
+def evaluate_run(
+    run_dir: Path,
+    source: str,
+    split: str = "test",
+    limit: int | None = None,
+    seed: int = 0,
+    preprocessing_overrides: dict | None = None,
+    report: Callable[[str], None] = print,
+) -> dict:
+    """Evaluate the run's PyTorch model and each artefact; store and return the results."""
+    from edgekit.data.datasets import load_dataset, override_preprocessing
+    from edgekit.formats import get_format
+    from edgekit.pipeline import load_planned_model, plan_from_manifest
+    from edgekit.train import metrics, predict
+    from edgekit.verify import run_session
+
+    run_dir = Path(run_dir)
+    manifest = mf.read_manifest(run_dir)
+    model = load_planned_model(plan_from_manifest(manifest))
+    pre = override_preprocessing(model.preprocessing, **(preprocessing_overrides or {}))
+    data = load_dataset(source, model, split=split, n=limit, seed=seed, preprocessing=pre)
+    key = primary(model.task)
+    ref_logits = predict(model.module, data.x)
+    ref = metrics(ref_logits, data)
+    rows = [{"format": "pytorch", "precision": "fp32", "status": "ok", **ref,
+             "agreement": 1.0, "drop_pp": 0.0}]
+    for art in manifest["artefacts"]:
+        if art.get("status") != "ok":
+            continue
+        start = time.perf_counter()
+        fmt = get_format(art["format"])
+        # fp32 artefacts run with exact fp32 numerics (OpenVINO would pick bf16 on some CPUs);
+        # int8 ones as their runtime runs them by default. The precision that ran is recorded.
+        path = run_dir / art["path"]
+        session = fmt.open_exact(path) if art["precision"] == "fp32" else fmt.open(path)
+        logits = run_session(session, data.x)
+        m = metrics(logits, data)
+        row = {"format": art["format"], "precision": art["precision"], "status": "ok", **m,
+               "agreement": agreement(ref_logits, logits),
+               "drop_pp": round(100.0 * (ref[key] - m[key]), 3),
+               "seconds": round(time.perf_counter() - start, 2)}
+        if getattr(session, "precision", None):
+            row["inference_precision"] = session.precision
+        art["eval"] = row
+        rows.append(row)
+    result = {
+        "created": mf.utc_now(),
+        "dataset": data.name,
+        "split": data.split,
+        "samples": int(len(data)),
+        "sha256": data.sha256,
+        "metric": key,
+        "preprocessing": pre.to_dict(),
+        "results": rows,
+    }
+    manifest["eval"] = result
+    mf.write_json_atomic(run_dir / mf.MANIFEST, manifest)
+    return result
+
+
+def table_rows(result: dict) -> tuple[list[str], list[list[str]]]:
+    """Columns and formatted rows for printing an eval result."""
+    key = result["metric"]
+    extra = [k for k in ("top5", "deterministic_top1", "step_top1") if any(k in r for r in result["results"])]
+    head = ["format", "precision", key, *extra, "agreement", "drop (pp)"]
+    rows = []
+    for r in result["results"]:
+        rows.append([r["format"], r["precision"], f"{100 * r[key]:.2f}%",
+                     *[f"{100 * r[k]:.2f}%" if k in r else "-" for k in extra],
+                     f"{100 * r['agreement']:.2f}%", f"{r['drop_pp']:+.2f}"])
+    return head, rows
+
+
+def check_run_dir(path: Path) -> Path:
+    if not (Path(path) / mf.MANIFEST).is_file():
+        raise UsageError(f"{path} is not an edgekit run directory (no manifest.json); "
+                         "pass a directory written by 'edgekit export'")
+    return Path(path)
