@@ -244,6 +244,39 @@ def eval_cmd(run_dir, dataset, split, limit, input_size, mean, std, grayscale, a
     return 0
 
 
+@cli.command("train")
+@click.argument("model")
+@click.option("--dataset", required=True, help="digits, shapes, reber, an image folder with one "
+              "sub-folder per class, IDX files, or an .npz with x and y.")
+@click.option("--epochs", type=click.IntRange(1), help="Epochs (default: tuned per model and dataset).")
+@click.option("--batch-size", type=click.IntRange(1), help="Batch size.")
+@click.option("--lr", type=click.FloatRange(0, min_open=True), help="Peak learning rate.")
+@click.option("--max-minutes", type=click.FloatRange(0, min_open=True),
+              help="Stop after this long and keep the best epoch.")
+@click.option("--num-classes", type=click.IntRange(1), help="Output classes (default: the dataset's).")
+@click.option("--width", type=click.FloatRange(0.01, 16), help="Channel multiplier.")
+@click.option("--input-size", type=click.IntRange(1), help="Image side in pixels (sequence length for lstm).")
+@_preprocessing_options
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--out", type=click.Path(path_type=Path), help="Checkpoint to write (must not exist). "
+              "Default: checkpoints/<model>-<dataset>-<time>.pt")
+def train_cmd(model, dataset, epochs, batch_size, lr, max_minutes, num_classes, width, input_size,
+              mean, std, grayscale, seed, out) -> int:
+    """Train a zoo MODEL on the CPU and write a checkpoint that `edgekit export` rebuilds."""
+    from edgekit.trainer import run_training
+
+    if out is not None and Path(out).exists():
+        raise UsageError(f"checkpoint {out} already exists; choose another --out or remove it")
+    run_training(
+        model, dataset, out=out, seed=seed,
+        options={"num_classes": num_classes, "width": width, "input_size": input_size},
+        overrides={"mean": _floats(mean, "--mean"), "std": _floats(std, "--std"), "grayscale": grayscale},
+        config={"epochs": epochs, "batch_size": batch_size, "lr": lr, "max_minutes": max_minutes},
+        report=_report,
+    )
+    return 0
+
+
 def _report(line: str) -> None:
     click.echo(line, err=line.startswith(("warning", "FAILED")))
 

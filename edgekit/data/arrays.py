@@ -88,23 +88,32 @@ def load_array_file(
     path = Path(path).expanduser().resolve()
     if path.suffix.lower() not in ARRAY_SUFFIXES:
         raise DataError(f"{path.name}: expected a .npy or .npz file")
-    arr = read_array(path)
+    return array_to_inputs(read_array(path), spec, pre, path.name, n, seed)
+
+
+def array_to_inputs(
+    arr: np.ndarray, spec: InputSpec, pre: Preprocessing, name: str, n: int | None = None, seed: int = 0
+) -> np.ndarray:
+    """Model inputs from an array as a file holds it (see the module doc); ``name`` is for errors.
+
+    With more than ``n`` samples, ``seed`` picks which (kept in order).
+    """
     sample = tuple(spec.shape[1:])
     if arr.dtype == np.uint8 and is_image_input(spec) and pre.kind == "image":
         nhwc = _uint8_as_nhwc(arr, spec)
         if nhwc is None:
-            raise _shape_error(path.name, arr, spec)
+            raise _shape_error(name, arr, spec)
         x = _pixels_to_inputs(_pick(nhwc, n, seed), pre)
     else:
         if arr.shape == sample:
             arr = arr[None]
         if arr.ndim != len(sample) + 1 or tuple(arr.shape[1:]) != sample:
-            raise _shape_error(path.name, arr, spec)
+            raise _shape_error(name, arr, spec)
         if not (np.issubdtype(arr.dtype, np.number) or arr.dtype == bool):
-            raise DataError(f"{path.name} holds {arr.dtype} values; save numbers (float32)")
+            raise DataError(f"{name} holds {arr.dtype} values; save numbers (float32)")
         x = _pick(arr, n, seed).astype(np.float32)
     if len(x) == 0:
-        raise DataError(f"{path.name} holds no samples (shape {tuple(arr.shape)})")
+        raise DataError(f"{name} holds no samples (shape {tuple(arr.shape)})")
     if not np.isfinite(x).all():
-        raise DataError(f"{path.name} contains NaN or infinite values")
+        raise DataError(f"{name} contains NaN or infinite values")
     return np.ascontiguousarray(x)

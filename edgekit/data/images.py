@@ -108,6 +108,11 @@ def _read(path: Path, pre: Preprocessing, crop: float) -> np.ndarray | None:
         return None
 
 
+def read_image(path: Path, pre: Preprocessing, crop: float = CROP_FRACTION) -> np.ndarray | None:
+    """One image file as a model input (C, H, W) float32, or None if it cannot be read."""
+    return _read(path, pre, crop)
+
+
 def load_image_folder(
     path: str | Path,
     pre: Preprocessing,
