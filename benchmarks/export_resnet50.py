@@ -30,6 +30,7 @@ TARGETS = {"resnet50": (60.0, 4.0), "vgg16": (None, 6.0)}
 
 def measure(model: str) -> dict:
     work = Path(tempfile.mkdtemp(prefix="edgekit-bench-"))
+    load = os.getloadavg()[0]  # other work on the machine slows the export; record it
     cmd = [sys.executable, "-m", "edgekit", "export", model, "--int8", "--out", str(work / "run")]
     start = time.perf_counter()
     proc = subprocess.run(cmd, capture_output=True, text=True)
@@ -50,6 +51,7 @@ def measure(model: str) -> dict:
         "step_seconds": steps,
         "cpu": manifest.get("environment", {}).get("processor", platform.processor()),
         "cores": os.cpu_count(),
+        "load_before": round(load, 2),
         "tools": manifest.get("tools", {}),
     }
 
@@ -61,8 +63,11 @@ def write_table(rows: list[dict]) -> None:
         "Measured by `benchmarks/export_resnet50.py` (one child process per model; peak RSS from",
         "getrusage). Targets: resnet50 < 60 s and < 4 GB; vgg16 < 6 GB.",
         "",
-        "| date | model | wall s | peak RSS GB | target | exit | slowest steps (s) | cores |",
-        "| --- | --- | --- | --- | --- | --- | --- | --- |",
+        "Wall time depends on what else runs: `load` is the 1-minute load average when the export",
+        "started (2 cores, so a load above 2 means the export shared them).",
+        "",
+        "| date | model | wall s | peak RSS GB | target | exit | slowest steps (s) | cores | load |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- | --- |",
     ]
     for r in rows:
         t_wall, t_mem = TARGETS.get(r["model"], (None, None))
@@ -71,7 +76,7 @@ def write_table(rows: list[dict]) -> None:
         slow = sorted(r["step_seconds"].items(), key=lambda kv: -(kv[1] or 0))[:3]
         steps = ", ".join(f"{k} {v}" for k, v in slow)
         lines.append(f"| {r['date']} | {r['model']} | {r['wall_s']} | {r['peak_rss_gb']} | {target} "
-                     f"| {r['exit_code']} | {steps} | {r['cores']} |")
+                     f"| {r['exit_code']} | {steps} | {r['cores']} | {r.get('load_before', '?')} |")
     (RESULTS / "export.md").write_text("\n".join(lines) + "\n")
 
 
