@@ -59,7 +59,7 @@ class LabelledSet:
     split: str  # "train" | "val" | "test" | "all"
     classes: list[str]  # class names; labels index into it
     sha256: str  # of x and y (shapes, dtypes and bytes)
-    extra: dict = field(default_factory=dict)  # reber: valid, deterministic, lengths; folders: skipped
+    extra: dict = field(default_factory=dict)  # see load_dataset
 
     def __len__(self) -> int:
         return len(self.x)
@@ -245,12 +245,14 @@ def _shapes(model: LoadedModel, pre: Preprocessing | None, split: str, n: int | 
     image_pre = _image_pre(model, pre)
     recipe = shapes.load_shapes_recipe()
     parts = _split_parts({s: shapes.split_size(recipe, s) for s in _BUILTIN_SPLITS}, split, n, seed)
-    xs, ys = [], []
+    xs, ys, hard = [], [], []
     for s, indices in parts.items():
-        x, y, classes = shapes.shapes_arrays(image_pre, s, indices)
+        x, y, _, h = shapes.shapes_arrays(image_pre, s, indices)
         xs.append(x)
         ys.append(y)
-    return _finish(np.concatenate(xs), np.concatenate(ys), model, "shapes", split, recipe.classes)
+        hard.append(h)
+    x, y = np.concatenate(xs), np.concatenate(ys)
+    return _finish(x, y, model, "shapes", split, recipe.classes, {"hard": np.concatenate(hard)})
 
 
 def reber_split_strings(split: str, seq_len: int) -> list[str]:
@@ -469,7 +471,9 @@ def load_dataset(
     """Labelled samples of ``split`` from ``source``, preprocessed for ``model`` (see module doc).
 
     ``n`` takes up to n samples of the split, chosen by ``seed``; ``preprocessing`` replaces the
-    model's (see ``override_preprocessing``).
+    model's (see ``override_preprocessing``). ``extra`` holds, for reber: "valid" (N, T, 7) bool
+    allowed successors, "deterministic" (N, T) bool steps with one successor, "lengths" (N,);
+    for shapes: "hard" (N,) bool, the tiny faint images; for folders: "skipped" unreadable files.
     """
     _check_split(split)
     kind, where = resolve_dataset(source)

@@ -143,6 +143,12 @@ def split_labels(recipe: ShapesRecipe, split: str) -> np.ndarray:
     return (rng.permutation(n) % len(recipe.classes)).astype(np.int64)
 
 
+def split_hard(recipe: ShapesRecipe, split: str) -> np.ndarray:
+    """Which images of the split are drawn tiny and faint (bool), a ``recipe.hard`` fraction."""
+    rng = np.random.default_rng([recipe.seed, _SPLIT_CODE[split], 0])
+    return rng.random(split_size(recipe, split)) < recipe.hard
+
+
 # ---------------------------------------------------------------- drawing
 
 
@@ -193,13 +199,12 @@ def _shape_colour(rng: np.random.Generator, local: np.ndarray, contrast: float) 
     return tuple(int(round(c)) for c in best[1])
 
 
-def _draw_shape(img, rng, kind: str, bg: np.ndarray, recipe: ShapesRecipe) -> None:
-    """The labelled shape: random size, position, rotation and colour, pasted through a mask.
-    A ``recipe.hard`` fraction of shapes is drawn small and faint."""
+def _draw_shape(img, rng, kind: str, bg: np.ndarray, recipe: ShapesRecipe, hard: bool) -> None:
+    """The labelled shape: random size, position, rotation and colour, pasted through a mask;
+    tiny and faint when ``hard``."""
     from PIL import Image, ImageDraw
 
     big = img.width
-    hard = rng.random() < recipe.hard
     outer, hole = outline(kind)
     r = rng.uniform(*(recipe.hard_radius if hard else recipe.radius)) * big
     reach = r * float(np.linalg.norm(outer, axis=1).max()) * (1 - recipe.outside)
@@ -218,7 +223,9 @@ def _draw_shape(img, rng, kind: str, bg: np.ndarray, recipe: ShapesRecipe) -> No
     img.paste(colour, (0, 0, big, big), mask)
 
 
-def render_image(recipe: ShapesRecipe, split: str, index: int, label: int, size: int) -> np.ndarray:
+def render_image(
+    recipe: ShapesRecipe, split: str, index: int, label: int, size: int, hard: bool = False
+) -> np.ndarray:
     """Image ``index`` of ``split`` as (size, size, 3) uint8."""
     from PIL import Image, ImageDraw
 
@@ -229,7 +236,7 @@ def render_image(recipe: ShapesRecipe, split: str, index: int, label: int, size:
     img = Image.fromarray(np.clip(bg, 0, 255).astype(np.uint8), "RGB")
     draw = ImageDraw.Draw(img)
     _draw_clutter(draw, rng, int(rng.integers(recipe.clutter[0], recipe.clutter[1] + 1)), big, ss)
-    _draw_shape(img, rng, recipe.classes[label], bg, recipe)
+    _draw_shape(img, rng, recipe.classes[label], bg, recipe, hard)
     _draw_clutter(draw, rng, int(rng.integers(recipe.occluders[0], recipe.occluders[1] + 1)), big, ss)
     if ss > 1:
         img = img.reduce(ss)
@@ -240,10 +247,10 @@ def render_image(recipe: ShapesRecipe, split: str, index: int, label: int, size:
 
 def render(recipe: ShapesRecipe, split: str, indices: np.ndarray, size: int) -> np.ndarray:
     """Images ``indices`` of ``split`` as (N, size, size, 3) uint8."""
-    labels = split_labels(recipe, split)
+    labels, hard = split_labels(recipe, split), split_hard(recipe, split)
     out = np.empty((len(indices), size, size, 3), np.uint8)
     for row, i in enumerate(indices):
-        out[row] = render_image(recipe, split, int(i), int(labels[i]), size)
+        out[row] = render_image(recipe, split, int(i), int(labels[i]), size, bool(hard[i]))
     return out
 
 
@@ -261,12 +268,13 @@ def pixels_to_inputs(nhwc: np.ndarray, pre: Preprocessing) -> np.ndarray:
 
 def shapes_arrays(
     pre: Preprocessing, split: str = "train", indices: np.ndarray | None = None
-) -> tuple[np.ndarray, np.ndarray, list[str]]:
-    """Images of one split (all, or ``indices`` into it) as model inputs, labels and class names."""
+) -> tuple[np.ndarray, np.ndarray, list[str], np.ndarray]:
+    """Images of one split (all, or ``indices`` into it) as model inputs, with their labels,
+    the class names, and which images are the tiny faint ones (see ``split_hard``)."""
     if pre.size is None or pre.size[0] != pre.size[1]:
         raise DataError(f"shapes are square images; the model's input size is {pre.size}")
     recipe = load_shapes_recipe()
     labels = split_labels(recipe, split)
     idx = np.arange(len(labels)) if indices is None else np.asarray(indices, np.int64)
     x = pixels_to_inputs(render(recipe, split, idx, int(pre.size[0])), pre)
-    return x, labels[idx], list(recipe.classes)
+    return x, labels[idx], list(recipe.classes), split_hard(recipe, split)[idx]

@@ -77,7 +77,10 @@ def test_shape_splits_are_balanced_disjoint_and_deterministic():
     for split in ("train", "val", "test"):
         counts = np.bincount(shapes.split_labels(recipe, split), minlength=len(recipe.classes))
         assert counts.sum() == getattr(recipe, split) and counts.max() - counts.min() <= 1
+    hard = shapes.split_hard(recipe, "train")
+    assert abs(hard.mean() - recipe.hard) < 0.02  # the tiny faint ones, about the recipe's share
     train = load_dataset("shapes", RGB32, "train", n=300, seed=0)
+    assert train.extra["hard"].dtype == bool and len(train.extra["hard"]) == 300
     test = load_dataset("shapes", RGB32, "test", n=300, seed=0)
     assert train.x.shape == (300, 3, 32, 32) and test.classes == list(recipe.classes)
     assert not rows(train.x) & rows(test.x)
@@ -164,7 +167,8 @@ def test_shapes_grey_matches_pillow_and_files_load_identically(tmp_path):
         folder.mkdir(parents=True, exist_ok=True)
         Image.fromarray(img).save(folder / f"{i}.png")
     from_files = load_dataset(str(tmp_path), GREY28, "test")
-    x, y, classes = shapes.shapes_arrays(Preprocessing(size=(28, 28), grayscale=True), "test", np.arange(6))
+    pre = Preprocessing(size=(28, 28), grayscale=True)
+    x, y, classes, _ = shapes.shapes_arrays(pre, "test", np.arange(6))
     order = np.argsort([r.tobytes() for r in from_files.x])
     ref = np.argsort([r.tobytes() for r in x])
     assert np.array_equal(from_files.x[order], x[ref])

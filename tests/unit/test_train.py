@@ -83,7 +83,8 @@ def test_batchnorm_model_trains_and_progress_reports_every_batch():
     model = seeded("resnet50", TINY)
     data = load_dataset("digits", model, "train", n=96)
     events: list[dict] = []
-    result = train(model, data, data, TrainConfig(epochs=2, batch_size=32), progress=events.append)
+    config = TrainConfig(epochs=2, batch_size=32, zero_init_residual=True)
+    result = train(model, data, data, config, progress=events.append)
     batches = [e for e in events if e["event"] == "batch"]
     epochs = [e for e in events if e["event"] == "epoch"]
     assert len(batches) == 6 and batches[-1]["batches"] == 3
@@ -218,6 +219,8 @@ def test_mistakes_are_one_line_errors():
     data = load_dataset("digits", model, "train", n=32)
     with pytest.raises(UsageError, match="unknown optimizer"):
         train(model, data, None, TrainConfig(optimizer="adam"))
+    with pytest.raises(UsageError, match="bottleneck"):
+        train(model, data, None, TrainConfig(zero_init_residual=True))
     wrong = dataclasses.replace(data, y=data.y + 5)
     with pytest.raises(DataError, match="--num-classes 15"):
         train(model, wrong, None, TrainConfig(epochs=1))
@@ -247,3 +250,26 @@ def test_rich_progress_prints_a_line_per_epoch():
         train(model, data, data, TrainConfig(epochs=2, batch_size=32), progress=progress)
     text = out.getvalue()
     assert "epoch 1/2" in text and "epoch 2/2" in text and "val " in text
+
+
+def test_augmentation_is_label_safe_per_dataset():
+    from edgekit.train import _augmenter
+
+    gen = torch.Generator().manual_seed(0)
+    shapes_model = seeded("googlenet", ModelOptions(num_classes=8, width=0.0625, input_size=32))
+    shapes = load_dataset("shapes", shapes_model, "train", n=16)
+    x = torch.from_numpy(shapes.x)
+    out = _augmenter(shapes, shapes_model)(x, gen)
+    variants = [v for t in (x, x.transpose(2, 3)) for v in (t, t.flip(2), t.flip(3), t.flip(2).flip(3))]
+    for i in range(len(x)):  # shapes: exactly one of the 8 flips and quarter turns, no blur
+        assert any(torch.equal(out[i], v[i]) for v in variants)
+    assert not torch.equal(out, x)
+
+    lenet = seeded("lenet5")
+    digits = load_dataset("digits", lenet, "train", n=64)
+    x = torch.from_numpy(digits.x)
+    out = _augmenter(digits, lenet)(x, gen)
+    assert out.shape == x.shape and not torch.equal(out, x)
+    mirrored = (out - x.flip(3)).abs().mean(dim=(1, 2, 3))
+    moved = (out - x).abs().mean(dim=(1, 2, 3))
+    assert (moved < mirrored).float().mean() > 0.9  # digits: small warps, never mirrored
