@@ -94,9 +94,9 @@ DEFAULTS: dict[tuple[str, str], dict] = {
 AUGMENT_OTHER = {"shift": 0.0625, "rotate": 0.0, "scale": 0.0, "flip": False, "dihedral": False}
 AUGMENT: dict[str, dict] = {
     "digits": {"shift": 0.1, "rotate": 15.0, "scale": 0.15},  # a mirrored 2 is no 2
-    # Shapes come at every position, size and angle already, and a warp's blur would hide the
-    # noise that test images have: only exact flips and quarter turns (each class is symmetric).
-    "shapes": {"shift": 0.0, "dihedral": True},
+    # Shapes are symmetric: any flip or turn keeps the label. The warp's slight blur helps early
+    # training (it averages out the images' noise).
+    "shapes": {"shift": 0.1, "rotate": 30.0, "scale": 0.1, "dihedral": True},
 }
 
 

@@ -252,19 +252,10 @@ def test_rich_progress_prints_a_line_per_epoch():
     assert "epoch 1/2" in text and "epoch 2/2" in text and "val " in text
 
 
-def test_augmentation_is_label_safe_per_dataset():
-    from edgekit.train import _augmenter
+def test_augmentation_is_label_safe_per_dataset(monkeypatch):
+    from edgekit.train import AUGMENT, _augmenter
 
     gen = torch.Generator().manual_seed(0)
-    shapes_model = seeded("googlenet", ModelOptions(num_classes=8, width=0.0625, input_size=32))
-    shapes = load_dataset("shapes", shapes_model, "train", n=16)
-    x = torch.from_numpy(shapes.x)
-    out = _augmenter(shapes, shapes_model)(x, gen)
-    variants = [v for t in (x, x.transpose(2, 3)) for v in (t, t.flip(2), t.flip(3), t.flip(2).flip(3))]
-    for i in range(len(x)):  # shapes: exactly one of the 8 flips and quarter turns, no blur
-        assert any(torch.equal(out[i], v[i]) for v in variants)
-    assert not torch.equal(out, x)
-
     lenet = seeded("lenet5")
     digits = load_dataset("digits", lenet, "train", n=64)
     x = torch.from_numpy(digits.x)
@@ -273,3 +264,13 @@ def test_augmentation_is_label_safe_per_dataset():
     mirrored = (out - x.flip(3)).abs().mean(dim=(1, 2, 3))
     moved = (out - x).abs().mean(dim=(1, 2, 3))
     assert (moved < mirrored).float().mean() > 0.9  # digits: small warps, never mirrored
+
+    # Without a warp, the dihedral setting gives exactly one of the 8 flips and quarter turns.
+    monkeypatch.setitem(AUGMENT, "shapes", {"shift": 0.0, "dihedral": True})
+    model = seeded("googlenet", ModelOptions(num_classes=8, width=0.0625, input_size=32))
+    shapes = load_dataset("shapes", model, "train", n=16)
+    x = torch.from_numpy(shapes.x)
+    out = _augmenter(shapes, model)(x, gen)
+    variants = [v for t in (x, x.transpose(2, 3)) for v in (t, t.flip(2), t.flip(3), t.flip(2).flip(3))]
+    assert all(any(torch.equal(out[i], v[i]) for v in variants) for i in range(len(x)))
+    assert not torch.equal(out, x)
