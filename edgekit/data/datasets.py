@@ -106,10 +106,16 @@ def override_preprocessing(
     return dataclasses.replace(pre, **changes)
 
 
-def _image_pre(model: LoadedModel, pre: Preprocessing | None) -> Preprocessing:
+def _image_pre(model: LoadedModel, pre: Preprocessing | None, what: str) -> Preprocessing:
     """The preprocessing for image data: ``pre`` (else the model's), sized to the model's input."""
     spec = model.input_spec
-    if pre is not None and is_image_input(spec):
+    if not is_image_input(spec):
+        raise DataError(
+            f"{what} holds images, but {model.name} takes {spec.layout} inputs of shape "
+            f"{tuple(spec.shape)}, not images; pass a .npz with x of shape (N, "
+            f"{', '.join(map(str, spec.shape[1:]))}) and y"
+        )
+    if pre is not None:
         if pre.size is not None and tuple(pre.size) != tuple(spec.shape[2:]):
             raise DataError(
                 f"preprocessing resizes to {pre.size[0]}x{pre.size[1]} but {model.name} takes "
@@ -232,7 +238,7 @@ def _split_parts(sizes: dict[str, int], split: str, n: int | None, seed: int) ->
 
 @BUILTIN_DATASETS.register("digits")
 def _digits(model: LoadedModel, pre: Preprocessing | None, split: str, n: int | None, seed: int):
-    image_pre = _image_pre(model, pre)
+    image_pre = _image_pre(model, pre, "digits")
     by_split = {s: builtin.digit_indices(s) for s in _BUILTIN_SPLITS}
     parts = _split_parts({s: len(v) for s, v in by_split.items()}, split, n, seed)
     rows = np.sort(np.concatenate([by_split[s][i] for s, i in parts.items()]))
@@ -242,7 +248,7 @@ def _digits(model: LoadedModel, pre: Preprocessing | None, split: str, n: int | 
 
 @BUILTIN_DATASETS.register("shapes")
 def _shapes(model: LoadedModel, pre: Preprocessing | None, split: str, n: int | None, seed: int):
-    image_pre = _image_pre(model, pre)
+    image_pre = _image_pre(model, pre, "shapes")
     recipe = shapes.load_shapes_recipe()
     parts = _split_parts({s: shapes.split_size(recipe, s) for s in _BUILTIN_SPLITS}, split, n, seed)
     xs, ys, hard = [], [], []
@@ -330,7 +336,7 @@ def _folder_pool(root: Path) -> tuple[list[Path], np.ndarray, np.ndarray | None,
 
 
 def _folder(root: Path, model, pre, split, n, seed) -> LabelledSet:
-    image_pre = _image_pre(model, pre)
+    image_pre = _image_pre(model, pre, str(root))
     files, labels, origin, classes = _folder_pool(root)
     rank = _path_rank([f.relative_to(root).as_posix() for f in files])
     chosen = _split_or_fail(labels, rank, origin, split, str(root), n, seed)
@@ -349,7 +355,8 @@ def _folder(root: Path, model, pre, split, n, seed) -> LabelledSet:
 
 
 def _user_inputs(x: np.ndarray, model: LoadedModel, pre: Preprocessing | None, name: str) -> np.ndarray:
-    image_pre = _image_pre(model, pre) if is_image_input(model.input_spec) else (pre or model.preprocessing)
+    spec = model.input_spec
+    image_pre = _image_pre(model, pre, name) if is_image_input(spec) else (pre or model.preprocessing)
     return array_to_inputs(x, model.input_spec, image_pre, name)
 
 
