@@ -112,7 +112,8 @@ def _default_options():
               help="Comma-separated formats: onnx, tflite, openvino.")
 @click.option("--int8", is_flag=True, help="Also write static int8 artefacts (post-training quantization).")
 @click.option("--calib", help="Calibration data: an image folder, a .npy/.npz file, or a built-in "
-              "(digits, reber, photos). Default: the model's built-in set.")
+              "(digits, reber, photos, shapes). Default: the dataset a checkpoint was trained on, else the "
+              "model's built-in set.")
 @click.option("--calib-size", type=click.IntRange(1, 100000), default=32, show_default=True,
               help="Number of calibration samples.")
 @click.option("--out", type=click.Path(path_type=Path), help="Run directory to create (must not exist). "
@@ -224,7 +225,9 @@ def _floats(value: str | None, option: str) -> tuple[float, ...] | None:
 @click.option("--dataset", required=True, help="digits, shapes, reber, an image folder with one "
               "sub-folder per class, IDX files, or an .npz with x and y.")
 @click.option("--split", type=click.Choice(["train", "val", "test", "all"]), default="test",
-              show_default=True)
+              show_default=True, help="Which part to score. A folder or file that is not split into "
+              "train/val/test is split 80/10/10 by a fixed hash, so 'test' is 10% of it; pass 'all' "
+              "to score a held-out set of your own in full.")
 @click.option("--limit", type=click.IntRange(1), help="Evaluate at most N samples.")
 @click.option("--input-size", type=click.IntRange(1), help="Override the input size of the data.")
 @_preprocessing_options
@@ -274,6 +277,93 @@ def train_cmd(model, dataset, epochs, batch_size, lr, max_minutes, num_classes, 
         config={"epochs": epochs, "batch_size": batch_size, "lr": lr, "max_minutes": max_minutes},
         report=_report,
     )
+    return 0
+
+
+@cli.command("bench")
+@click.argument("path", type=click.Path(path_type=Path))
+@click.option("--target", default="local-cpu", show_default=True,
+              help="Target profile (see `edgekit targets`).")
+@click.option("--host", help="SSH targets: USER@ADDR[:PORT] or an ~/.ssh/config alias (overrides the "
+              "profile).")
+@click.option("--python", "python", help="SSH targets: the device's Python 3 with numpy and a runtime.")
+@click.option("--ssh-config", type=click.Path(path_type=Path),
+              help="SSH targets: an ssh_config file (ssh -F).")
+@click.option("--targets-dir", type=click.Path(path_type=Path), help="A folder of extra target profiles.")
+@click.option("--threads", type=click.IntRange(0),
+              help="Inference threads (0: one per core; default: the target's).")
+@click.option("--batch", type=click.IntRange(1), default=1, show_default=True, help="Batch size.")
+@click.option("--warmup", type=click.IntRange(0), default=5, show_default=True,
+              help="Untimed inferences after the first.")
+@click.option("--iters", type=click.IntRange(1), help="Timed inferences.")
+@click.option("--seconds", type=click.FloatRange(0, min_open=True),
+              help=f"Time each artefact for this long (default {3.0:g} s when --iters is not given).")
+@click.option("--no-torch", is_flag=True, help="Do not time the PyTorch model beside the artefacts.")
+@click.option("--json", "as_json", is_flag=True, help="Print the results as JSON.")
+def bench_cmd(path, target, host, python, ssh_config, targets_dir, threads, batch, warmup, iters, seconds,
+              no_torch, as_json) -> int:
+    """Latency, memory and size of every artefact of a run (or of one .onnx/.xml/.tflite file) on a
+    target, each in its own process. Results go into the run's manifest."""
+    from edgekit.bench.core import BenchSettings, bench
+    from edgekit.targets import get_target
+
+    if iters is not None and seconds is not None:
+        raise UsageError("pass --iters or --seconds, not both")
+    settings = BenchSettings(threads=threads, batch=batch, warmup=warmup, iters=iters, seconds=seconds,
+                             torch_baseline=not no_torch)
+    record = bench(path, get_target(target, targets_dir), settings, host=host, python=python,
+                   ssh_config=ssh_config, report=(lambda line: None) if as_json else _report)
+    if as_json:
+        click.echo(json.dumps(record, indent=2))
+    else:
+        _print_bench(record)
+    failed = [r for r in record["results"] if r.get("status") == "failed"]
+    for r in failed:
+        _err(f"{r['format']} {r['precision']}: {r['error']}")
+    return EXIT_FAILED if failed else 0
+
+
+def _print_bench(record: dict) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    from edgekit.bench.report import bench_rows
+
+    head, rows, caption = bench_rows(record)
+    table = Table(title=f"latency on {record['target']['name']}", caption=caption)
+    for col in head:
+        left = col in ("format", "precision", "runtime", "device")
+        table.add_column(col, justify="left" if left else "right", no_wrap=True)
+    for row in rows:
+        table.add_row(*row)
+    Console(width=max(Console().width, 170)).print(table)
+
+
+@cli.command("targets")
+@click.option("--targets-dir", type=click.Path(path_type=Path), help="A folder of extra target profiles.")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
+def targets_cmd(targets_dir, as_json) -> int:
+    """List the target profiles `edgekit bench --target` knows, and where each comes from."""
+    from rich.console import Console
+    from rich.table import Table
+
+    from edgekit.targets import load_targets, search_dirs
+
+    targets = load_targets(targets_dir)
+    if as_json:
+        click.echo(json.dumps([t.to_dict() for t in targets.values()], indent=2))
+        return 0
+    table = Table(caption="searched: " + ", ".join(str(d) for d in search_dirs(targets_dir)))
+    for col in ("name", "connect", "host", "arch", "threads", "formats", "device", "description"):
+        table.add_column(col)
+    for t in targets.values():
+        formats = t.formats()
+        device = ", ".join(filter(None, [t.onnx_providers[0] if "onnx" in formats else None,
+                                         f"OpenVINO {t.openvino_device}" if "openvino" in formats else None]))
+        threads = "cores" if t.threads == 0 else str(t.threads or "default")
+        table.add_row(t.name, t.connect, t.host or "", t.arch or "this machine", threads,
+                      ", ".join(t.formats()), device, t.description)
+    Console(width=max(Console().width, 150)).print(table)
     return 0
 
 

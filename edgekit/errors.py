@@ -4,6 +4,7 @@ from __future__ import annotations
 
 EXIT_USAGE = 2  # a mistake in what the user asked for (bad option, bad file, bad data)
 EXIT_FAILED = 1  # the work ran but part of it failed (e.g. one format did not export or verify)
+EXIT_DEVICE = 3  # the target cannot be used: unreachable, refused, no runtime, no GPU
 
 
 class EdgekitError(Exception):
@@ -51,6 +52,12 @@ class ExportError(EdgekitError):
     """A conversion, quantization or verification step failed."""
 
     exit_code = EXIT_FAILED
+
+
+class DeviceError(EdgekitError):
+    """A target that cannot be reached or cannot run the artefacts."""
+
+    exit_code = EXIT_DEVICE
 
 
 def require(module: str, package: str, extra: str):

@@ -113,9 +113,10 @@ def load_planned_model(plan: ExportPlan) -> LoadedModel:
         model = load_model(plan.model, plan.options, plan.weights, plan.input_shape, plan.model_args)
     record = (model.weights or {}).get("edgekit") or {}
     if record.get("preprocessing"):  # trained by edgekit with its own preprocessing
-        from edgekit.train import preprocessing_from_dict
+        from edgekit.train import calibrate_like_training, preprocessing_from_dict
 
         model.preprocessing = preprocessing_from_dict(record["preprocessing"])
+        calibrate_like_training(model, record)
     return model
 
 

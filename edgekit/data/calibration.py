@@ -96,6 +96,14 @@ def _reber(model: LoadedModel, n: int, seed: int) -> tuple[np.ndarray, str | Non
     return builtin.reber_samples(shape[1], n, seed), None
 
 
+@BUILTIN_SOURCES.register("shapes")
+def _shapes(model: LoadedModel, n: int, seed: int) -> tuple[np.ndarray, str | None]:
+    from edgekit.data.datasets import load_dataset
+
+    # The train split only: calibration never sees an image that eval scores.
+    return load_dataset("shapes", model, "train", n, seed, image_preprocessing(model)).x, None
+
+
 BUILTINS: tuple[str, ...] = tuple(BUILTIN_SOURCES.names())
 
 

@@ -189,6 +189,18 @@ def test_digit_calibration_comes_from_train_only():
     assert all(r.tobytes() in train_rows and r.tobytes() not in test_rows for r in calib)
 
 
+def test_shapes_calibration_is_train_images_at_the_models_size():
+    from edgekit.data.datasets import load_dataset
+
+    model = make_model((1, 3, 24, 24), RGB_PRE, calib="shapes")
+    calib = load_samples(None, model, n=12, seed=1)
+    assert calib.x.shape == (12, 3, 24, 24) and calib.source == "builtin:shapes"
+    train = load_dataset("shapes", model, "train", n=12, seed=1).x
+    np.testing.assert_array_equal(calib.x, train)
+    test = {r.tobytes() for r in load_dataset("shapes", model, "test", n=300).x}
+    assert not any(r.tobytes() in test for r in calib.x)
+
+
 def test_photo_crops_are_deterministic_per_seed():
     model = make_model(
         (1, 3, 64, 64), Preprocessing(size=(64, 64), mean=IMAGENET_MEAN, std=IMAGENET_STD), "photos"
@@ -217,7 +229,7 @@ def test_user_sequence_model_without_source_asks_for_a_file():
 
 
 def test_unknown_builtin_lists_the_known_ones():
-    assert set(BUILTINS) == {"digits", "photos", "reber"}
+    assert set(BUILTINS) == {"digits", "photos", "reber", "shapes"}
     with pytest.raises(UnknownNameError, match="did you mean 'digits'") as err:
         load_samples("digit", LENET, n=4)
     assert all(name in str(err.value) for name in BUILTINS)

@@ -150,6 +150,8 @@ def test_checkpoint_keeps_options_batchnorm_state_and_preprocessing(tmp_path):
     again = load_checkpoint(tmp_path / "r.pt")
     assert again.options == {"num_classes": 10, "width": 0.0625, "input_size": 40}
     assert again.preprocessing == pre
+    # calibrated by default on the data it was trained on, not resnet50's generic photos
+    assert again.builtin_calibration == "digits" and model.builtin_calibration == "photos"
     x = torch.rand(3, 3, 40, 40)
     with torch.no_grad():
         assert torch.equal(again.module(x), model.module(x))

@@ -1,0 +1,242 @@
+"""``edgekit bench``: latency, memory and size of every artefact of a run (or of one model file).
+
+Each artefact runs in its own process (``devices``), so one crash or one runtime's memory never
+touches another's numbers. For a run directory on this machine, the PyTorch fp32 model the run
+was made from is timed too (eager, in its own process), as the base the artefacts are compared to.
+Results go into the run's manifest under ``bench[<target>]`` and into each artefact's entry.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+from edgekit import manifest as mf
+from edgekit.errors import DataError, UsageError
+from edgekit.targets import Target
+
+DEFAULT_SECONDS = 3.0
+MIN_ITERS = 10
+
+
+@dataclass(frozen=True)
+class BenchSettings:
+    threads: int | None = None  # None: the target's; 0: one per core
+    batch: int = 1
+    warmup: int = 5
+    iters: int | None = None
+    seconds: float | None = None  # neither iters nor seconds: DEFAULT_SECONDS
+    seed: int = 0
+    torch_baseline: bool = True
+
+    def loop(self) -> dict:
+        seconds = self.seconds if self.seconds is not None or self.iters is not None else DEFAULT_SECONDS
+        return {"warmup": self.warmup, "iters": self.iters, "seconds": seconds,
+                "min_iters": 1 if self.iters is not None else MIN_ITERS, "batch": self.batch,
+                "seed": self.seed}
+
+
+@dataclass
+class Item:
+    """One thing to time: an artefact of a run, a lone model file, or the PyTorch model."""
+
+    format: str
+    precision: str
+    files: list[Path]
+    manifest_entry: dict | None = None
+
+    @property
+    def key(self) -> str:
+        return f"{self.format}/{self.precision}"
+
+
+def collect(path: Path) -> tuple[dict | None, list[Item]]:
+    """(manifest or None, items) for a run directory or one .onnx/.xml/.tflite file."""
+    from edgekit.formats import format_for_file
+
+    path = Path(path)
+    if path.is_dir():
+        if not (path / mf.MANIFEST).is_file():
+            raise UsageError(f"{path} is not an edgekit run directory (no manifest.json); pass a run "
+                             "directory written by 'edgekit export' or a .onnx/.xml/.tflite file")
+        manifest = mf.read_manifest(path)
+        items = []
+        for art in manifest.get("artefacts", []):
+            if art.get("status") != "ok":
+                continue
+            files = [path / f["path"] for f in art.get("files", [])] or [path / art["path"]]
+            items.append(Item(art["format"], art["precision"], files, art))
+        if not items:
+            raise UsageError(f"{path} holds no artefact that exported; run 'edgekit export' again")
+        return manifest, items
+    if not path.is_file():
+        raise UsageError(f"{path} does not exist; pass a run directory or a .onnx/.xml/.tflite file")
+    fmt = format_for_file(path)
+    files = [path]
+    if fmt == "openvino":
+        weights = path.with_suffix(".bin")
+        if not weights.is_file():
+            raise DataError(f"{weights.name} is missing beside {path.name}: an OpenVINO IR is the .xml "
+                            "and its .bin; put both in one folder")
+        files.append(weights)
+    return None, [Item(fmt, "file", files)]
+
+
+def check_files(item: Item) -> str | None:
+    """Why an artefact's file cannot be trusted any more (gone or changed since export), or None."""
+    if item.manifest_entry is None:
+        return None
+    for entry, path in zip(item.manifest_entry.get("files", []), item.files):
+        if not path.is_file():
+            return f"{path.name} is gone from the run directory"
+        if entry.get("sha256") and mf.sha256_file(path) != entry["sha256"]:
+            return f"{path.name} changed since export (sha256 differs); export again"
+    return None
+
+
+def make_device(target: Target, host: str | None, python: str | None, ssh_config: Path | None):
+    if target.connect == "local":
+        if host:
+            raise UsageError(f"--host is for SSH targets; {target.name} runs on this machine",
+                             hint="use --target raspberrypi (or another SSH target) with --host")
+        from edgekit.devices.local import LocalDevice
+
+        return LocalDevice(python)
+    from edgekit.devices.ssh import SSHDevice
+
+    if not (host or target.host):
+        raise UsageError(f"target {target.name} needs --host USER@ADDR")
+    return SSHDevice(host or target.host, python or target.python, ssh_config, target.ssh_options)
+
+
+def spec_for(item: Item, where: str, target: Target, settings: BenchSettings) -> dict:
+    threads = settings.threads if settings.threads is not None else target.threads
+    return {
+        "path": where,
+        "format": item.format,
+        "threads": threads,
+        "runtimes": target.runtimes,
+        "providers": target.onnx_providers,
+        "openvino_device": target.openvino_device,
+        "require_accelerator": target.accelerator,
+        **settings.loop(),
+    }
+
+
+def timeout_for(settings: BenchSettings) -> float:
+    budget = settings.seconds or DEFAULT_SECONDS
+    return 600.0 + 4 * budget + (settings.iters or 0) * 1.0
+
+
+def bench(
+    path: Path,
+    target: Target,
+    settings: BenchSettings,
+    host: str | None = None,
+    python: str | None = None,
+    ssh_config: Path | None = None,
+    report: Callable[[str], None] = print,
+) -> dict:
+    """Time every artefact on ``target``; store the results in the run's manifest; return them."""
+    from edgekit.devices import check_no_device_everywhere, check_runtime_somewhere
+
+    path = Path(path)
+    manifest, items = collect(path)
+    device = make_device(target, host, python, ssh_config)
+    runnable = set(target.formats())
+    results: list[dict] = []
+    todo: list[Item] = []
+    for item in items:
+        why = check_files(item) if item.format in runnable else f"target {target.name} runs no {item.format}"
+        if why:
+            results.append({"format": item.format, "precision": item.precision, "status": "skipped"
+                            if item.format not in runnable else "failed", "error": why})
+        else:
+            todo.append(item)
+    started = time.perf_counter()
+    with device:
+        if todo:
+            where = device.stage({item.key: item.files for item in todo})
+            for item in todo:
+                report(f"timing {item.format} {item.precision} on {device.name} ...")
+                spec = spec_for(item, where[item.key], target, settings)
+                result = device.run(spec, timeout_for(settings))
+                results.append({"format": item.format, "precision": item.precision, **result})
+    if target.accelerator:
+        check_no_device_everywhere(results, target.name)
+    if target.connect == "ssh":
+        check_runtime_somewhere(results, device.name)
+    local_cpu = target.connect == "local" and not target.accelerator
+    if manifest is not None and settings.torch_baseline and local_cpu:
+        report("timing the PyTorch fp32 model (eager) ...")
+        results.insert(0, torch_baseline(path, settings, target))
+    order = {(i.format, i.precision): n for n, i in enumerate(items)}
+    results.sort(key=lambda r: (r["format"] != "pytorch", order.get((r["format"], r["precision"]), 99)))
+    add_speedups(results)
+    record = {
+        "created": mf.utc_now(),
+        "target": target.to_dict() | ({"host": host} if host else {}),
+        "settings": asdict(settings) | {"resolved_threads": settings.threads if settings.threads is not None
+                                        else target.threads},
+        "environment": next((r["environment"] for r in results if r.get("environment")), None),
+        "host_environment": mf.environment(),
+        "tools": mf.tool_versions() if manifest is None else {"edgekit": mf.tool_versions()["edgekit"]},
+        "seconds": round(time.perf_counter() - started, 2),
+        "results": results,
+    }
+    if manifest is not None:
+        store(path, manifest, target_key(target, host), record)
+    return record
+
+
+def target_key(target: Target, host: str | None) -> str:
+    return f"{target.name}@{host}" if host and host != target.host else target.name
+
+
+def torch_baseline(run_dir: Path, settings: BenchSettings, target: Target) -> dict:
+    """The run's PyTorch model, eager fp32, timed like the artefacts in its own process."""
+    import sys
+
+    from edgekit.devices.local import run_process
+
+    threads = settings.threads if settings.threads is not None else target.threads
+    spec = {"run_dir": str(Path(run_dir).resolve()), "threads": threads or os.cpu_count(),
+            **settings.loop()}
+    result = run_process([sys.executable, "-m", "edgekit.bench.torch_baseline", "-"], spec,
+                         timeout_for(settings), "this machine")
+    return {"format": "pytorch", "precision": "fp32", **result}
+
+
+def add_speedups(results: list[dict]) -> None:
+    """speedup_vs_fp32: the format's fp32 p50 over this one's; speedup_vs_torch likewise for PyTorch."""
+    p50 = {(r["format"], r["precision"]): r.get("p50_ms") for r in results if r.get("status") == "ok"}
+    base = p50.get(("pytorch", "fp32"))
+    for r in results:
+        if r.get("status") != "ok":
+            continue
+        fp32 = p50.get((r["format"], "fp32"))
+        if r["precision"] == "int8" and fp32:
+            r["speedup_vs_fp32"] = fp32 / r["p50_ms"]
+        if base and r["format"] != "pytorch":
+            r["speedup_vs_torch"] = base / r["p50_ms"]
+
+
+SUMMARY_KEYS = ("status", "p50_ms", "p90_ms", "p99_ms", "mean_ms", "cv", "throughput_per_s",
+                "peak_rss_bytes", "load_ms", "first_inference_ms", "device", "threads", "batch",
+                "speedup_vs_fp32", "error")
+
+
+def store(run_dir: Path, manifest: dict, key: str, record: dict) -> None:
+    """Write the bench record into the manifest (atomically); re-read it first, so an eval that
+    finished meanwhile is kept."""
+    fresh = mf.read_manifest(run_dir)
+    fresh.setdefault("bench", {})[key] = record
+    by_key = {(r["format"], r["precision"]): r for r in record["results"]}
+    for art in fresh.get("artefacts", []):
+        r = by_key.get((art["format"], art["precision"]))
+        if r is not None:
+            art.setdefault("bench", {})[key] = {k: r[k] for k in SUMMARY_KEYS if k in r}
+    mf.write_json_atomic(Path(run_dir) / mf.MANIFEST, fresh)

@@ -1,0 +1,480 @@
+"""Benchmark one model file in this process and print one JSON line: edgekit's device runner.
+
+This file is copied as it is to devices (a Raspberry Pi, a Jetson, this machine) and run there:
+
+    python3 runner.py SPEC.json        (or "-" to read the spec from stdin)
+
+It imports only the standard library, numpy and the runtime that runs the file: onnxruntime for
+.onnx, openvino for .xml, ai-edge-litert (or the older tflite-runtime) for .tflite. Nothing from
+edgekit. It prints exactly one line that starts with RESULT_MARKER, then a JSON object: either
+the measurements or {"error": ..., "kind": ...} with kind "no_runtime", "no_device", "bad_model"
+or "failed". The exit status is 0 when the measurement succeeded.
+
+The spec (JSON): path, format ("onnx" | "openvino" | "tflite"), threads (int or null: the
+runtime's default), batch, warmup, iters (int or null), seconds (float or null), min_iters,
+seed, and per format the runtimes to try ("runtimes": {"tflite": ["ai-edge-litert",
+"tflite-runtime"], ...}), onnxruntime execution providers ("providers"), the OpenVINO device
+("openvino_device") and whether only an accelerator will do ("require_accelerator").
+
+Timing: the model is loaded (runtime import and session creation timed apart), one first
+inference is timed on its own, ``warmup`` more are run untimed, then the steady state is timed
+per inference with time.perf_counter until ``iters`` runs or ``seconds`` pass (at least
+``min_iters``). Inputs are random, set once before the loop; only the inference call is timed
+(onnxruntime's run() includes copying the inputs in and the outputs out, as any caller pays).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import resource
+import sys
+import time
+
+RESULT_MARKER = "EDGEKIT_BENCH_RESULT "
+RUNNER_VERSION = 1
+DEFAULT_RUNTIMES = {
+    "onnx": ["onnxruntime"],
+    "openvino": ["openvino"],
+    "tflite": ["ai-edge-litert", "tflite-runtime"],
+}
+ACCELERATOR_PROVIDERS = ("TensorrtExecutionProvider", "CUDAExecutionProvider", "ROCMExecutionProvider",
+                         "DmlExecutionProvider", "CoreMLExecutionProvider", "OpenVINOExecutionProvider")
+
+
+class BenchError(Exception):
+    def __init__(self, kind: str, message: str):
+        super().__init__(message)
+        self.kind = kind
+
+
+# ---------------------------------------------------------------- environment
+
+
+def rss_bytes() -> int:
+    """Resident memory now (Linux /proc), else the peak so far."""
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("VmRSS:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return peak_rss_bytes()
+
+
+def peak_rss_bytes() -> int:
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return int(peak) if sys.platform == "darwin" else int(peak) * 1024  # macOS: bytes; Linux: KiB
+
+
+def cpu_model() -> str:
+    try:
+        with open("/proc/cpuinfo") as f:
+            fields = dict(
+                (k.strip(), v.strip()) for k, _, v in (line.partition(":") for line in f) if v.strip()
+            )
+    except OSError:
+        fields = {}
+    for key in ("model name", "Model", "Hardware", "cpu model", "Processor"):
+        if fields.get(key):
+            return fields[key]
+    return platform.processor() or platform.machine()
+
+
+def device_model() -> str | None:
+    """Board name where the kernel has one (Raspberry Pi, Jetson: the device tree)."""
+    for path in ("/proc/device-tree/model", "/sys/firmware/devicetree/base/model"):
+        try:
+            with open(path, "rb") as f:
+                return f.read().rstrip(b"\0").decode(errors="replace").strip() or None
+        except OSError:
+            continue
+    return None
+
+
+def environment() -> dict:
+    import numpy as np
+
+    return {
+        "hostname": platform.node(),
+        "cpu": cpu_model(),
+        "board": device_model(),
+        "cores": os.cpu_count(),
+        "machine": platform.machine(),
+        "os": platform.platform(),
+        "python": platform.python_version(),
+        "numpy": np.__version__,
+    }
+
+
+# ---------------------------------------------------------------- sessions
+
+
+def _version(dist: str) -> str | None:
+    try:
+        from importlib.metadata import version
+
+        return version(dist)
+    except Exception:
+        return None
+
+
+def _random_input(shape, dtype_name: str, rng, quant=None):
+    import numpy as np
+
+    dtype = np.dtype(dtype_name)
+    if quant and quant[0]:  # an int8/uint8 input of a quantized TFLite model: quantize N(0, 1)
+        scale, zero = quant
+        info = np.iinfo(dtype)
+        q = np.round(rng.standard_normal(shape) / scale + zero)
+        return np.clip(q, info.min, info.max).astype(dtype)
+    if dtype.kind == "f":
+        return rng.standard_normal(shape).astype(dtype)
+    if dtype.kind in "iu":
+        return np.zeros(shape, dtype)
+    if dtype.kind == "b":
+        return np.zeros(shape, dtype)
+    raise BenchError("bad_model", f"cannot make inputs of type {dtype_name}")
+
+
+def _fix_shape(name: str, shape, batch: int, fmt: str) -> list[int]:
+    """A concrete input shape: the batch dimension set to ``batch``; other dims must be static."""
+    out = []
+    for i, dim in enumerate(shape):
+        if i == 0:
+            out.append(batch)
+        elif isinstance(dim, int) and dim > 0:
+            out.append(dim)
+        else:
+            raise BenchError(
+                "bad_model",
+                f"input {name!r} of this {fmt} file has a dynamic dimension {i} ({dim}); "
+                "export it with a fixed input shape",
+            )
+    return out
+
+
+class OnnxSession:
+    def __init__(self, spec: dict):
+        import onnxruntime as ort
+
+        opts = ort.SessionOptions()
+        if spec.get("threads"):
+            opts.intra_op_num_threads = int(spec["threads"])
+        opts.inter_op_num_threads = 1
+        opts.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+        opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        opts.log_severity_level = 3
+        available = ort.get_available_providers()
+        wanted = spec.get("providers") or ["CPUExecutionProvider"]
+        providers = [p for p in wanted if p in available]
+        if spec.get("require_accelerator"):
+            providers = [p for p in providers if p in ACCELERATOR_PROVIDERS]
+            if not providers:
+                raise BenchError(
+                    "no_device",
+                    f"onnxruntime {ort.__version__} here offers {', '.join(available)}, none of "
+                    f"{', '.join(wanted)}; install onnxruntime-gpu (CUDA/TensorRT) or bench on the CPU",
+                )
+        elif not providers:
+            providers = ["CPUExecutionProvider"]
+        self.session = ort.InferenceSession(spec["path"], opts, providers=providers)
+        self.batch = int(spec.get("batch") or 1)
+        self.info = {
+            "runtime": "onnxruntime",
+            "runtime_version": ort.__version__,
+            "device": self.session.get_providers()[0],
+            "providers": self.session.get_providers(),
+        }
+
+    def make_inputs(self, rng) -> None:
+        types = {"tensor(float)": "float32", "tensor(float16)": "float16", "tensor(double)": "float64",
+                 "tensor(int64)": "int64", "tensor(int32)": "int32", "tensor(int8)": "int8",
+                 "tensor(uint8)": "uint8", "tensor(bool)": "bool"}
+        self.feed = {}
+        for node in self.session.get_inputs():
+            shape = list(node.shape)
+            if isinstance(shape[0], int) and shape[0] > 0 and shape[0] != self.batch:
+                raise BenchError(
+                    "bad_model",
+                    f"this ONNX file has a fixed batch of {shape[0]}; bench it with --batch "
+                    f"{shape[0]} or export it with a dynamic batch dimension",
+                )
+            shape = _fix_shape(node.name, shape, self.batch, "ONNX")
+            if node.type not in types:
+                raise BenchError("bad_model", f"input {node.name!r} has type {node.type}, not supported")
+            self.feed[node.name] = _random_input(shape, types[node.type], rng)
+        self.input_shapes = [list(v.shape) for v in self.feed.values()]
+
+    def infer(self) -> None:
+        self.session.run(None, self.feed)
+
+
+class OpenVinoSession:
+    def __init__(self, spec: dict):
+        import openvino as ov
+
+        core = ov.Core()
+        device = spec.get("openvino_device") or "CPU"
+        devices = core.available_devices
+        if device.split(".")[0].split(":")[0] not in {d.split(".")[0] for d in devices} and device != "AUTO":
+            raise BenchError(
+                "no_device",
+                f"OpenVINO {ov.__version__} sees devices {', '.join(devices)}, not {device}",
+            )
+        model = core.read_model(spec["path"])
+        self.batch = int(spec.get("batch") or 1)
+        shapes = {}
+        for port in model.inputs:
+            pshape = port.get_partial_shape()
+            dims = [d.get_length() if d.is_static else None for d in pshape]
+            shapes[port.any_name] = _fix_shape(port.any_name, dims, self.batch, "OpenVINO")
+        static = {p.any_name: list(p.get_partial_shape().to_shape()) for p in model.inputs
+                  if p.get_partial_shape().is_static}
+        if static != shapes:
+            model.reshape({name: ov.PartialShape(s) for name, s in shapes.items()})
+        config = {"PERFORMANCE_HINT": "LATENCY"}
+        if spec.get("threads") and device.startswith("CPU"):
+            config["INFERENCE_NUM_THREADS"] = int(spec["threads"])
+        self.compiled = core.compile_model(model, device, config)
+        self.request = self.compiled.create_infer_request()
+        self.shapes = shapes
+        precision = None
+        try:
+            hint = self.compiled.get_property("INFERENCE_PRECISION_HINT")
+            precision = hint.to_string() if hasattr(hint, "to_string") else str(hint)
+        except Exception:
+            pass
+        try:
+            used = list(self.compiled.get_property("EXECUTION_DEVICES"))
+        except Exception:
+            used = [device]
+        self.info = {
+            "runtime": "openvino",
+            "runtime_version": ov.__version__,
+            "device": ",".join(used),
+            "inference_precision": precision,
+        }
+        try:
+            self.info["streams"] = int(self.compiled.get_property("NUM_STREAMS"))
+            if device.startswith("CPU"):
+                self.info["threads_used"] = int(self.compiled.get_property("INFERENCE_NUM_THREADS"))
+        except Exception:
+            pass
+
+    def make_inputs(self, rng) -> None:
+        import openvino as ov
+
+        self.input_shapes = []
+        for i, port in enumerate(self.compiled.inputs):
+            shape = self.shapes[port.any_name]
+            dtype = port.get_element_type().to_dtype().name
+            self.request.set_input_tensor(i, ov.Tensor(_random_input(shape, dtype, rng)))
+            self.input_shapes.append(shape)
+
+    def infer(self) -> None:
+        self.request.infer()
+
+
+def _tflite_interpreter(spec: dict):
+    """(Interpreter class, runtime name, version) from the first importable runtime."""
+    tried = []
+    for name in (spec.get("runtimes") or {}).get("tflite") or DEFAULT_RUNTIMES["tflite"]:
+        try:
+            if name == "ai-edge-litert":
+                from ai_edge_litert.interpreter import Interpreter
+            elif name == "tflite-runtime":
+                from tflite_runtime.interpreter import Interpreter
+            else:
+                tried.append(f"{name} (unknown)")
+                continue
+        except ImportError as exc:
+            tried.append(f"{name} ({exc})")
+            continue
+        return Interpreter, name, _version(name)
+    raise BenchError("no_runtime", "no TFLite runtime: tried " + "; ".join(tried)
+                     + "; install ai-edge-litert (or tflite-runtime) on the device")
+
+
+class TFLiteSession:
+    def __init__(self, spec: dict):
+        if spec.get("require_accelerator"):
+            raise BenchError("no_device", "edgekit has no TFLite GPU delegate path on this target")
+        interpreter_cls, runtime, version = _tflite_interpreter(spec)
+        kwargs = {"model_path": spec["path"]}
+        if spec.get("threads"):
+            kwargs["num_threads"] = int(spec["threads"])
+        self.interpreter = interpreter_cls(**kwargs)
+        self.batch = int(spec.get("batch") or 1)
+        for detail in self.interpreter.get_input_details():
+            shape = [int(d) for d in detail["shape"]]
+            if shape and shape[0] != self.batch:  # fails at allocate_tensors where an op cannot
+                self.interpreter.resize_tensor_input(detail["index"], [self.batch, *shape[1:]])
+        try:
+            self.interpreter.allocate_tensors()
+        except Exception as exc:
+            raise BenchError("bad_model", f"this TFLite file does not run with batch {self.batch}: "
+                             f"{exc}; bench it with --batch 1") from exc
+        self.info = {
+            "runtime": runtime,
+            "runtime_version": version,
+            "device": "CPU XNNPACK" if runtime == "ai-edge-litert" else "CPU",
+        }
+
+    def make_inputs(self, rng) -> None:
+        self.input_shapes = []
+        for detail in self.interpreter.get_input_details():
+            shape = [int(d) for d in detail["shape"]]
+            quant = detail.get("quantization") if detail["dtype"].__name__ in ("int8", "uint8") else None
+            x = _random_input(shape, detail["dtype"].__name__, rng, quant)
+            self.interpreter.set_tensor(detail["index"], x)
+            self.input_shapes.append(shape)
+
+    def infer(self) -> None:
+        self.interpreter.invoke()
+
+
+SESSIONS = {"onnx": OnnxSession, "openvino": OpenVinoSession, "tflite": TFLiteSession}
+RUNTIME_MODULES = {"onnx": "onnxruntime", "openvino": "openvino"}
+
+
+def open_session(spec: dict):
+    fmt = spec["format"]
+    if fmt not in SESSIONS:
+        raise BenchError("bad_model", f"unknown format {fmt!r}; known: {', '.join(SESSIONS)}")
+    module = RUNTIME_MODULES.get(fmt)
+    if module:
+        try:
+            __import__(module)
+        except ImportError as exc:
+            raise BenchError("no_runtime", f"{module} is not installed here ({exc}); install it "
+                             f"on the device (pip install {module})") from exc
+    return SESSIONS[fmt](spec)
+
+
+# ---------------------------------------------------------------- timing
+
+
+def summarise(latencies_s: list, batch: int, wall_s: float) -> dict:
+    import numpy as np
+
+    ms = np.asarray(latencies_s, dtype=np.float64) * 1e3
+    mean = float(ms.mean())
+    std = float(ms.std(ddof=1)) if len(ms) > 1 else 0.0
+    return {
+        "iters": int(len(ms)),
+        "p50_ms": float(np.percentile(ms, 50)),
+        "p90_ms": float(np.percentile(ms, 90)),
+        "p99_ms": float(np.percentile(ms, 99)),
+        "mean_ms": mean,
+        "std_ms": std,
+        "min_ms": float(ms.min()),
+        "max_ms": float(ms.max()),
+        "cv": std / mean if mean > 0 else 0.0,
+        "throughput_per_s": batch * len(ms) / wall_s if wall_s > 0 else None,
+        "timed_seconds": wall_s,
+    }
+
+
+def time_loop(infer, spec: dict) -> tuple[float, dict]:
+    """(first inference seconds, steady-state summary) for a zero-argument ``infer``."""
+    clock = time.perf_counter
+    start = clock()
+    infer()
+    first = clock() - start
+    for _ in range(int(spec.get("warmup", 5))):
+        infer()
+    iters = spec.get("iters")
+    seconds = spec.get("seconds")
+    min_iters = int(spec.get("min_iters", 5))
+    latencies = []
+    begin = clock()
+    while True:
+        t0 = clock()
+        infer()
+        t1 = clock()
+        latencies.append(t1 - t0)
+        n = len(latencies)
+        if iters is not None and n >= int(iters):
+            break
+        if seconds is not None and t1 - begin >= float(seconds) and n >= min_iters:
+            break
+    return first, summarise(latencies, int(spec.get("batch") or 1), clock() - begin)
+
+
+def measure(spec: dict) -> dict:
+    import numpy as np
+
+    if spec.get("threads") == 0:  # one per core of the device
+        spec = dict(spec, threads=os.cpu_count())
+    rss_before = rss_bytes()
+    start = time.perf_counter()
+    session = open_session(spec)
+    load = time.perf_counter() - start
+    session.make_inputs(np.random.default_rng(int(spec.get("seed", 0))))
+    first, steady = time_loop(session.infer, spec)
+    return {
+        **session.info,
+        "threads": spec.get("threads"),
+        "batch": int(spec.get("batch") or 1),
+        "input_shapes": session.input_shapes,
+        "load_ms": load * 1e3,
+        "first_inference_ms": first * 1e3,
+        "warmup": int(spec.get("warmup", 5)),
+        **steady,
+        "rss_before_load_bytes": rss_before,
+        "peak_rss_bytes": peak_rss_bytes(),
+        "file_bytes": file_bytes(spec["path"], spec["format"]),
+    }
+
+
+def file_bytes(path: str, fmt: str) -> int:
+    size = os.path.getsize(path)
+    if fmt == "openvino":
+        weights = os.path.splitext(path)[0] + ".bin"
+        if os.path.exists(weights):
+            size += os.path.getsize(weights)
+    return size
+
+
+def run(spec: dict) -> dict:
+    try:
+        result = measure(spec)
+        result["status"] = "ok"
+    except BenchError as exc:
+        result = {"status": "failed", "kind": exc.kind, "error": str(exc)}
+    except Exception as exc:  # a runtime's own error: report it, never a bare traceback
+        text = " ".join(str(exc).split())[:500]
+        result = {"status": "failed", "kind": "failed", "error": f"{type(exc).__name__}: {text}"}
+    try:
+        result["environment"] = environment()
+    except Exception as exc:  # numpy missing is reported below
+        result["environment"] = {"error": str(exc)}
+    result["runner_version"] = RUNNER_VERSION
+    result["pid"] = os.getpid()
+    return result
+
+
+def main(argv: list) -> int:
+    if len(argv) != 2:
+        print("usage: runner.py SPEC.json | -", file=sys.stderr)
+        return 2
+    raw = sys.stdin.read() if argv[1] == "-" else open(argv[1]).read()
+    spec = json.loads(raw)
+    try:
+        import numpy  # noqa: F401
+    except ImportError:
+        result = {"status": "failed", "kind": "no_runtime",
+                  "error": f"numpy is not installed for {sys.executable}; install numpy on the device",
+                  "runner_version": RUNNER_VERSION}
+    else:
+        result = run(spec)
+    sys.stdout.flush()
+    print(RESULT_MARKER + json.dumps(result), flush=True)
+    return 0 if result["status"] == "ok" else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv))

@@ -1,0 +1,70 @@
+"""Time a run's PyTorch model (eager, fp32) like runner.py times an artefact, in its own process.
+
+    python -m edgekit.bench.torch_baseline SPEC.json | -
+
+The spec holds run_dir plus runner.py's loop settings. Prints runner.py's result line.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import time
+from pathlib import Path
+
+from edgekit.bench.runner import RESULT_MARKER, environment, peak_rss_bytes, rss_bytes, time_loop
+
+
+def measure(spec: dict) -> dict:
+    rss_before = rss_bytes()
+    start = time.perf_counter()
+    import torch
+
+    from edgekit import manifest as mf
+    from edgekit.pipeline import load_planned_model, plan_from_manifest
+
+    torch.set_num_threads(int(spec["threads"]))
+    model = load_planned_model(plan_from_manifest(mf.read_manifest(Path(spec["run_dir"]))))
+    module = model.module.eval()
+    load = time.perf_counter() - start
+    batch = int(spec.get("batch") or 1)
+    shape = [batch, *model.input_spec.shape[1:]]
+    x = torch.randn(shape, generator=torch.Generator().manual_seed(int(spec.get("seed", 0))))
+
+    def infer() -> None:
+        with torch.inference_mode():
+            module(x)
+
+    first, steady = time_loop(infer, spec)
+    return {
+        "runtime": "torch",
+        "runtime_version": torch.__version__.split("+")[0],
+        "device": "CPU (eager)",
+        "threads": torch.get_num_threads(),
+        "batch": batch,
+        "input_shapes": [shape],
+        "load_ms": load * 1e3,
+        "first_inference_ms": first * 1e3,
+        "warmup": int(spec.get("warmup", 5)),
+        **steady,
+        "rss_before_load_bytes": rss_before,
+        "peak_rss_bytes": peak_rss_bytes(),
+        "status": "ok",
+    }
+
+
+def main(argv: list[str]) -> int:
+    spec = json.loads(sys.stdin.read() if argv[1] == "-" else Path(argv[1]).read_text())
+    try:
+        result = measure(spec)
+    except Exception as exc:  # reported as a failed row, never a traceback
+        result = {"status": "failed", "kind": "failed", "error": f"{type(exc).__name__}: {exc}"}
+    result["environment"] = environment()
+    result["pid"] = os.getpid()
+    print(RESULT_MARKER + json.dumps(result), flush=True)
+    return 0 if result["status"] == "ok" else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv))

@@ -1,0 +1,68 @@
+"""Where the benchmark runner runs: this machine (``LocalDevice``) or a device over SSH (``SSHDevice``).
+
+A device copies the runner (edgekit/bench/runner.py) and the model files somewhere it can run
+them, runs the runner once per model file in a fresh process, and returns the runner's JSON.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from edgekit.errors import DeviceError
+
+RUNNER = Path(__file__).resolve().parent.parent / "bench" / "runner.py"
+
+
+def parse_result(stdout: str, stderr: str, returncode: int, where: str) -> dict:
+    """The runner's result line, or a failure that says how the runner died."""
+    from edgekit.bench.runner import RESULT_MARKER
+
+    for line in reversed(stdout.splitlines()):
+        if line.startswith(RESULT_MARKER):
+            try:
+                return json.loads(line[len(RESULT_MARKER):])
+            except json.JSONDecodeError:
+                break
+    tail = " | ".join(line.strip() for line in stderr.strip().splitlines()[-3:] if line.strip())
+    how = f"killed by signal {-returncode}" if returncode < 0 else f"exit status {returncode}"
+    return {"status": "failed", "kind": "crashed",
+            "error": f"the runner died on {where} ({how}) without a result" + (f": {tail}" if tail else "")}
+
+
+class Device:
+    """Base class: ``stage(files)`` once, ``run(spec)`` per model file, ``close()`` at the end."""
+
+    name = "device"
+
+    def stage(self, files: dict[str, list[Path]]) -> dict[str, str]:
+        """Make each key's files runnable; return key -> path of its main file where it runs."""
+        raise NotImplementedError
+
+    def run(self, spec: dict, timeout: float) -> dict:
+        raise NotImplementedError
+
+    def close(self) -> None:
+        pass
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+
+def check_no_device_everywhere(results: list[dict], target_name: str) -> None:
+    """An accelerator target where no artefact found its device: say so, never a silent CPU run."""
+    tried = [r for r in results if r.get("status") != "skipped"]
+    if tried and all(r.get("kind") == "no_device" for r in tried):
+        reasons = "; ".join(dict.fromkeys(r["error"] for r in tried))
+        raise DeviceError(f"no usable GPU for target {target_name}: {reasons}",
+                          hint="use --target local-cpu to bench on the CPU")
+
+
+def check_runtime_somewhere(results: list[dict], where: str) -> None:
+    tried = [r for r in results if r.get("status") != "skipped"]
+    if tried and all(r.get("kind") == "no_runtime" for r in tried):
+        reasons = "; ".join(dict.fromkeys(r["error"] for r in tried))
+        raise DeviceError(f"{where} has no usable runtime: {reasons}")

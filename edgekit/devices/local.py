@@ -1,0 +1,33 @@
+"""Run the benchmark runner on this machine, one fresh Python process per model file."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+from edgekit.devices import RUNNER, Device, parse_result
+
+
+class LocalDevice(Device):
+    name = "this machine"
+
+    def __init__(self, python: str | None = None):
+        self.python = python or sys.executable
+
+    def stage(self, files: dict[str, list[Path]]) -> dict[str, str]:
+        return {key: str(Path(paths[0]).resolve()) for key, paths in files.items()}
+
+    def run(self, spec: dict, timeout: float) -> dict:
+        return run_process([self.python, str(RUNNER), "-"], spec, timeout, self.name)
+
+
+def run_process(command: list[str], spec: dict, timeout: float, where: str) -> dict:
+    try:
+        done = subprocess.run(command, input=json.dumps(spec), capture_output=True, text=True,
+                              timeout=timeout)
+    except subprocess.TimeoutExpired:
+        return {"status": "failed", "kind": "timeout",
+                "error": f"the runner did not finish within {timeout:.0f} s; pass fewer --iters/--seconds"}
+    return parse_result(done.stdout, done.stderr, done.returncode, where)
