@@ -10,7 +10,7 @@ TORCH_INDEX_ARG := $(if $(TORCH_INDEX),--index-url $(TORCH_INDEX),)
 STAMP := $(VENV)/.edgekit-installed
 RUN ?= runs/demo-lenet5
 
-.PHONY: setup demo test test-fast lint bench clean
+.PHONY: setup demo test test-fast lint bench clean ssh-server
 
 setup: $(STAMP)
 
@@ -28,8 +28,17 @@ demo: setup
 	$(VENV)/bin/edgekit models
 	$(VENV)/bin/edgekit export lenet5 --int8 --out $(RUN)
 
-test: setup
-	$(PY) -m pytest -q
+# The SSH target's tests need a real OpenSSH server; install it where we may (root, apt).
+ssh-server:
+	@command -v sshd >/dev/null || test -x /usr/sbin/sshd || { \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	    echo "installing openssh-server for the SSH tests"; \
+	    DEBIAN_FRONTEND=noninteractive apt-get update -qq && \
+	    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends openssh-server >/dev/null; \
+	  else echo "install openssh-server (sshd) to run the SSH tests"; exit 1; fi; }
+
+test: setup ssh-server
+	EDGEKIT_REQUIRE_SSHD=1 $(PY) -m pytest -q
 
 test-fast: setup
 	$(PY) -m pytest -q -m "not slow"
