@@ -22,11 +22,13 @@ $(STAMP): pyproject.toml requirements/constraints.txt
 	$(PY) -c "import torch; assert not torch.version.cuda, 'torch is a CUDA build: install the CPU build'; print('torch', torch.__version__)"
 	touch $(STAMP)
 
-# The main job: export a built-in model to ONNX, TFLite and OpenVINO, fp32 and int8, each verified.
+# The main job: export a built-in model to ONNX, TFLite and OpenVINO, fp32 and int8, each verified,
+# then time every artefact on this machine beside the PyTorch model.
 demo: setup
 	rm -rf $(RUN)
 	$(VENV)/bin/edgekit models
 	$(VENV)/bin/edgekit export lenet5 --int8 --out $(RUN)
+	$(VENV)/bin/edgekit bench $(RUN) --seconds 1
 
 # The SSH target's tests need a real OpenSSH server; install it where we may (root, apt).
 ssh-server:

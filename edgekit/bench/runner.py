@@ -109,6 +109,16 @@ def environment() -> dict:
     }
 
 
+def nvidia_gpu_present() -> bool:
+    """An NVIDIA driver with at least one GPU (so a CPU-only runtime is the thing to fix)."""
+    try:
+        return bool(os.listdir("/proc/driver/nvidia/gpus"))
+    except OSError:
+        import shutil
+
+        return shutil.which("nvidia-smi") is not None
+
+
 # ---------------------------------------------------------------- sessions
 
 
@@ -173,10 +183,11 @@ class OnnxSession:
         if spec.get("require_accelerator"):
             providers = [p for p in providers if p in ACCELERATOR_PROVIDERS]
             if not providers:
+                gpu = " although this machine has an NVIDIA GPU" if nvidia_gpu_present() else ""
                 raise BenchError(
                     "no_device",
                     f"onnxruntime {ort.__version__} here offers {', '.join(available)}, none of "
-                    f"{', '.join(wanted)}; install onnxruntime-gpu (CUDA/TensorRT) or bench on the CPU",
+                    f"{', '.join(wanted)}{gpu}; install onnxruntime-gpu (CUDA/TensorRT) or bench on the CPU",
                 )
         elif not providers:
             providers = ["CPUExecutionProvider"]

@@ -53,10 +53,13 @@ class Device:
 
 
 def check_no_device_everywhere(results: list[dict], target_name: str) -> None:
-    """An accelerator target where no artefact found its device: say so, never a silent CPU run."""
+    """An accelerator target where no artefact ran on its device: say so, never a silent CPU run."""
     tried = [r for r in results if r.get("status") != "skipped"]
-    if tried and all(r.get("kind") == "no_device" for r in tried):
-        reasons = "; ".join(dict.fromkeys(r["error"] for r in tried))
+    if tried and not any(r.get("status") == "ok" for r in tried) and any(
+        r.get("kind") in ("no_device", "no_runtime") for r in tried
+    ):
+        missing = [r["error"] for r in tried if r.get("kind") in ("no_device", "no_runtime")]
+        reasons = "; ".join(dict.fromkeys(missing))
         raise DeviceError(f"no usable GPU for target {target_name}: {reasons}",
                           hint="use --target local-cpu to bench on the CPU")
 

@@ -53,7 +53,8 @@ class SSHServer:
     def client_config(self, name: str, *, key: Path | None = None, known_hosts: Path | None = None) -> Path:
         """Another client config: a different key or known_hosts (to test refusals)."""
         path = self.folder / name
-        path.write_text(_client_config(key or self.folder / "id_client", known_hosts or self.folder / "known_hosts"))
+        known_hosts = known_hosts or self.folder / "known_hosts"
+        path.write_text(_client_config(key or self.folder / "id_client", known_hosts))
         return path
 
     def drop_connections(self) -> None:
