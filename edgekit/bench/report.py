@@ -23,7 +23,7 @@ def bench_rows(record: dict) -> tuple[tuple[str, ...], list[tuple[str, ...]], st
     rows = []
     for r in record["results"]:
         if r.get("status") != "ok":
-            rows.append((r["format"], r["precision"], r["status"], str(r.get("error", ""))[:90],
+            rows.append((r["format"], r["precision"], r["status"], str(r.get("error", ""))[:60],
                          *[""] * (len(HEAD) - 4)))
             continue
         runtime = f"{SHORT.get(r.get('runtime'), r.get('runtime', ''))} {r.get('runtime_version') or ''}"

@@ -457,8 +457,11 @@ def run(spec: dict) -> dict:
     except BenchError as exc:
         result = {"status": "failed", "kind": exc.kind, "error": str(exc)}
     except Exception as exc:  # a runtime's own error: report it, never a bare traceback
-        text = " ".join(str(exc).split())[:500]
-        result = {"status": "failed", "kind": "failed", "error": f"{type(exc).__name__}: {text}"}
+        text = " ".join(str(exc).split())
+        result = {"status": "failed", "kind": "failed", "error": f"{type(exc).__name__}: {text[:500]}"}
+        if "Unsupported model IR version" in text:  # seen on a device with an older onnxruntime
+            result["error"] = (f"the device's onnxruntime is older than this ONNX file ({text[-60:]}); "
+                               "upgrade onnxruntime there or export with an older onnx package")
     try:
         result["environment"] = environment()
     except Exception as exc:  # numpy missing is reported below
