@@ -106,6 +106,38 @@ def _default_options():
     return ModelOptions()
 
 
+def _prune_options(f, required: bool = False):
+    """--ratio/--prune, --method, --scope, --keep, --round-to, --finetune-epochs, --dataset."""
+    f = click.option("--dataset", "finetune_data", metavar="DATASET",
+                     help="Fine-tune on this dataset after pruning (digits, shapes, reber or a path).")(f)
+    f = click.option("--finetune-epochs", type=click.IntRange(0), default=0, show_default=True,
+                     help="Epochs of fine-tuning after pruning (needs --dataset).")(f)
+    f = click.option("--round-to", type=click.IntRange(1), help="Keep channel counts a multiple of N.")(f)
+    f = click.option("--keep", multiple=True, metavar="LAYER",
+                     help="A layer to leave unpruned (repeatable); the final classifier always is.")(f)
+    f = click.option("--scope", type=click.Choice(["uniform", "global"]), default="uniform",
+                     show_default=True, help="Structured: one ratio per layer, or ranked across layers.")(f)
+    f = click.option("--method", type=click.Choice(["structured", "unstructured"]), default="structured",
+                     show_default=True, help="structured removes channels (faster everywhere); "
+                     "unstructured zeroes weights (smaller when compressed, not faster).")(f)
+    return f
+
+
+def _prune_settings(ratio, method, scope, keep, round_to, finetune_epochs, finetune_data):
+    from edgekit.prune import PruneSettings
+
+    if ratio is None:
+        if finetune_epochs or keep or finetune_data:
+            raise UsageError("--keep, --finetune-epochs and --dataset apply with --prune RATIO")
+        return None
+    if finetune_data:
+        _check_dataset_name(finetune_data)
+    settings = PruneSettings(ratio=ratio, method=method, scope=scope, keep=tuple(keep), round_to=round_to,
+                             finetune_epochs=finetune_epochs, dataset=finetune_data)
+    settings.check()
+    return settings
+
+
 @cli.command("export")
 @click.argument("model")
 @click.option("--to", "to", default="onnx,tflite,openvino", show_default=True,
@@ -130,9 +162,13 @@ def _default_options():
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed for sampling calibration data.")
 @click.option("--eval", "eval_data", metavar="DATASET",
               help="After exporting, evaluate every artefact on a dataset (digits, shapes, reber or a path).")
+@click.option("--prune", "prune_ratio", type=float, metavar="RATIO",
+              help="Prune before exporting: the share of channels (structured) or weights to remove.")
+@_prune_options
 @click.pass_context
 def export_cmd(ctx, model, to, int8, calib, calib_size, out, weights, num_classes, width,
-               input_size, input_shape, model_args, verify_samples, seed, eval_data) -> int:
+               input_size, input_shape, model_args, verify_samples, seed, eval_data, prune_ratio,
+               method, scope, keep, round_to, finetune_epochs, finetune_data) -> int:
     """Export MODEL (a zoo name or path/to/file.py:ClassName) and verify every artefact."""
     from edgekit.formats import parse_formats
     from edgekit.models.spec import ModelOptions
@@ -157,6 +193,7 @@ def export_cmd(ctx, model, to, int8, calib, calib_size, out, weights, num_classe
         out=out,
         seed=seed,
         command=tuple(["edgekit", *sys.argv[1:]]),
+        prune=_prune_settings(prune_ratio, method, scope, keep, round_to, finetune_epochs, finetune_data),
     )
     outcome = run_export(plan, report=_report)
     click.echo(f"run directory: {outcome.run_dir}")
@@ -364,6 +401,55 @@ def targets_cmd(targets_dir, as_json) -> int:
         table.add_row(t.name, t.connect, t.host or "", t.arch or "this machine", threads,
                       ", ".join(t.formats()), device, t.description)
     Console(width=max(Console().width, 150)).print(table)
+    return 0
+
+
+@cli.command("prune")
+@click.argument("model")
+@click.option("--ratio", type=float, required=True,
+              help="Share of channels (structured) or weights (unstructured) to remove, e.g. 0.3.")
+@_prune_options
+@click.option("--weights", type=click.Path(path_type=Path), help="State dict, checkpoint or .safetensors.")
+@click.option("--num-classes", type=click.IntRange(1), help="Number of output classes.")
+@click.option("--width", type=click.FloatRange(0.01, 16), default=1.0, show_default=True,
+              help="Channel multiplier.")
+@click.option("--input-size", type=click.IntRange(1), help="Image side in pixels (sequence length for lstm).")
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--out", type=click.Path(path_type=Path), help="Checkpoint to write (must not exist). "
+              "Default: checkpoints/<model>-pruned<ratio>-<time>.pt")
+def prune_cmd(model, ratio, method, scope, keep, round_to, finetune_epochs, finetune_data, weights,
+              num_classes, width, input_size, seed, out) -> int:
+    """Prune MODEL (a zoo name or a checkpoint from `edgekit train`), optionally fine-tune, and write
+    a checkpoint that `edgekit export` takes like any other."""
+    from edgekit.models.spec import ModelOptions
+    from edgekit.pipeline import ExportPlan, load_planned_model
+    from edgekit.prune import prune_and_finetune, pruned_record
+    from edgekit.train import write_checkpoint
+
+    settings = _prune_settings(ratio, method, scope, keep, round_to, finetune_epochs, finetune_data)
+    name = _absolute_model(model)
+    if out is None:
+        from edgekit.manifest import utc_now
+
+        stem = Path(name).stem if Path(name).is_file() else name
+        out = Path("checkpoints") / f"{stem}-pruned{ratio:g}-{utc_now().replace(':', '').replace('-', '')}.pt"
+    if Path(out).exists():
+        raise UsageError(f"checkpoint {out} already exists; choose another --out or remove it")
+    if weights is not None and not weights.is_file():
+        raise UsageError(f"weights file {weights} does not exist")
+    loaded = load_planned_model(ExportPlan(
+        model=name, options=ModelOptions(num_classes=num_classes, width=width, input_size=input_size),
+        weights=weights.resolve() if weights else None, seed=seed))
+    if loaded.weights is None:
+        _report("warning: no --weights given: pruning a randomly initialised model")
+    base = (loaded.weights or {}).get("edgekit")
+    result = prune_and_finetune(loaded, settings, seed, _report)
+    write_checkpoint(Path(out), loaded, pruned_record(loaded, result, base))
+    if result.finetune:
+        test = result.finetune["test"]
+        scores = ", ".join(f"{k} {100 * v:.2f}%" for k, v in test.items() if k != "n")
+        _report(f"test after fine-tuning: {scores}")
+    click.echo(f"checkpoint: {out}")
     return 0
 
 

@@ -42,7 +42,7 @@ def evaluate_run(
 
     run_dir = Path(run_dir)
     manifest = mf.read_manifest(run_dir)
-    model = load_planned_model(plan_from_manifest(manifest))
+    model = load_planned_model(plan_from_manifest(manifest, run_dir))
     pre = override_preprocessing(model.preprocessing, **(preprocessing_overrides or {}))
     data = load_dataset(source, model, split=split, n=limit, seed=seed, preprocessing=pre)
     key = primary(model.task)

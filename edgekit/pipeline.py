@@ -18,6 +18,9 @@ from edgekit import manifest as mf
 from edgekit.errors import DataError, EdgekitError, OutputExistsError, UsageError
 from edgekit.formats._util import quiet
 from edgekit.models.spec import LoadedModel, ModelOptions
+from edgekit.prune import PruneSettings
+
+PRUNED_CHECKPOINT = "pytorch/model.pruned.pt"  # in a run made with --prune: the model it exported
 
 log = logging.getLogger("edgekit")
 
@@ -43,6 +46,7 @@ class ExportPlan:
     runs_dir: Path = Path("runs")
     seed: int = 0
     command: tuple[str, ...] = field(default_factory=tuple)
+    prune: PruneSettings | None = None
 
     def settings(self) -> dict:
         d = asdict(self)
@@ -120,9 +124,17 @@ def load_planned_model(plan: ExportPlan) -> LoadedModel:
     return model
 
 
-def plan_from_manifest(manifest: dict) -> ExportPlan:
-    """The plan a run was made with, to rebuild its PyTorch model (eval, bench)."""
+def plan_from_manifest(manifest: dict, run_dir: Path | None = None) -> ExportPlan:
+    """The plan a run was made with, to rebuild its PyTorch model (eval, bench). A pruned run
+    rebuilds from the pruned (and fine-tuned) checkpoint it holds."""
     s = manifest["settings"]
+    if manifest.get("pruning") and run_dir is not None:
+        ckpt = Path(run_dir) / PRUNED_CHECKPOINT
+        recorded = manifest["pruning"].get("checkpoint", {}).get("sha256")
+        if not ckpt.is_file() or (recorded and mf.sha256_file(ckpt) != recorded):
+            raise UsageError(f"the run's pruned model {ckpt} is gone or changed since the export; "
+                             "export again")
+        return ExportPlan(model=str(ckpt), formats=tuple(s["formats"]), int8=s["int8"], seed=s.get("seed", 0))
     weights = Path(s["weights"]) if s.get("weights") else None
     model = s["model"]
     for path in filter(None, [weights, Path(model) if is_checkpoint(model) else None]):
@@ -162,6 +174,16 @@ def run_export(plan: ExportPlan, report: Reporter = print) -> ExportOutcome:
     model = load_planned_model(plan)
     if model.weights is None:
         report("warning: no --weights given: the weights are random, so accuracy numbers mean nothing")
+    pruning = None
+    if plan.prune is not None:
+        from edgekit.prune import prune_and_finetune
+
+        base_record = (model.weights or {}).get("edgekit")
+        pruning = prune_and_finetune(model, plan.prune, plan.seed, report)
+        if pruning.finetune and plan.calib is None:
+            from edgekit.train import calibrate_like_training
+
+            calibrate_like_training(model, {"dataset": pruning.finetune["dataset"]})
     need = (plan.calib_size if plan.int8 else 0) + plan.verify_samples
     samples = load_samples(plan.calib, model, need, seed=plan.seed)
     if samples.warning:
@@ -172,12 +194,25 @@ def run_export(plan: ExportPlan, report: Reporter = print) -> ExportOutcome:
 
     manifest = _new_manifest(plan, model, samples, calib, held_out, formats)
     with mf.staging_dir(out) as stage:
+        if pruning is not None:
+            manifest["pruning"] = _save_pruned(model, pruning, base_record, stage)
         for name, fmt in formats.items():
             manifest["artefacts"] += _export_format(name, fmt, model, calib, held_out, reference,
                                                     plan.int8, stage, report)
         manifest["finished"] = mf.utc_now()
         mf.write_json_atomic(stage / mf.MANIFEST, manifest)
     return ExportOutcome(out, manifest)
+
+
+def _save_pruned(model, pruning, base_record, stage) -> dict:
+    """The pruned model as a checkpoint in the run (eval and bench rebuild it from there)."""
+    from edgekit.prune import pruned_record
+    from edgekit.train import write_checkpoint
+
+    path = stage / PRUNED_CHECKPOINT
+    path.parent.mkdir(parents=True, exist_ok=True)
+    write_checkpoint(path, model, pruned_record(model, pruning, base_record))
+    return {**pruning.to_dict(), "checkpoint": mf.file_entry(path, stage)}
 
 
 def _new_manifest(plan, model, samples, calib, held_out, formats) -> dict:

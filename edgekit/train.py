@@ -543,10 +543,16 @@ def save_checkpoint(
     ``dataset`` is the training set; ``metrics`` adds to the record's metrics (e.g. test top-1);
     ``preprocessing`` is what the data was prepared with, when it differs from the model's.
     """
+    record = checkpoint_record(model, dataset, result, config, metrics, preprocessing)
+    return write_checkpoint(path, model, record)
+
+
+def write_checkpoint(path: Path, model: LoadedModel, record: dict) -> dict:
+    """``{"edgekit": record, "state_dict": ...}`` to ``path``, atomically; returns the record."""
     import torch
 
     path = Path(path)
-    record = checkpoint_record(model, dataset, result, config, metrics, preprocessing)
+    record = _plain(record)
     state = {k: v.detach().cpu().contiguous().clone() for k, v in model.module.state_dict().items()}
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")

@@ -25,7 +25,8 @@ def measure(spec: dict) -> dict:
     from edgekit.pipeline import load_planned_model, plan_from_manifest
 
     torch.set_num_threads(int(spec["threads"]))
-    model = load_planned_model(plan_from_manifest(mf.read_manifest(Path(spec["run_dir"]))))
+    run_dir = Path(spec["run_dir"])
+    model = load_planned_model(plan_from_manifest(mf.read_manifest(run_dir), run_dir))
     module = model.module.eval()
     load = time.perf_counter() - start
     batch = int(spec.get("batch") or 1)

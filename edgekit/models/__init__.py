@@ -274,6 +274,10 @@ def _load_weights(module: nn.Module, path: Path | None) -> dict | None:
     from edgekit.weights import apply_weights, load_weights_file
 
     state, info = load_weights_file(Path(path))
+    if (info.get("edgekit") or {}).get("pruning", {}).get("settings", {}).get("method") == "structured":
+        from edgekit.prune import reshape_to_state_dict
+
+        reshape_to_state_dict(module, state)  # a pruned checkpoint: its layers are smaller
     notes = apply_weights(module, state, str(path))
     return {**info, "notes": notes} if notes else info
 

@@ -1,0 +1,359 @@
+"""Pruning: structured channel pruning that shrinks the layers (Torch-Pruning's dependency graph),
+or unstructured global magnitude pruning that only zeroes weights; an optional fine-tune after.
+
+Structured pruning removes whole channels, so the exported artefact has smaller layers and runs
+faster on every dense runtime. The dependency graph keeps coupled layers consistent: the
+channels tied by ResNet-50's residual additions are removed together, each GoogLeNet Inception
+branch shrinks with the slice of the concatenation it feeds, and the layers after follow. The
+final classifier keeps its outputs (only its inputs shrink), as do layers named with ``--keep``.
+For the LSTM the hidden size is pruned consistently across the four gates (i, f, g, o) of
+``weight_ih``/``weight_hh``/biases and the head's inputs; Torch-Pruning 1.6's own LSTM pruner
+indexes those wrongly, so edgekit passes a corrected one (single-layer, unidirectional, no
+projection; anything else is refused).
+
+Unstructured pruning zeroes the smallest weights of all conv/linear layers globally; dense
+runtimes do exactly the same work on zeros, so it helps compression, not latency (the output
+says so). The achieved sparsity is recorded.
+
+A pruned checkpoint stores its layer shapes implicitly in the state dict; ``reshape_to_state_dict``
+resizes a freshly built model to match before loading (no Torch-Pruning needed to load).
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import asdict, dataclass, field
+from typing import TYPE_CHECKING
+
+from edgekit.errors import UsageError, require
+
+if TYPE_CHECKING:
+    import torch.nn as nn
+
+    from edgekit.models.spec import LoadedModel
+
+METHODS = ("structured", "unstructured")
+SCOPES = ("uniform", "global")
+GLOBAL_MAX_RATIO = 0.85  # global pruning may not empty a layer: at most this share of its channels
+
+
+@dataclass(frozen=True)
+class PruneSettings:
+    ratio: float
+    method: str = "structured"
+    scope: str = "uniform"  # structured: the same ratio per layer, or ranked across layers
+    keep: tuple[str, ...] = ()  # module names left unpruned (the classifier always is)
+    round_to: int | None = None  # keep channel counts a multiple of this (SIMD-friendly)
+    finetune_epochs: int = 0
+    dataset: str | None = None
+    finetune_lr: float | None = None  # default: a tenth of the model's training LR
+
+    def check(self) -> None:
+        if not 0 < self.ratio < 1:
+            raise UsageError(f"--ratio must be between 0 and 1 (exclusive), got {self.ratio}",
+                             hint="0.3 removes 30% of the channels of each prunable layer")
+        if self.method not in METHODS:
+            raise UsageError(f"unknown pruning method {self.method!r}; use {' or '.join(METHODS)}")
+        if self.scope not in SCOPES:
+            raise UsageError(f"unknown pruning scope {self.scope!r}; use {' or '.join(SCOPES)}")
+        if self.finetune_epochs and not self.dataset:
+            raise UsageError("--finetune-epochs needs --dataset to fine-tune on")
+        if self.finetune_epochs < 0:
+            raise UsageError("--finetune-epochs must be >= 0")
+
+    def to_dict(self) -> dict:
+        d = asdict(self)
+        d["keep"] = list(self.keep)
+        return d
+
+
+@dataclass
+class PruneReport:
+    settings: dict
+    params_before: int
+    params_after: int
+    macs_before: int | None
+    macs_after: int | None
+    sparsity: float | None = None  # unstructured: zero weights / prunable weights
+    layers: dict = field(default_factory=dict)  # structured: module -> [channels before, after]
+    kept: list[str] = field(default_factory=list)  # modules left whole
+    finetune: dict | None = None
+    seconds: float = 0.0
+    note: str = ""
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @property
+    def macs_fraction(self) -> float | None:
+        return self.macs_after / self.macs_before if self.macs_before and self.macs_after else None
+
+
+def classifier_names(module: nn.Module) -> list[str]:
+    """The output layer(s): the last Linear (or last Conv when there is no Linear)."""
+    import torch.nn as nn
+
+    linear = [n for n, m in module.named_modules() if isinstance(m, nn.Linear)]
+    if linear:
+        return [linear[-1]]
+    conv = [n for n, m in module.named_modules() if isinstance(m, nn.Conv2d)]
+    return conv[-1:]
+
+
+def _kept_modules(module: nn.Module, keep: tuple[str, ...]) -> tuple[list, list[str]]:
+    names = dict(module.named_modules())
+    unknown = [k for k in keep if k not in names]
+    if unknown:
+        import difflib
+
+        close = difflib.get_close_matches(unknown[0], list(names), n=1)
+        raise UsageError(f"--keep {unknown[0]!r} is no layer of this model"
+                         + (f"; did you mean {close[0]!r}?" if close else ""),
+                         hint="layer names are the module names of the state dict keys, e.g. layer4.2.conv3")
+    kept = list(dict.fromkeys([*classifier_names(module), *keep]))
+    return [names[k] for k in kept], kept
+
+
+def prune_model(
+    model: LoadedModel, settings: PruneSettings, report=print, keep_masks: bool = False
+) -> PruneReport:
+    """Prune ``model.module`` in place and recount its parameters and MACs. ``keep_masks``
+    (unstructured only) leaves torch's pruning masks on, so a fine-tune keeps the zeros; call
+    ``remove_masks`` after."""
+    from edgekit.models.complexity import count_macs, count_params
+
+    settings.check()
+    start = time.perf_counter()
+    module = model.module.eval()
+    example = model.example_input()
+    params_before, macs_before = count_params(module), count_macs(module, example)
+    kept_modules, kept = _kept_modules(module, settings.keep)
+    if settings.method == "structured":
+        layers = _structured(module, example, settings, kept_modules)
+        sparsity, note = None, ""
+    else:
+        sparsity = _unstructured(module, settings.ratio, kept_modules, keep_masks)
+        layers = {}
+        note = ("unstructured pruning zeroes weights but keeps every layer's size: dense runtimes "
+                "(onnxruntime, OpenVINO, LiteRT) run it no faster; it helps compressed size only")
+        report(f"note: {note}")
+    module.eval()
+    model.params = count_params(module)
+    model.macs = count_macs(module, example)
+    return PruneReport(
+        settings=settings.to_dict(), params_before=params_before, params_after=model.params,
+        macs_before=macs_before, macs_after=model.macs, sparsity=sparsity, layers=layers, kept=kept,
+        seconds=round(time.perf_counter() - start, 2), note=note,
+    )
+
+
+def _channels(module: nn.Module) -> dict[str, int]:
+    import torch.nn as nn
+
+    out = {}
+    for name, m in module.named_modules():
+        if isinstance(m, nn.Conv2d):
+            out[name] = m.out_channels
+        elif isinstance(m, nn.Linear):
+            out[name] = m.out_features
+        elif isinstance(m, nn.LSTM):
+            out[name] = m.hidden_size
+    return out
+
+
+def _structured(module: nn.Module, example, settings: PruneSettings, kept_modules: list) -> dict:
+    import torch.nn as nn
+
+    tp = require("torch_pruning", "torch-pruning", "prune")
+    for m in module.modules():
+        if isinstance(m, nn.LSTM) and (m.num_layers != 1 or m.bidirectional or m.proj_size):
+            raise UsageError("structured pruning supports single-layer, unidirectional LSTMs without "
+                             "projections; use --method unstructured for this model")
+    before = _channels(module)
+    pruner = tp.pruner.MetaPruner(
+        module, example,
+        importance=tp.importance.GroupMagnitudeImportance(p=2),
+        pruning_ratio=settings.ratio,
+        global_pruning=settings.scope == "global",
+        max_pruning_ratio=GLOBAL_MAX_RATIO if settings.scope == "global" else 1.0,
+        ignored_layers=kept_modules,
+        round_to=settings.round_to,
+        customized_pruners={nn.LSTM: _lstm_pruner(tp)},
+    )
+    pruner.step()
+    after = _channels(module)
+    return {name: [before[name], after[name]] for name in before if before[name] != after.get(name)}
+
+
+def _lstm_pruner(tp):
+    """Torch-Pruning 1.6's LSTMPruner selects weight_hh rows with the hidden indices instead of the
+    4H gate rows and gathers weight_ih along the wrong axis (IndexError); this one indexes the four
+    gate blocks (i, f, g, o) of every weight and bias, and weight_hh's columns."""
+    import torch
+
+    class GateConsistentLSTMPruner(tp.pruner.function.LSTMPruner):
+        def prune_out_channels(self, layer, idxs):
+            hidden = layer.hidden_size
+            drop = {int(i) for i in idxs}
+            keep = torch.tensor(sorted(set(range(hidden)) - drop), dtype=torch.long)
+            keep4 = torch.cat([keep + g * hidden for g in range(4)])
+            for name in ("weight_ih_l0", "weight_hh_l0", "bias_ih_l0", "bias_hh_l0"):
+                if hasattr(layer, name) and getattr(layer, name) is not None:
+                    setattr(layer, name, self._prune_parameter_and_grad(getattr(layer, name), keep4, 0))
+            layer.weight_hh_l0 = self._prune_parameter_and_grad(layer.weight_hh_l0, keep, 1)
+            layer.hidden_size = len(keep)
+            layer._init_flat_weights()
+            return layer
+
+    return GateConsistentLSTMPruner()
+
+
+def _unstructured(module: nn.Module, ratio: float, kept_modules: list, keep_masks: bool = False) -> float:
+    import torch.nn as nn
+    import torch.nn.utils.prune as tprune
+
+    kept_ids = {id(m) for m in kept_modules}
+    params = [(m, "weight") for m in module.modules()
+              if isinstance(m, (nn.Conv2d, nn.Linear)) and id(m) not in kept_ids]
+    if not params:
+        raise UsageError("this model has no conv or linear layers to prune")
+    tprune.global_unstructured(params, pruning_method=tprune.L1Unstructured, amount=ratio)
+    sparsity = sparsity_of(module, kept_modules)
+    if not keep_masks:
+        remove_masks(module)
+    return sparsity
+
+
+def remove_masks(module: nn.Module) -> None:
+    """Make unstructured pruning permanent: plain weights (with their zeros), no masks or hooks."""
+    import torch.nn.utils.prune as tprune
+
+    for m in module.modules():
+        if tprune.is_pruned(m) and hasattr(m, "weight_mask"):
+            tprune.remove(m, "weight")
+
+
+def sparsity_of(module: nn.Module, kept_modules: list | None = None) -> float:
+    """Zero weights over all conv/linear weights (except ``kept_modules``)."""
+    import torch.nn as nn
+
+    kept_ids = {id(m) for m in kept_modules or []}
+    zeros = total = 0
+    for m in module.modules():
+        if isinstance(m, (nn.Conv2d, nn.Linear)) and id(m) not in kept_ids:
+            zeros += int((m.weight == 0).sum())
+            total += m.weight.numel()
+    return zeros / total if total else 0.0
+
+
+def reshape_to_state_dict(module: nn.Module, state: dict) -> list[str]:
+    """Resize conv, linear, batch-norm and LSTM layers of a freshly built ``module`` to the shapes
+    in ``state`` (a pruned model's state dict), so that ``load_state_dict`` fits. Returns the
+    names of the layers resized."""
+    import torch
+    import torch.nn as nn
+
+    resized = []
+    for name, m in module.named_modules():
+        prefix = f"{name}." if name else ""
+        own = {k[len(prefix):]: v for k, v in state.items()
+               if k.startswith(prefix) and "." not in k[len(prefix):]}
+        if not own:
+            continue
+        changed = False
+        for key, value in own.items():
+            current = getattr(m, key, None)
+            if isinstance(current, torch.Tensor) and tuple(current.shape) != tuple(value.shape):
+                fresh = torch.empty(value.shape, dtype=current.dtype)
+                if isinstance(current, nn.Parameter):
+                    setattr(m, key, nn.Parameter(fresh, requires_grad=current.requires_grad))
+                else:
+                    m.register_buffer(key, fresh)
+                changed = True
+        if not changed:
+            continue
+        resized.append(name)
+        if isinstance(m, nn.Conv2d):
+            depthwise = m.groups > 1 and m.groups == m.in_channels == m.out_channels
+            m.out_channels = m.weight.shape[0]
+            m.groups = m.out_channels if depthwise else m.groups
+            m.in_channels = m.weight.shape[1] * m.groups
+        elif isinstance(m, nn.Linear):
+            m.out_features, m.in_features = m.weight.shape
+        elif isinstance(m, nn.modules.batchnorm._BatchNorm):
+            m.num_features = m.running_mean.shape[0] if m.running_mean is not None else m.weight.shape[0]
+        elif isinstance(m, nn.LSTM):
+            m.hidden_size = m.weight_hh_l0.shape[1]
+            m.input_size = m.weight_ih_l0.shape[1]
+            m._init_flat_weights()
+    return resized
+
+
+# ---------------------------------------------------------------- fine-tune and checkpoint
+
+
+def finetune(model: LoadedModel, settings: PruneSettings, seed: int = 0, report=print) -> dict:
+    """Train the pruned model for ``settings.finetune_epochs`` on ``settings.dataset`` (train split,
+    best epoch on val, a tenth of the model's training LR unless given); returns what it did."""
+    from edgekit.data.datasets import load_dataset, resolve_dataset
+    from edgekit.train import accuracy, default_config, train
+
+    kind, where = resolve_dataset(settings.dataset)
+    key = str(where) if kind == "builtin" else "user"
+    base = default_config(model.name, key)
+    config = default_config(
+        model.name, key, seed=seed, epochs=settings.finetune_epochs,
+        lr=settings.finetune_lr or base.lr / 10, warmup_epochs=0.0,
+        zero_init_residual=False,  # the weights are trained: never reset a block to the identity
+    )
+    train_set = load_dataset(settings.dataset, model, split="train", seed=seed)
+    val_set = load_dataset(settings.dataset, model, split="val", seed=seed)
+    before = accuracy(model.module, val_set)
+    report(f"fine-tuning for {config.epochs} epochs on {train_set.name} (lr {config.lr:g}); "
+           f"val top-1 right after pruning {100 * before['top1'] if 'top1' in before else 0:.2f}%")
+    result = train(model, train_set, val_set, config)
+    test = accuracy(model.module, load_dataset(settings.dataset, model, split="test", seed=seed))
+    return {"dataset": train_set.name, "dataset_sha256": train_set.sha256, "classes": train_set.classes,
+            "config": config.to_dict(), "val_before": before, "val_after": result.val_metrics,
+            "test": test, "epochs_run": result.epochs_run, "seconds": round(result.seconds, 1)}
+
+
+def pruned_record(model: LoadedModel, report: PruneReport, base: dict | None) -> dict:
+    """The checkpoint record of a pruned model: the original's (model, options, preprocessing,
+    dataset) plus "pruning"."""
+    import torch
+
+    import edgekit
+
+    record = dict(base or {})
+    record.update({
+        "model": model.name, "options": dict(model.options), "task": model.task,
+        "input_shape": list(model.input_spec.shape), "preprocessing": model.preprocessing.to_dict(),
+        "pruning": report.to_dict(),
+        "versions": {"torch": torch.__version__.split("+")[0], "edgekit": edgekit.__version__},
+    })
+    if report.finetune:
+        record.update(dataset=report.finetune["dataset"], dataset_sha256=report.finetune["dataset_sha256"],
+                      classes=[str(c) for c in report.finetune["classes"]])
+        record.setdefault("metrics", {})
+        record["metrics"] = {**record["metrics"], "test": report.finetune["test"]}
+    return record
+
+
+def prune_and_finetune(
+    model: LoadedModel, settings: PruneSettings, seed: int = 0, report=print
+) -> PruneReport:
+    """``prune_model`` then, if asked, ``finetune``; prints a summary line."""
+    masks = settings.method == "unstructured" and settings.finetune_epochs > 0
+    result = prune_model(model, settings, report, keep_masks=masks)
+    frac = result.macs_fraction
+    report(f"pruned {settings.method} {settings.ratio:g} ({settings.scope}): parameters "
+           f"{result.params_before:,} -> {result.params_after:,}"
+           + (f", MACs {result.macs_before:,} -> {result.macs_after:,} ({100 * frac:.1f}%)" if frac else "")
+           + (f", sparsity {100 * result.sparsity:.1f}%" if result.sparsity is not None else ""))
+    if settings.finetune_epochs:
+        result.finetune = finetune(model, settings, seed, report)  # masks keep pruned weights at zero
+        if masks:
+            remove_masks(model.module)
+            result.sparsity = sparsity_of(model.module, [model.module.get_submodule(k) for k in result.kept])
+    return result
