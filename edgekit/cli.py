@@ -11,7 +11,7 @@ from pathlib import Path
 import click
 
 from edgekit import __version__
-from edgekit.errors import EXIT_FAILED, EdgekitError, UsageError
+from edgekit.errors import EXIT_FAILED, EXIT_GATE, EdgekitError, UsageError
 
 
 def _err(message: str) -> None:
@@ -450,6 +450,111 @@ def prune_cmd(model, ratio, method, scope, keep, round_to, finetune_epochs, fine
         scores = ", ".join(f"{k} {100 * v:.2f}%" for k, v in test.items() if k != "n")
         _report(f"test after fine-tuning: {scores}")
     click.echo(f"checkpoint: {out}")
+    return 0
+
+
+@cli.command("gate")
+@click.argument("run_dir", type=click.Path(path_type=Path))
+@click.option("--max-drop", type=float, metavar="PP",
+              help="Most accuracy points an artefact may lose against the run's PyTorch fp32 model.")
+@click.option("--min-agreement", type=float, metavar="F", help="Least top-1 agreement with PyTorch (0..1).")
+@click.option("--min-speedup", type=float, metavar="X",
+              help="Least int8 p50 speed-up over the same format's fp32.")
+@click.option("--baseline", metavar="FILE", help="A baseline file (edgekit baseline) or run directory.")
+@click.option("--max-accuracy-regression", type=float, metavar="PP",
+              help="Most accuracy points lost against the baseline (default: --max-drop).")
+@click.option("--max-latency-regression", type=float, metavar="PCT",
+              help="Most percent the p50 latency may rise against the baseline.")
+@click.option("--min-accuracy", type=float, metavar="F",
+              help="Absolute accuracy floor (0..1) for every artefact.")
+@click.option("--max-latency-ms", type=float, metavar="MS", help="Absolute p50 ceiling.")
+@click.option("--max-size-mb", type=float, metavar="MB", help="Absolute size ceiling.")
+@click.option("--max-peak-mb", type=float, metavar="MB", help="Absolute peak-memory ceiling.")
+@click.option("--target", help="Which bench results the speed rules read (default local-cpu).")
+@click.option("--formats", help="Gate only these formats, e.g. onnx,tflite.")
+@click.option("--rules", "rules_file", type=click.Path(path_type=Path),
+              help="A TOML file of rules ([gate] table); options given here override it.")
+@click.option("--junit", type=click.Path(path_type=Path),
+              help="JUnit XML to write (default RUN_DIR/gate/junit.xml).")
+@click.option("--markdown", type=click.Path(path_type=Path),
+              help="Markdown summary to write (default RUN_DIR/gate/summary.md).")
+@click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
+def gate_cmd(run_dir, max_drop, min_agreement, min_speedup, baseline, max_accuracy_regression,
+             max_latency_regression, min_accuracy, max_latency_ms, max_size_mb, max_peak_mb, target, formats,
+             rules_file, junit, markdown, as_json) -> int:
+    """Pass/fail rules on RUN_DIR's accuracy, speed and size. Exit 0 when every rule holds, 4 when
+    one fails or its measurement is missing."""
+    from edgekit.evaluate import check_run_dir
+    from edgekit.gate import GateRules, rules_from_toml, run_gate
+
+    given = {"max_drop": max_drop, "min_agreement": min_agreement, "min_speedup": min_speedup,
+             "baseline": baseline, "max_accuracy_regression": max_accuracy_regression,
+             "max_latency_regression": max_latency_regression, "min_accuracy": min_accuracy,
+             "max_latency_ms": max_latency_ms, "max_size_mb": max_size_mb, "max_peak_mb": max_peak_mb,
+             "target": target, "formats": tuple(f.strip() for f in formats.split(",")) if formats else None}
+    table = rules_from_toml(rules_file) if rules_file else {}
+    merged = {**table, **{k: v for k, v in given.items() if v is not None}}
+    if merged.get("baseline") and merged.get("max_accuracy_regression") is None and "max_drop" in merged:
+        merged["max_accuracy_regression"] = merged["max_drop"]
+    result = run_gate(check_run_dir(run_dir), GateRules(**merged), junit, markdown)
+    if as_json:
+        click.echo(json.dumps(result, indent=2))
+    else:
+        _print_gate(result)
+    return 0 if result["passed"] else EXIT_GATE
+
+
+def _print_gate(result: dict) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title=f"edgekit gate: {'PASSED' if result['passed'] else 'FAILED'}",
+                  caption=f"JUnit: {result['junit']}  summary: {result['markdown']}")
+    for col in ("artefact", "rule", "measured", "limit", "result"):
+        table.add_column(col, justify="right" if col in ("measured", "limit") else "left")
+    for c in result["checks"]:
+        measured = "missing" if c["measured"] is None else f"{c['measured']:.4g}"
+        style = {"pass": "green", "fail": "bold red", "missing": "bold yellow"}[c["status"]]
+        table.add_row(f"{c['format']}/{c['precision']}", c["rule"], measured, f"{c['op']} {c['limit']:g}",
+                      f"[{style}]{c['status']}[/]")
+    Console(width=max(Console().width, 100)).print(table)
+    for c in result["checks"]:
+        if c["status"] != "pass":
+            _err(f"gate: {c['format']}/{c['precision']} {c['rule']}: "
+                 + ("missing: " + c["detail"] if c["measured"] is None
+                    else f"{c['measured']:.4g} is not {c['op']} {c['limit']:g} {c['detail']}".rstrip()))
+
+
+@cli.command("baseline")
+@click.argument("run_dir", type=click.Path(path_type=Path))
+@click.option("--out", type=click.Path(path_type=Path), required=True, help="Baseline JSON file to write.")
+@click.option("--target", default="local-cpu", show_default=True, help="Which bench results to store.")
+def baseline_cmd(run_dir, out, target) -> int:
+    """Store RUN_DIR's accuracy, latency and size per artefact, for `edgekit gate --baseline`."""
+    from edgekit import manifest as mf
+    from edgekit.evaluate import check_run_dir
+    from edgekit.gate import make_baseline
+
+    data = make_baseline(check_run_dir(run_dir), target)
+    mf.write_json_atomic(Path(out), data)
+    stored = sorted({k for a in data["artefacts"].values() for k in a})
+    click.echo(f"baseline: {out} ({len(data['artefacts'])} artefacts; {', '.join(stored)})")
+    return 0
+
+
+@cli.command("report")
+@click.argument("run_dir", type=click.Path(path_type=Path))
+@click.option("--html", "want_html", is_flag=True, help="Also write a self-contained report.html.")
+@click.option("--target", default="local-cpu", show_default=True, help="Whose latency to show.")
+def report_cmd(run_dir, want_html, target) -> int:
+    """One page for RUN_DIR: settings, tool versions, a table per artefact (size, latency, accuracy,
+    agreement) and plots (latency, accuracy against latency, size), in RUN_DIR/report/."""
+    from edgekit.evaluate import check_run_dir
+    from edgekit.report import build
+
+    made = build(check_run_dir(run_dir), target, want_html)
+    for kind, path in made.items():
+        click.echo(f"{kind}: {path}")
     return 0
 
 

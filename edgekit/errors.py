@@ -5,6 +5,7 @@ from __future__ import annotations
 EXIT_USAGE = 2  # a mistake in what the user asked for (bad option, bad file, bad data)
 EXIT_FAILED = 1  # the work ran but part of it failed (e.g. one format did not export or verify)
 EXIT_DEVICE = 3  # the target cannot be used: unreachable, refused, no runtime, no GPU
+EXIT_GATE = 4  # `edgekit gate`: a rule failed (or its measurement is missing)
 
 
 class EdgekitError(Exception):

@@ -1,0 +1,329 @@
+"""``edgekit gate``: pass/fail rules on a run's accuracy, agreement, speed and size, for CI.
+
+Rules relative to the run's own fp32 PyTorch model (``eval`` results): the accuracy drop of each
+artefact in points, its top-1 agreement, and each int8 artefact's speed-up over the same format's
+fp32 artefact (``bench`` results). Rules relative to a baseline (a file from ``edgekit
+baseline`` or another run directory): accuracy may not fall by more than N points, p50 latency
+may not rise by more than N percent. Absolute floors and ceilings: accuracy, p50 latency, size,
+peak memory. A rule whose measurement is missing fails too ("missing"), naming the command that
+makes it: a CI gate must never pass for want of numbers.
+
+Writes a JUnit XML file (one test case per artefact x rule), a Markdown summary (also appended to
+$GITHUB_STEP_SUMMARY when set) and JSON, and records the outcome in the manifest.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import asdict, dataclass, fields
+from pathlib import Path
+from xml.etree import ElementTree as ET
+
+import tomllib
+
+from edgekit import manifest as mf
+from edgekit.errors import EXIT_GATE, UsageError
+
+BASELINE_KIND = "edgekit-baseline"
+
+
+@dataclass(frozen=True)
+class GateRules:
+    max_drop: float | None = None  # points of accuracy lost against the run's PyTorch fp32 model
+    min_agreement: float | None = None  # top-1 agreement with the PyTorch model (0..1)
+    min_speedup: float | None = None  # int8 p50 speed-up over the same format's fp32
+    baseline: str | None = None  # baseline file or run directory
+    max_accuracy_regression: float | None = None  # points lost against the baseline
+    max_latency_regression: float | None = None  # percent p50 rise against the baseline
+    min_accuracy: float | None = None  # absolute floor (0..1)
+    max_latency_ms: float | None = None  # absolute p50 ceiling
+    max_size_mb: float | None = None
+    max_peak_mb: float | None = None
+    target: str = "local-cpu"  # which bench record the speed rules read
+    formats: tuple[str, ...] | None = None  # gate only these formats (default: all)
+
+    def active(self) -> dict:
+        return {k: v for k, v in asdict(self).items()
+                if v is not None and k not in ("target", "formats", "baseline")}
+
+    def check(self) -> None:
+        if not self.active():
+            raise UsageError("no gate rule given; pass e.g. --max-drop 1 or --rules gates.toml")
+        for name in ("min_agreement", "min_accuracy"):
+            value = getattr(self, name)
+            if value is not None and not 0 <= value <= 1:
+                raise UsageError(f"--{name.replace('_', '-')} is a fraction between 0 and 1, got {value}")
+        if (self.max_accuracy_regression is not None or self.max_latency_regression is not None) \
+                and not self.baseline:
+            raise UsageError("--max-accuracy-regression/--max-latency-regression compare with a baseline; "
+                             "pass --baseline FILE (from `edgekit baseline`)")
+
+
+def rules_from_toml(path: Path) -> dict:
+    """The [gate] table of a rules or recipe file (or the whole file when it has no [gate])."""
+    try:
+        data = tomllib.loads(Path(path).read_text())
+    except FileNotFoundError:
+        raise UsageError(f"rules file {path} does not exist") from None
+    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
+        raise UsageError(f"rules file {path} cannot be read: {exc}") from None
+    table = data.get("gate", data)
+    known = {f.name for f in fields(GateRules)}
+    unknown = sorted(set(table) - known)
+    if unknown:
+        raise UsageError(f"{path}: unknown gate rules {', '.join(unknown)}; "
+                         f"known: {', '.join(sorted(known))}")
+    if "formats" in table:
+        table = {**table, "formats": tuple(table["formats"])}
+    return table
+
+
+@dataclass
+class Check:
+    rule: str
+    format: str
+    precision: str
+    measured: float | None
+    limit: float
+    op: str  # "<=" or ">="
+    status: str  # "pass" | "fail" | "missing"
+    detail: str = ""
+
+    @property
+    def case(self) -> str:
+        return f"{self.format}/{self.precision}"
+
+
+# ---------------------------------------------------------------- measurements
+
+
+def _artefacts(manifest: dict, formats) -> list[dict]:
+    return [a for a in manifest["artefacts"]
+            if a.get("status") == "ok" and (not formats or a["format"] in formats)]
+
+
+def _accuracy(manifest: dict) -> tuple[dict, str | None]:
+    ev = manifest.get("eval")
+    if not ev:
+        return {}, None
+    key = ev["metric"]
+    return {(r["format"], r["precision"]): r for r in ev["results"] if r.get("status") == "ok"}, key
+
+
+def _bench(manifest: dict, target: str) -> dict:
+    record = (manifest.get("bench") or {}).get(target)
+    if not record:
+        return {}
+    return {(r["format"], r["precision"]): r for r in record["results"] if r.get("status") == "ok"}
+
+
+def figures(manifest: dict, target: str = "local-cpu") -> dict:
+    """Per artefact ("fmt/precision"): accuracy, agreement, p50, size, peak memory (what a baseline
+    stores and what the gate compares)."""
+    acc, key = _accuracy(manifest)
+    bench = _bench(manifest, target)
+    out = {}
+    for art in manifest["artefacts"]:
+        if art.get("status") != "ok":
+            continue
+        k = (art["format"], art["precision"])
+        row = {"bytes": art.get("bytes")}
+        if k in acc:
+            row.update(accuracy=acc[k][key], agreement=acc[k].get("agreement"), drop_pp=acc[k].get("drop_pp"))
+        if k in bench:
+            row.update(p50_ms=bench[k]["p50_ms"], peak_rss_bytes=bench[k].get("peak_rss_bytes"),
+                       speedup_vs_fp32=bench[k].get("speedup_vs_fp32"))
+        out[f"{k[0]}/{k[1]}"] = row
+    return out
+
+
+def make_baseline(run_dir: Path, target: str = "local-cpu") -> dict:
+    manifest = mf.read_manifest(run_dir)
+    ev = manifest.get("eval") or {}
+    return {
+        "kind": BASELINE_KIND,
+        "schema_version": 1,
+        "created": mf.utc_now(),
+        "run": str(Path(run_dir).resolve()),
+        "model": {k: manifest["model"].get(k) for k in ("name", "options", "parameters", "macs")}
+        | {"weights_sha256": (manifest["model"].get("weights") or {}).get("sha256")},
+        "dataset": {k: ev.get(k) for k in ("dataset", "split", "samples", "sha256", "metric")}
+        if ev else None,
+        "target": target,
+        "bench_environment": ((manifest.get("bench") or {}).get(target) or {}).get("environment"),
+        "tools": manifest.get("tools"),
+        "artefacts": figures(manifest, target),
+    }
+
+
+def load_baseline(path: str, target: str) -> dict:
+    p = Path(path)
+    if p.is_dir():
+        return make_baseline(p, target)
+    try:
+        data = json.loads(p.read_text())
+    except FileNotFoundError:
+        raise UsageError(f"baseline {p} does not exist; "
+                         f"make one with `edgekit baseline RUN_DIR --out {p}`") from None
+    except (OSError, json.JSONDecodeError) as exc:
+        raise UsageError(f"baseline {p} is not a readable JSON file: {exc}") from None
+    if data.get("kind") != BASELINE_KIND:
+        raise UsageError(f"{p} is not an edgekit baseline; "
+                         f"make one with `edgekit baseline RUN_DIR --out {p}`")
+    return data
+
+
+# ---------------------------------------------------------------- rules
+
+
+def evaluate(manifest: dict, rules: GateRules) -> list[Check]:
+    """Every rule on every artefact it applies to."""
+    rules.check()
+    arts = _artefacts(manifest, rules.formats)
+    if not arts:
+        raise UsageError("the run has no artefact to gate (none exported, or --formats left none)")
+    mine = figures(manifest, rules.target)
+    base = load_baseline(rules.baseline, rules.target)["artefacts"] if rules.baseline else None
+    checks: list[Check] = []
+    no_eval = "no accuracy in the run: run `edgekit eval RUN --dataset ...` (or export with --eval) first"
+    no_bench = f"no latency for target {rules.target}: run `edgekit bench RUN --target {rules.target}` first"
+
+    def add(rule, art, measured, limit, op, missing_why, detail=""):
+        if measured is None:
+            checks.append(Check(rule, art["format"], art["precision"], None, limit, op, "missing",
+                                missing_why))
+            return
+        ok = measured <= limit if op == "<=" else measured >= limit
+        checks.append(Check(rule, art["format"], art["precision"], measured, limit, op,
+                            "pass" if ok else "fail", detail))
+
+    for art in arts:
+        key = f"{art['format']}/{art['precision']}"
+        f = mine.get(key, {})
+        int8 = art["precision"] == "int8"
+        if rules.max_drop is not None:
+            add("max_drop", art, f.get("drop_pp"), rules.max_drop, "<=", no_eval, "points below PyTorch fp32")
+        if rules.min_agreement is not None:
+            add("min_agreement", art, f.get("agreement"), rules.min_agreement, ">=", no_eval,
+                "top-1 agreement with PyTorch fp32")
+        if rules.min_speedup is not None and int8:
+            fp32 = mine.get(f"{art['format']}/fp32", {})
+            speed = f.get("speedup_vs_fp32")
+            why = no_bench if "p50_ms" not in f or fp32 else f"no fp32 {art['format']} artefact to compare"
+            add("min_speedup", art, speed, rules.min_speedup, ">=", why,
+                f"int8 p50 speed-up over fp32 on {rules.target}")
+        if rules.min_accuracy is not None:
+            add("min_accuracy", art, f.get("accuracy"), rules.min_accuracy, ">=", no_eval)
+        if rules.max_latency_ms is not None:
+            add("max_latency_ms", art, f.get("p50_ms"), rules.max_latency_ms, "<=", no_bench,
+                f"p50 on {rules.target}")
+        if rules.max_size_mb is not None:
+            add("max_size_mb", art, (f.get("bytes") or 0) / 1e6, rules.max_size_mb, "<=", "")
+        if rules.max_peak_mb is not None:
+            peak = f.get("peak_rss_bytes")
+            add("max_peak_mb", art, peak / 1e6 if peak else None, rules.max_peak_mb, "<=", no_bench)
+        if base is not None:
+            b = base.get(key)
+            if b is None:
+                if rules.max_accuracy_regression is not None or rules.max_latency_regression is not None:
+                    checks.append(Check("baseline", art["format"], art["precision"], None, 0, "==", "missing",
+                                        "the baseline has no such artefact"))
+                continue
+            if rules.max_accuracy_regression is not None:
+                fell = 100 * (b["accuracy"] - f["accuracy"]) if "accuracy" in f and "accuracy" in b else None
+                add("max_accuracy_regression", art, fell, rules.max_accuracy_regression, "<=",
+                    no_eval if "accuracy" not in f else "the baseline has no accuracy for it",
+                    f"points below the baseline ({100 * b['accuracy']:.2f}%)" if "accuracy" in b else "")
+            if rules.max_latency_regression is not None:
+                rose = 100 * (f["p50_ms"] / b["p50_ms"] - 1) if f.get("p50_ms") and b.get("p50_ms") else None
+                add("max_latency_regression", art, rose, rules.max_latency_regression, "<=",
+                    no_bench if not f.get("p50_ms") else "the baseline has no latency for it",
+                    f"% slower than the baseline ({b['p50_ms']:.3f} ms)" if b.get("p50_ms") else "")
+    return checks
+
+
+def passed(checks: list[Check]) -> bool:
+    return all(c.status == "pass" for c in checks)
+
+
+# ---------------------------------------------------------------- outputs
+
+
+def _value(c: Check) -> str:
+    if c.measured is None:
+        return "missing"
+    return f"{c.measured:.4g}"
+
+
+def markdown(checks: list[Check], manifest: dict, rules: GateRules) -> str:
+    ok = passed(checks)
+    failed = [c for c in checks if c.status != "pass"]
+    lines = [f"## edgekit gate: {'PASSED' if ok else 'FAILED'}", "",
+             f"Model `{manifest['model']['name']}`, {len(checks)} checks, {len(failed)} failed"
+             + (f", baseline `{rules.baseline}`" if rules.baseline else "") + ".", "",
+             "| artefact | rule | measured | limit | result |", "|---|---|---|---|---|"]
+    for c in checks:
+        mark = {"pass": "pass", "fail": "**FAIL**", "missing": "**MISSING**"}[c.status]
+        lines.append(f"| {c.case} | {c.rule} | {_value(c)} | {c.op} {c.limit:g} | {mark} |")
+    for c in failed:
+        lines.append("")
+        lines.append(f"- {c.case} {c.rule}: {_value(c)} (limit {c.op} {c.limit:g}) {c.detail}".rstrip())
+    return "\n".join(lines) + "\n"
+
+
+def junit(checks: list[Check], name: str) -> bytes:
+    suite = ET.Element("testsuite", name=f"edgekit gate {name}", tests=str(len(checks)),
+                       failures=str(sum(c.status == "fail" for c in checks)),
+                       errors=str(sum(c.status == "missing" for c in checks)))
+    for c in checks:
+        case = ET.SubElement(suite, "testcase", classname=f"edgekit.gate.{c.format}.{c.precision}",
+                             name=c.rule)
+        message = f"{c.rule} {_value(c)} not {c.op} {c.limit:g}" + (f": {c.detail}" if c.detail else "")
+        if c.status == "fail":
+            ET.SubElement(case, "failure", message=message, type="GateFailure").text = message
+        elif c.status == "missing":
+            ET.SubElement(case, "error", message=c.detail, type="MissingMeasurement").text = c.detail
+    root = ET.Element("testsuites")
+    root.append(suite)
+    ET.indent(root)
+    return ET.tostring(root, encoding="utf-8", xml_declaration=True)
+
+
+def run_gate(run_dir: Path, rules: GateRules, junit_path: Path | None = None,
+             markdown_path: Path | None = None) -> dict:
+    """Evaluate, write JUnit + Markdown + JSON (default: RUN_DIR/gate/), record in the manifest."""
+    run_dir = Path(run_dir)
+    manifest = mf.read_manifest(run_dir)
+    checks = evaluate(manifest, rules)
+    ok = passed(checks)
+    out = run_dir / "gate"
+    out.mkdir(exist_ok=True)
+    junit_path = Path(junit_path) if junit_path else out / "junit.xml"
+    markdown_path = Path(markdown_path) if markdown_path else out / "summary.md"
+    text = markdown(checks, manifest, rules)
+    result = {"created": mf.utc_now(), "passed": ok, "rules": {k: v for k, v in asdict(rules).items()
+                                                                if v is not None},
+              "checks": [asdict(c) for c in checks], "junit": str(junit_path), "markdown": str(markdown_path)}
+    _write_atomic(junit_path, junit(checks, manifest["model"]["name"]))
+    _write_atomic(markdown_path, text.encode())
+    mf.write_json_atomic(out / "gate.json", result)
+    summary = os.environ.get("GITHUB_STEP_SUMMARY")
+    if summary:
+        with open(summary, "a") as f:
+            f.write(text + "\n")
+    fresh = mf.read_manifest(run_dir)
+    fresh["gate"] = {k: result[k] for k in ("created", "passed", "rules")} | {
+        "failed": [f"{c.case} {c.rule}" for c in checks if c.status != "pass"]}
+    mf.write_json_atomic(run_dir / mf.MANIFEST, fresh)
+    return result
+
+
+def _write_atomic(path: Path, data: bytes) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp.write_bytes(data)
+    os.replace(tmp, path)
+
+
+__all__ = ["EXIT_GATE", "GateRules", "run_gate", "make_baseline", "rules_from_toml", "evaluate"]

@@ -1,0 +1,246 @@
+"""``edgekit report``: one page per run with settings, tool versions, a table per artefact and plots.
+
+Writes RUN_DIR/report/: report.md (tables, the plots as images beside it, and the same charts as
+Mermaid blocks, which GitHub renders in a job summary where local images cannot be shown),
+latency.png, tradeoff.png and size.png drawn with matplotlib, and with ``--html`` a
+self-contained report.html (plots embedded) that opens in any browser.
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+import os
+from pathlib import Path
+
+from edgekit import manifest as mf
+
+PLOTS = ("latency", "tradeoff", "size")
+
+
+def rows(manifest: dict, target: str) -> list[dict]:
+    """One row per artefact (and PyTorch): what it is, its size, speed and accuracy."""
+    bench = {(r["format"], r["precision"]): r for r in ((manifest.get("bench") or {}).get(target) or {})
+             .get("results", []) if r.get("status") == "ok"}
+    ev = manifest.get("eval") or {}
+    key = ev.get("metric")
+    acc = {(r["format"], r["precision"]): r for r in ev.get("results", [])}
+    out = []
+    if ("pytorch", "fp32") in bench or ("pytorch", "fp32") in acc:
+        b, a = bench.get(("pytorch", "fp32"), {}), acc.get(("pytorch", "fp32"), {})
+        out.append({"name": "pytorch fp32", "format": "pytorch", "precision": "fp32", "scheme": "eager",
+                    "bytes": None, "p50_ms": b.get("p50_ms"), "p99_ms": b.get("p99_ms"),
+                    "speedup": None, "accuracy": a.get(key), "agreement": a.get("agreement"),
+                    "drop_pp": a.get("drop_pp"), "status": "ok", "verify": ""})
+    for art in manifest["artefacts"]:
+        k = (art["format"], art["precision"])
+        b, a = bench.get(k, {}), acc.get(k, {})
+        v = art.get("verify") or {}
+        if art["status"] != "ok":
+            verify = art.get("error", "")[:80]
+        elif art["precision"] == "fp32":
+            verify = f"max diff {v.get('max_abs_diff', 0):.2g}"
+        else:
+            verify = f"SQNR {v.get('sqnr_db', float('nan')):.1f} dB"
+        out.append({"name": f"{k[0]} {k[1]}", "format": k[0], "precision": k[1],
+                    "scheme": (art.get("scheme") or {}).get("type", ""), "bytes": art.get("bytes"),
+                    "p50_ms": b.get("p50_ms"), "p99_ms": b.get("p99_ms"), "speedup": b.get("speedup_vs_fp32"),
+                    "accuracy": a.get(key), "agreement": a.get("agreement"), "drop_pp": a.get("drop_pp"),
+                    "status": art["status"], "verify": verify})
+    return out
+
+
+def _fmt(v, kind: str) -> str:
+    if v is None:
+        return "-"
+    return {"mb": f"{v / 1e6:.2f}", "ms": f"{v:.3f}" if v < 10 else f"{v:.1f}", "x": f"{v:.2f}x",
+            "pct": f"{100 * v:.2f}%", "pp": f"{v:+.2f}"}[kind]
+
+
+def table_md(items: list[dict]) -> str:
+    head = ["artefact", "scheme", "size MB", "p50 ms", "p99 ms", "int8 speed-up", "accuracy", "agreement",
+            "drop pp", "verify"]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for r in items:
+        lines.append("| " + " | ".join(_cells(r)) + " |")
+    return "\n".join(lines)
+
+
+def _cells(r: dict) -> list[str]:
+    return [r["name"] + ("" if r["status"] == "ok" else f" ({r['status']})"), r["scheme"],
+            _fmt(r["bytes"], "mb"), _fmt(r["p50_ms"], "ms"), _fmt(r["p99_ms"], "ms"), _fmt(r["speedup"], "x"),
+            _fmt(r["accuracy"], "pct"), _fmt(r["agreement"], "pct"), _fmt(r["drop_pp"], "pp"), r["verify"]]
+
+
+def plot(items: list[dict], folder: Path, title: str) -> dict[str, Path]:
+    """Draw the three plots as PNG files; returns name -> path (a plot without data is skipped)."""
+    os.environ.setdefault("MPLBACKEND", "Agg")
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    colours = {"pytorch": "#555555", "onnx": "#1f77b4", "openvino": "#9467bd", "tflite": "#ff7f0e"}
+    made = {}
+    timed = [r for r in items if r["p50_ms"]]
+    if timed:
+        fig, ax = plt.subplots(figsize=(7, 3.5))
+        ax.barh([r["name"] for r in timed], [r["p50_ms"] for r in timed],
+                color=[colours.get(r["format"], "grey") for r in timed],
+                hatch=None, alpha=0.9)
+        for i, r in enumerate(timed):
+            ax.text(r["p50_ms"], i, f" {_fmt(r['p50_ms'], 'ms')}", va="center", fontsize=8)
+        ax.set_xlabel("p50 latency per inference (ms)")
+        ax.set_title(f"{title}: latency per artefact")
+        ax.invert_yaxis()
+        made["latency"] = _save(fig, folder / "latency.png")
+    both = [r for r in items if r["p50_ms"] and r["accuracy"] is not None]
+    if both:
+        fig, ax = plt.subplots(figsize=(6, 4))
+        for r in both:
+            ax.scatter(r["p50_ms"], 100 * r["accuracy"], s=60, color=colours.get(r["format"], "grey"),
+                       marker="o" if r["precision"] == "fp32" else "s")
+        for i, r in enumerate(both):  # labels staggered so that close points stay readable
+            ax.annotate(r["name"], (r["p50_ms"], 100 * r["accuracy"]), textcoords="offset points",
+                        xytext=(5, 6 - 12 * (i % 2)), fontsize=8)
+        ax.set_xscale("log")
+        ax.set_xlabel("p50 latency (ms, log scale)")
+        ax.set_ylabel("accuracy (%)")
+        ax.set_title(f"{title}: accuracy against latency")
+        ax.grid(alpha=0.3)
+        made["tradeoff"] = _save(fig, folder / "tradeoff.png")
+    sized = [r for r in items if r["bytes"]]
+    if sized:
+        fig, ax = plt.subplots(figsize=(7, 3.5))
+        ax.barh([r["name"] for r in sized], [r["bytes"] / 1e6 for r in sized],
+                color=[colours.get(r["format"], "grey") for r in sized])
+        for i, r in enumerate(sized):
+            ax.text(r["bytes"] / 1e6, i, f" {r['bytes'] / 1e6:.2f}", va="center", fontsize=8)
+        ax.set_xlabel("size on disk (MB)")
+        ax.set_title(f"{title}: size per artefact")
+        ax.invert_yaxis()
+        made["size"] = _save(fig, folder / "size.png")
+    plt.close("all")
+    return made
+
+
+def _save(fig, path: Path) -> Path:
+    fig.tight_layout()
+    tmp = path.with_name(f".{path.stem}.{os.getpid()}.png")
+    fig.savefig(tmp, dpi=110)
+    os.replace(tmp, path)
+    return path
+
+
+def mermaid_bar(title: str, items: list[dict], key: str, label: str, scale: float = 1.0) -> str:
+    data = [r for r in items if r.get(key)]
+    if not data:
+        return ""
+    names = ", ".join(f'"{r["name"]}"' for r in data)
+    values = ", ".join(f"{r[key] * scale:.4g}" for r in data)
+    return (f"```mermaid\nxychart-beta\n    title \"{title}\"\n    x-axis [{names}]\n"
+            f"    y-axis \"{label}\"\n    bar [{values}]\n```\n")
+
+
+def build(run_dir: Path, target: str = "local-cpu", want_html: bool = False) -> dict[str, Path]:
+    run_dir = Path(run_dir)
+    manifest = mf.read_manifest(run_dir)
+    folder = run_dir / "report"
+    folder.mkdir(exist_ok=True)
+    items = rows(manifest, target)
+    name = manifest["model"]["name"].rsplit(":", 1)[-1].rsplit("/", 1)[-1]
+    plots = plot(items, folder, name)
+    text = markdown(manifest, items, plots, target)
+    out = {"markdown": _write(folder / "report.md", text), **plots}
+    if want_html:
+        out["html"] = _write(folder / "report.html", to_html(manifest, items, plots, target))
+    return out
+
+
+def _settings_md(manifest: dict) -> list[str]:
+    m, s, c = manifest["model"], manifest["settings"], manifest.get("calibration") or {}
+    lines = [
+        f"- command: `{' '.join(manifest.get('command') or [])}`",
+        f"- model: {m['name']} ({m.get('parameters', 0):,} parameters, "
+        + (f"{m['macs'] / 1e6:,.1f} M MACs" if m.get("macs") else "MACs unknown")
+        + f"), input {m['input']['shape']}, options {m.get('options')}",
+        f"- weights: {(m.get('weights') or {}).get('path', 'random (no --weights)')}",
+        f"- formats: {', '.join(s.get('formats', []))}; int8: {s.get('int8')}; calibration: "
+        f"{c.get('source')} ({c.get('samples')} samples, sha256 {str(c.get('sha256'))[:12]})",
+    ]
+    if manifest.get("pruning"):
+        p = manifest["pruning"]
+        ps = p["settings"]
+        kept = f"{100 * p['macs_after'] / p['macs_before']:.1f}% kept" if p.get("macs_before") else "?"
+        lines.append(f"- pruning: {ps['method']} {ps['ratio']} ({ps['scope']}), "
+                     f"parameters {p['params_before']:,} -> {p['params_after']:,}, MACs {kept}"
+                     + (f", fine-tuned {p['finetune']['epochs_run']} epochs on {p['finetune']['dataset']}"
+                        if p.get("finetune") else ""))
+    ev = manifest.get("eval")
+    if ev:
+        lines.append(f"- accuracy: {ev['metric']} on {ev['dataset']} "
+                     f"({ev['split']}, {ev['samples']} samples)")
+    b = (manifest.get("bench") or {})
+    for key, record in b.items():
+        env = record.get("environment") or {}
+        lines.append(f"- latency on {key}: {env.get('cpu')}, {env.get('cores')} cores, "
+                     f"{record['settings'].get('resolved_threads') or 'default'} threads, batch "
+                     f"{record['settings'].get('batch')}")
+    if manifest.get("gate"):
+        g = manifest["gate"]
+        lines.append(f"- gate: {'PASSED' if g['passed'] else 'FAILED'}"
+                     + (f" ({', '.join(g['failed'])})" if g.get("failed") else ""))
+    return lines
+
+
+def markdown(manifest: dict, items: list[dict], plots: dict, target: str) -> str:
+    tools = manifest.get("tools") or {}
+    lines = [f"# edgekit report: {manifest['model']['name']}", "",
+             f"Run created {manifest.get('created')}.", ""]
+    lines += _settings_md(manifest)
+    lines += ["", f"## Artefacts (latency on {target})", "", table_md(items), ""]
+    for plot_name in PLOTS:
+        if plot_name in plots:
+            lines.append(f"![{plot_name}]({plots[plot_name].name})")
+    lines += ["", mermaid_bar("p50 latency (ms)", items, "p50_ms", "ms"),
+              mermaid_bar("size (MB)", [r for r in items if r["bytes"]], "bytes", "MB", 1e-6),
+              "## Tool versions", "", "| tool | version |", "|---|---|"]
+    lines += [f"| {k} | {v} |" for k, v in sorted(tools.items())]
+    return "\n".join(lines) + "\n"
+
+
+def to_html(manifest: dict, items: list[dict], plots: dict, target: str) -> str:
+    esc = html.escape
+    head = ["artefact", "scheme", "size MB", "p50 ms", "p99 ms", "int8 speed-up", "accuracy", "agreement",
+            "drop pp", "verify"]
+    body = []
+    for r in items:
+        body.append("<tr>" + "".join(f"<td>{esc(str(c))}</td>" for c in _cells(r)) + "</tr>")
+    encoded = {n: base64.b64encode(plots[n].read_bytes()).decode() for n in PLOTS if n in plots}
+    images = "".join(f'<figure><img alt="{n}" src="data:image/png;base64,{data}"></figure>'
+                     for n, data in encoded.items())
+    settings = "".join(f"<li>{esc(line[2:])}</li>" for line in _settings_md(manifest))
+    tools = "".join(f"<tr><td>{esc(k)}</td><td>{esc(str(v))}</td></tr>"
+                    for k, v in sorted((manifest.get("tools") or {}).items()))
+    return f"""<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><title>edgekit report: {esc(manifest['model']['name'])}</title>
+<style>body{{font-family:system-ui,sans-serif;max-width:1100px;margin:2em auto;padding:0 1em}}
+table{{border-collapse:collapse;margin:1em 0}}td,th{{border:1px solid #ccc;padding:4px 8px;text-align:right}}
+td:first-child,th:first-child{{text-align:left}}figure{{display:inline-block;margin:0.5em}}
+img{{max-width:100%}}</style></head><body>
+<h1>edgekit report: {esc(manifest['model']['name'])}</h1>
+<p>Run created {esc(str(manifest.get('created')))}.</p>
+<ul>{settings}</ul>
+<h2>Artefacts (latency on {esc(target)})</h2>
+<table><tr>{''.join(f'<th>{h}</th>' for h in head)}</tr>{''.join(body)}</table>
+{images}
+<h2>Tool versions</h2><table><tr><th>tool</th><th>version</th></tr>{tools}</table>
+</body></html>
+"""
+
+
+def _write(path: Path, text: str) -> Path:
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp.write_text(text)
+    os.replace(tmp, path)
+    return path
