@@ -558,6 +558,18 @@ def report_cmd(run_dir, want_html, target) -> int:
     return 0
 
 
+@cli.command("run")
+@click.argument("recipe", type=click.Path(path_type=Path))
+@click.option("--out", type=click.Path(path_type=Path), help="Run directory (overrides the recipe's out).")
+def run_cmd(recipe, out) -> int:
+    """The whole pipeline from a recipe file: [train], export (prune, int8, formats, calibration),
+    [eval], [[bench]] per target, a report, and the [gate] (exit 4 when it fails)."""
+    from edgekit.recipe import run_recipe
+
+    status, _ = run_recipe(recipe, out, report=_report)
+    return status
+
+
 def _report(line: str) -> None:
     click.echo(line, err=line.startswith(("warning", "FAILED")))
 

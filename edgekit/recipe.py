@@ -1,0 +1,253 @@
+"""``edgekit run RECIPE.toml``: the whole pipeline from one file, so that a CI job is one command.
+
+Keys are the CLI's option names (``calib-size`` or ``calib_size``, both accepted):
+
+    model = "lenet5"                      # zoo name, file.py:Class, or a checkpoint
+    out = "runs/lenet5-ci"                # the run directory (must not exist)
+    to = ["onnx", "tflite", "openvino"]   # or "onnx,tflite"
+    int8 = true
+    calib = "digits"
+    calib-size = 64
+    # weights, num-classes, width, input-size, input-shape, model-args, seed, verify-samples
+
+    [train]      # optional, first: edgekit train MODEL --dataset ... (then export the checkpoint)
+    dataset = "digits"
+    epochs = 20
+    [prune]      # optional: ratio, method, scope, keep, round-to, finetune-epochs, dataset
+    [eval]       # optional: dataset, split, limit
+    [[bench]]    # optional, any number: target, host, python, ssh-config, threads, batch, warmup,
+    target = "local-cpu"                 #   iters, seconds, no-torch
+    seconds = 1
+    [gate]       # optional: the rules of `edgekit gate` (max-drop, min-agreement, baseline, ...)
+    max-drop = 1.0
+
+Steps run in that order; a report (RUN_DIR/report/) is always written. Exit status: 4 when the
+gate fails, else 1 when any artefact failed to export or run, else 0.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import tomllib
+
+from edgekit.errors import EXIT_FAILED, EXIT_GATE, UsageError
+
+TOP = {"model", "out", "to", "int8", "calib", "calib_size", "weights", "num_classes", "width", "input_size",
+       "input_shape", "model_args", "seed", "verify_samples", "train", "prune", "eval", "bench", "gate"}
+TRAIN = {"dataset", "epochs", "batch_size", "lr", "max_minutes", "out", "seed"}
+PRUNE = {"ratio", "method", "scope", "keep", "round_to", "finetune_epochs", "dataset"}
+EVAL = {"dataset", "split", "limit"}
+BENCH = {"target", "host", "python", "ssh_config", "targets_dir", "threads", "batch", "warmup", "iters",
+         "seconds", "no_torch"}
+
+
+def _norm(table: dict, known: set[str], where: str) -> dict:
+    out = {str(k).replace("-", "_"): v for k, v in table.items()}
+    unknown = sorted(set(out) - known)
+    if unknown:
+        raise UsageError(f"{where}: unknown keys {', '.join(unknown)}; known: "
+                         f"{', '.join(sorted(k.replace('_', '-') for k in known))}")
+    return out
+
+
+@dataclass
+class Recipe:
+    path: Path
+    top: dict
+    train: dict | None
+    prune: dict | None
+    eval: dict | None
+    bench: list[dict]
+    gate: dict | None
+
+    def resolve(self, value: str | None) -> Path | None:
+        """Paths in a recipe are relative to the recipe file's folder."""
+        if value is None:
+            return None
+        p = Path(value).expanduser()
+        return p if p.is_absolute() else (self.path.parent / p)
+
+
+def load_recipe(path: Path) -> Recipe:
+    path = Path(path)
+    try:
+        data = tomllib.loads(path.read_text())
+    except FileNotFoundError:
+        raise UsageError(f"recipe {path} does not exist") from None
+    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
+        raise UsageError(f"recipe {path} cannot be read: {exc}") from None
+    top = _norm(data, TOP, str(path))
+    if "model" not in top:
+        raise UsageError(f"{path}: name the model (model = \"lenet5\", a file.py:Class or a checkpoint)")
+    bench = top.get("bench", [])
+    if isinstance(bench, dict):
+        bench = [bench]
+    return Recipe(
+        path=path.resolve(),
+        top=top,
+        train=_norm(top["train"], TRAIN, f"{path} [train]") if "train" in top else None,
+        prune=_norm(top["prune"], PRUNE, f"{path} [prune]") if "prune" in top else None,
+        eval=_norm(top["eval"], EVAL, f"{path} [eval]") if "eval" in top else None,
+        bench=[_norm(b, BENCH, f"{path} [[bench]]") for b in bench],
+        gate=top.get("gate"),
+    )
+
+
+def _formats(value) -> str:
+    return ",".join(value) if isinstance(value, list) else str(value or "onnx,tflite,openvino")
+
+
+def run_recipe(
+    path: Path, out: Path | None = None, report: Callable[[str], None] = print
+) -> tuple[int, Path]:
+    """Run every step of the recipe; returns (exit status, run directory)."""
+    from edgekit.formats import parse_formats
+    from edgekit.models.spec import ModelOptions
+    from edgekit.pipeline import ExportPlan, run_export
+    from edgekit.prune import PruneSettings
+
+    recipe = load_recipe(path)
+    t = recipe.top
+    run_dir = Path(out) if out else recipe.resolve(t.get("out")) or Path("runs") / recipe.path.stem
+    if run_dir.exists():
+        raise UsageError(f"run directory {run_dir} already exists; remove it or pass --out")
+    recipe_gate = _gate_rules(recipe) if recipe.gate else None  # check the rules before hours of work
+    model = t["model"]
+    weights = recipe.resolve(t.get("weights"))
+    if Path(str(recipe.resolve(model))).suffix in (".pt", ".pth", ".safetensors") or ".py:" in model:
+        model = str(recipe.resolve(model))
+    if recipe.train is not None:
+        model = _train(recipe, model, run_dir, report)
+    prune = None
+    if recipe.prune is not None:
+        p = recipe.prune
+        if "ratio" not in p:
+            raise UsageError(f"{recipe.path} [prune]: give the ratio (ratio = 0.3)")
+        prune = PruneSettings(ratio=float(p["ratio"]), method=p.get("method", "structured"),
+                              scope=p.get("scope", "uniform"), keep=tuple(p.get("keep", ())),
+                              round_to=p.get("round_to"), finetune_epochs=int(p.get("finetune_epochs", 0)),
+                              dataset=p.get("dataset"))
+        prune.check()
+    plan = ExportPlan(
+        model=model,
+        options=ModelOptions(num_classes=t.get("num_classes"), width=float(t.get("width", 1.0)),
+                             input_size=t.get("input_size")),
+        weights=weights,
+        input_shape=tuple(t["input_shape"]) if t.get("input_shape") else None,
+        model_args=t.get("model_args"),
+        formats=parse_formats(_formats(t.get("to"))),
+        int8=bool(t.get("int8", False)),
+        calib=t.get("calib"),
+        calib_size=int(t.get("calib_size", 32)),
+        verify_samples=int(t.get("verify_samples", 8)),
+        out=run_dir,
+        seed=int(t.get("seed", 0)),
+        command=("edgekit", "run", str(recipe.path)),
+        prune=prune,
+    )
+    outcome = run_export(plan, report=report)
+    report(f"run directory: {outcome.run_dir}")
+    status = EXIT_FAILED if outcome.failed else 0
+    if recipe.eval is not None:
+        status = max(status, _eval(recipe, outcome.run_dir, report))
+    target = "local-cpu"
+    for spec in recipe.bench:
+        target = spec.get("target", "local-cpu")
+        status = max(status, _bench(recipe, outcome.run_dir, spec, report))
+    from edgekit.report import build
+
+    for kind, where in build(outcome.run_dir, target, want_html=True).items():
+        if kind in ("markdown", "html"):
+            report(f"report: {where}")
+    if recipe_gate is not None:
+        from edgekit.gate import run_gate
+
+        rules = recipe_gate if recipe_gate.target != "local-cpu" or not recipe.bench else \
+            type(recipe_gate)(**{**recipe_gate.__dict__, "target": target})
+        result = run_gate(outcome.run_dir, rules)
+        failed = [c for c in result["checks"] if c["status"] != "pass"]
+        report(f"gate: {'PASSED' if result['passed'] else 'FAILED'} ({len(result['checks'])} checks; "
+               f"JUnit {result['junit']})")
+        for c in failed:
+            measured = "missing" if c["measured"] is None else f"{c['measured']:.4g}"
+            report(f"FAILED gate {c['format']}/{c['precision']} {c['rule']}: {measured} "
+                   f"(limit {c['op']} {c['limit']:g}) {c['detail']}".rstrip())
+        if not result["passed"]:
+            return EXIT_GATE, outcome.run_dir
+    return status, outcome.run_dir
+
+
+def _gate_rules(recipe: Recipe):
+    from edgekit.gate import GateRules
+
+    table = {str(k).replace("-", "_"): v for k, v in recipe.gate.items()}
+    if "formats" in table:
+        table["formats"] = tuple(table["formats"])
+    if table.get("baseline"):
+        table["baseline"] = str(recipe.resolve(table["baseline"]))
+        table.setdefault("max_accuracy_regression", table.get("max_drop"))
+    try:
+        rules = GateRules(**table)
+    except TypeError as exc:
+        raise UsageError(f"{recipe.path} [gate]: {exc}".replace("__init__() ", "")) from None
+    rules.check()
+    return rules
+
+
+def _train(recipe: Recipe, model: str, run_dir: Path, report) -> str:
+    from edgekit.trainer import run_training
+
+    tr = recipe.train
+    if "dataset" not in tr:
+        raise UsageError(f"{recipe.path} [train]: name the dataset (dataset = \"digits\")")
+    t = recipe.top
+    ckpt = recipe.resolve(tr.get("out")) or run_dir.with_name(run_dir.name + ".ckpt.pt")
+    if ckpt.exists():
+        raise UsageError(f"checkpoint {ckpt} already exists; remove it or set [train] out")
+    path, _ = run_training(
+        model, tr["dataset"], out=ckpt, seed=int(tr.get("seed", t.get("seed", 0))),
+        options={k: t.get(k) for k in ("num_classes", "width", "input_size")},
+        config={k: tr.get(k) for k in ("epochs", "batch_size", "lr", "max_minutes")},
+        report=report, progress=False,
+    )
+    return str(Path(path).resolve())
+
+
+def _eval(recipe: Recipe, run_dir: Path, report) -> int:
+    from edgekit.evaluate import evaluate_run, table_rows
+
+    ev = recipe.eval
+    if "dataset" not in ev:
+        raise UsageError(f"{recipe.path} [eval]: name the dataset (dataset = \"digits\")")
+    dataset = ev["dataset"]
+    if "/" in dataset or dataset.startswith("."):
+        dataset = str(recipe.resolve(dataset))
+    result = evaluate_run(run_dir, dataset, split=ev.get("split", "test"), limit=ev.get("limit"),
+                          report=report)
+    head, rows = table_rows(result)
+    widths = [max(len(str(c)) for c in col) for col in zip(head, *rows)]
+    for line in (head, *rows):
+        report("  ".join(str(c).ljust(w) for c, w in zip(line, widths)))
+    return 0
+
+
+def _bench(recipe: Recipe, run_dir: Path, spec: dict, report) -> int:
+    from edgekit.bench.core import BenchSettings, bench
+    from edgekit.targets import get_target
+
+    settings = BenchSettings(threads=spec.get("threads"), batch=int(spec.get("batch", 1)),
+                             warmup=int(spec.get("warmup", 5)), iters=spec.get("iters"),
+                             seconds=spec.get("seconds"), torch_baseline=not spec.get("no_torch", False))
+    target = get_target(spec.get("target", "local-cpu"), recipe.resolve(spec.get("targets_dir")))
+    record = bench(run_dir, target, settings, host=spec.get("host"), python=spec.get("python"),
+                   ssh_config=recipe.resolve(spec.get("ssh_config")), report=report)
+    failed = [r for r in record["results"] if r.get("status") == "failed"]
+    for r in record["results"]:
+        if r.get("status") == "ok":
+            report(f"  {r['format']:8} {r['precision']:5} p50 {r['p50_ms']:.3f} ms  p99 {r['p99_ms']:.3f} ms")
+        else:
+            report(f"FAILED bench {r['format']} {r['precision']}: {r.get('error')}")
+    return EXIT_FAILED if failed else 0
