@@ -77,7 +77,8 @@ def test_a_missing_measurement_fails_rather_than_passes(runs, tmp_path):
     _, good, _ = runs
     r = run_cli("gate", good, "--min-speedup", "1.0", "--junit", tmp_path / "j.xml")
     assert r.code == 4
-    assert "missing: no latency for target local-cpu: run `edgekit bench RUN --target local-cpu` first" in r.stderr
+    want = "missing: no latency for target local-cpu: run `edgekit bench RUN --target local-cpu` first"
+    assert want in r.stderr
     suite, _ = _junit(tmp_path / "j.xml")
     assert suite.get("errors") == "2"  # one per int8 artefact
 
