@@ -10,7 +10,7 @@ TORCH_INDEX_ARG := $(if $(TORCH_INDEX),--index-url $(TORCH_INDEX),)
 STAMP := $(VENV)/.edgekit-installed
 RUN ?= runs/demo-lenet5
 
-.PHONY: setup demo test test-fast lint bench clean ssh-server
+.PHONY: setup demo test test-fast lint bench clean ssh-server gate
 
 setup: $(STAMP)
 
@@ -22,13 +22,13 @@ $(STAMP): pyproject.toml requirements/constraints.txt
 	$(PY) -c "import torch; assert not torch.version.cuda, 'torch is a CUDA build: install the CPU build'; print('torch', torch.__version__)"
 	touch $(STAMP)
 
-# The main job: export a built-in model to ONNX, TFLite and OpenVINO, fp32 and int8, each verified,
-# then time every artefact on this machine beside the PyTorch model.
+# The main job (examples/lenet5.toml): train LeNet-5 on real digits, export it to ONNX, TFLite and
+# OpenVINO, fp32 and int8, each verified; evaluate every artefact, time each on this machine beside
+# the PyTorch model, write a report with plots, and gate on 1 point of int8 accuracy loss.
 demo: setup
-	rm -rf $(RUN)
+	rm -rf $(RUN) $(RUN).ckpt.pt
 	$(VENV)/bin/edgekit models
-	$(VENV)/bin/edgekit export lenet5 --int8 --out $(RUN)
-	$(VENV)/bin/edgekit bench $(RUN) --seconds 1
+	$(VENV)/bin/edgekit run examples/lenet5.toml --out $(RUN)
 
 # The SSH target's tests need a real OpenSSH server; install it where we may (root, apt).
 ssh-server:
@@ -41,6 +41,14 @@ ssh-server:
 
 test: setup ssh-server
 	EDGEKIT_REQUIRE_SSHD=1 $(PY) -m pytest -q
+	$(MAKE) gate
+
+# Our own CI ends with a real gate: the main job's recipe, run fresh; its JUnit file stays in
+# $(CI_RUN)/gate/junit.xml (and the report in $(CI_RUN)/report/).
+CI_RUN ?= runs/ci-gate
+gate: setup
+	rm -rf $(CI_RUN) $(CI_RUN).ckpt.pt
+	$(VENV)/bin/edgekit run examples/lenet5.toml --out $(CI_RUN)
 
 test-fast: setup
 	$(PY) -m pytest -q -m "not slow"
