@@ -354,6 +354,9 @@ def bench_cmd(path, target, host, python, ssh_config, targets_dir, threads, batc
         click.echo(json.dumps(record, indent=2))
     else:
         _print_bench(record)
+    for r in record["results"]:
+        if r.get("status") == "skipped":
+            click.echo(f"skipped {r['format']} {r['precision']}: {r['error']}")
     failed = [r for r in record["results"] if r.get("status") == "failed"]
     for r in failed:
         _err(f"{r['format']} {r['precision']}: {r['error']}")

@@ -3,7 +3,8 @@
 Keys are the CLI's option names (``calib-size`` or ``calib_size``, both accepted):
 
     model = "lenet5"                      # zoo name, file.py:Class, or a checkpoint
-    out = "runs/lenet5-ci"                # the run directory (must not exist)
+    out = "runs/lenet5-ci"                # the run directory (must not exist; default
+                                          # runs/<time>-<recipe name>)
     to = ["onnx", "tflite", "openvino"]   # or "onnx,tflite"
     int8 = true
     calib = "digits"
@@ -111,7 +112,11 @@ def run_recipe(
 
     recipe = load_recipe(path)
     t = recipe.top
-    run_dir = Path(out) if out else recipe.resolve(t.get("out")) or Path("runs") / recipe.path.stem
+    if out is None and t.get("out") is None:  # like export: a new directory per run
+        from edgekit.manifest import utc_now
+
+        out = Path("runs") / f"{utc_now().replace(':', '').replace('-', '')}-{recipe.path.stem}"
+    run_dir = Path(out) if out else recipe.resolve(t.get("out"))
     if run_dir.exists():
         raise UsageError(f"run directory {run_dir} already exists; remove it or pass --out")
     recipe_gate = _gate_rules(recipe) if recipe.gate else None  # check the rules before hours of work

@@ -23,15 +23,15 @@ def bench_rows(record: dict) -> tuple[tuple[str, ...], list[tuple[str, ...]], st
     rows = []
     for r in record["results"]:
         if r.get("status") != "ok":
-            rows.append((r["format"], r["precision"], r["status"], str(r.get("error", ""))[:60],
-                         *[""] * (len(HEAD) - 4)))
+            rows.append((r["format"], r["precision"], r["status"], "(below)", *[""] * (len(HEAD) - 4)))
             continue
-        runtime = f"{SHORT.get(r.get('runtime'), r.get('runtime', ''))} {r.get('runtime_version') or ''}"
+        version = str(r.get("runtime_version") or "").split("-")[0]  # OpenVINO's carries a build tag
+        runtime = f"{SHORT.get(r.get('runtime'), r.get('runtime', ''))} {version}"
         device = str(r.get("device", "")).replace("ExecutionProvider", "")
         if r.get("inference_precision"):
             device += f" {r['inference_precision']}"
         rows.append((
-            r["format"], r["precision"], runtime.split("-")[0].strip(), device,
+            r["format"], r["precision"], runtime.strip(), device,
             str(r.get("threads") or "default"),
             _ms(r["p50_ms"]), _ms(r["p90_ms"]), _ms(r["p99_ms"]), f"{100 * r['cv']:.1f}",
             f"{r['throughput_per_s']:.1f}" if r.get("throughput_per_s") else "",

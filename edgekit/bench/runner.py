@@ -331,7 +331,7 @@ class TFLiteSession:
         self.info = {
             "runtime": runtime,
             "runtime_version": version,
-            "device": "CPU XNNPACK" if runtime == "ai-edge-litert" else "CPU",
+            "device": "CPU XNNPACK",  # both runtimes apply the XNNPACK delegate by default
         }
 
     def make_inputs(self, rng) -> None:

@@ -153,3 +153,32 @@ def test_host_key_checking_cannot_be_turned_off_from_a_profile(tmp_path, run_dir
                                        'ssh_options = ["UserKnownHostsFile=/dev/null"]\n')
     r = run_cli("bench", run_dir, "--target", "lax", "--targets-dir", tmp_path)
     assert r.code == 2 and "turns host-key checking off" in r.stderr
+
+
+@pytest.fixture(scope="module")
+def old_pi_python(tmp_path_factory):
+    """A Python like many Raspberry Pis have: numpy<2 and the old tflite-runtime 2.14, nothing else."""
+    venv = tmp_path_factory.mktemp("old-pi") / "venv"
+    subprocess.run([sys.executable, "-m", "venv", venv], check=True)
+    pip = subprocess.run([venv / "bin" / "python", "-m", "pip", "install", "-q", "numpy==1.26.4",
+                          "tflite-runtime==2.14.0"], capture_output=True, text=True)
+    if pip.returncode != 0:
+        if os.environ.get("EDGEKIT_REQUIRE_SSHD"):  # CI: the registry is reachable, so this must work
+            raise RuntimeError(f"could not install tflite-runtime 2.14: {pip.stderr[-500:]}")
+        pytest.skip("tflite-runtime 2.14 could not be installed (no package registry?)")
+    return str(venv / "bin" / "python")
+
+
+def test_a_pi_with_only_the_old_tflite_runtime_runs_the_tflite_files(server, run_dir, old_pi_python):
+    r = ssh_bench(server, run_dir, "--iters", "10", python=old_pi_python)
+    assert r.code == 0, r.stderr  # formats the device cannot run are skipped, not failures
+    rows = {(x["format"], x["precision"]): x
+            for x in read_manifest(run_dir)["bench"][f"raspberrypi@{server.host}"]["results"]}
+    for precision in ("fp32", "int8"):  # int8 in and out, quantized with the tensors' own scales
+        row = rows[("tflite", precision)]
+        assert row["status"] == "ok" and row["runtime"] == "tflite-runtime"
+        assert row["runtime_version"] == "2.14.0"
+        assert row["environment"]["numpy"].startswith("1.")
+    for fmt in ("onnx", "openvino"):
+        assert rows[(fmt, "fp32")]["status"] == "skipped" and "not installed" in rows[(fmt, "fp32")]["error"]
+    assert "skipped" in r.stdout
