@@ -29,11 +29,12 @@ RESULTS = HERE / "results"
 FORMATS = ("onnx", "openvino", "tflite")
 
 
-def _export(model: str, out: Path, ratio: float | None, finetune: int = 0, dataset: str | None = None):
+def _export(model: str, out: Path, ratio: float | None, finetune: int = 0, dataset: str | None = None,
+            lr: float | None = None):
     from edgekit.pipeline import ExportPlan, run_export
     from edgekit.prune import PruneSettings
 
-    prune = PruneSettings(ratio, finetune_epochs=finetune, dataset=dataset) if ratio else None
+    prune = PruneSettings(ratio, finetune_epochs=finetune, dataset=dataset, finetune_lr=lr) if ratio else None
     return run_export(ExportPlan(model=model, int8=True, calib_size=64, out=out, prune=prune), report=print)
 
 
@@ -58,7 +59,7 @@ def speed(model: str, ratio: float, work: Path) -> dict:
     return row
 
 
-def accuracy(model_ckpt: str, ratio: float, finetune: int, work: Path) -> dict:
+def accuracy(model_ckpt: str, ratio: float, finetune: int, work: Path, lr: float | None = None) -> dict:
     import torch
 
     from edgekit.evaluate import evaluate_run
@@ -69,7 +70,7 @@ def accuracy(model_ckpt: str, ratio: float, finetune: int, work: Path) -> dict:
     row = {"kind": "accuracy", "model": model, "ratio": ratio, "finetune_epochs": finetune, "dataset": dataset,
            "options": record["options"]}
     for label, r in (("unpruned", None), ("pruned", ratio)):
-        outcome = _export(str(Path(ckpt).resolve()), work / f"acc-{model}-{label}", r, finetune, dataset)
+        outcome = _export(str(Path(ckpt).resolve()), work / f"acc-{model}-{label}", r, finetune, dataset, lr)
         result = evaluate_run(outcome.run_dir, dataset, report=lambda line: None)
         key = result["metric"]
         row[label] = {
@@ -147,7 +148,8 @@ def main(argv: list[str]) -> None:
         if mode == "speed":
             row = speed(item, ratio, work)
         else:
-            row = accuracy(item, ratio, int(opts.get("finetune", 8)), work)
+            lr = float(opts["finetune-lr"]) if "finetune-lr" in opts else None
+            row = accuracy(item, ratio, int(opts.get("finetune", 8)), work, lr)
         row["date"] = stamp
         print(json.dumps({k: v for k, v in row.items() if k not in ("unpruned", "pruned")}), flush=True)
         with open(RESULTS / "pruning.jsonl", "a") as f:

@@ -110,6 +110,8 @@ def _prune_options(f, required: bool = False):
     """--ratio/--prune, --method, --scope, --keep, --round-to, --finetune-epochs, --dataset."""
     f = click.option("--dataset", "finetune_data", metavar="DATASET",
                      help="Fine-tune on this dataset after pruning (digits, shapes, reber or a path).")(f)
+    f = click.option("--finetune-lr", type=click.FloatRange(0, min_open=True),
+                     help="Peak learning rate of the fine-tune (default: a tenth of the training LR).")(f)
     f = click.option("--finetune-epochs", type=click.IntRange(0), default=0, show_default=True,
                      help="Epochs of fine-tuning after pruning (needs --dataset).")(f)
     f = click.option("--round-to", type=click.IntRange(1), help="Keep channel counts a multiple of N.")(f)
@@ -123,7 +125,7 @@ def _prune_options(f, required: bool = False):
     return f
 
 
-def _prune_settings(ratio, method, scope, keep, round_to, finetune_epochs, finetune_data):
+def _prune_settings(ratio, method, scope, keep, round_to, finetune_epochs, finetune_lr, finetune_data):
     from edgekit.prune import PruneSettings
 
     if ratio is None:
@@ -133,7 +135,7 @@ def _prune_settings(ratio, method, scope, keep, round_to, finetune_epochs, finet
     if finetune_data:
         _check_dataset_name(finetune_data)
     settings = PruneSettings(ratio=ratio, method=method, scope=scope, keep=tuple(keep), round_to=round_to,
-                             finetune_epochs=finetune_epochs, dataset=finetune_data)
+                             finetune_epochs=finetune_epochs, dataset=finetune_data, finetune_lr=finetune_lr)
     settings.check()
     return settings
 
@@ -168,7 +170,7 @@ def _prune_settings(ratio, method, scope, keep, round_to, finetune_epochs, finet
 @click.pass_context
 def export_cmd(ctx, model, to, int8, calib, calib_size, out, weights, num_classes, width,
                input_size, input_shape, model_args, verify_samples, seed, eval_data, prune_ratio,
-               method, scope, keep, round_to, finetune_epochs, finetune_data) -> int:
+               method, scope, keep, round_to, finetune_epochs, finetune_lr, finetune_data) -> int:
     """Export MODEL (a zoo name or path/to/file.py:ClassName) and verify every artefact."""
     from edgekit.formats import parse_formats
     from edgekit.models.spec import ModelOptions
@@ -193,7 +195,8 @@ def export_cmd(ctx, model, to, int8, calib, calib_size, out, weights, num_classe
         out=out,
         seed=seed,
         command=tuple(["edgekit", *sys.argv[1:]]),
-        prune=_prune_settings(prune_ratio, method, scope, keep, round_to, finetune_epochs, finetune_data),
+        prune=_prune_settings(prune_ratio, method, scope, keep, round_to, finetune_epochs, finetune_lr,
+                              finetune_data),
     )
     outcome = run_export(plan, report=_report)
     click.echo(f"run directory: {outcome.run_dir}")
@@ -420,8 +423,8 @@ def targets_cmd(targets_dir, as_json) -> int:
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--out", type=click.Path(path_type=Path), help="Checkpoint to write (must not exist). "
               "Default: checkpoints/<model>-pruned<ratio>-<time>.pt")
-def prune_cmd(model, ratio, method, scope, keep, round_to, finetune_epochs, finetune_data, weights,
-              num_classes, width, input_size, seed, out) -> int:
+def prune_cmd(model, ratio, method, scope, keep, round_to, finetune_epochs, finetune_lr, finetune_data,
+              weights, num_classes, width, input_size, seed, out) -> int:
     """Prune MODEL (a zoo name or a checkpoint from `edgekit train`), optionally fine-tune, and write
     a checkpoint that `edgekit export` takes like any other."""
     from edgekit.models.spec import ModelOptions
@@ -429,7 +432,8 @@ def prune_cmd(model, ratio, method, scope, keep, round_to, finetune_epochs, fine
     from edgekit.prune import prune_and_finetune, pruned_record
     from edgekit.train import write_checkpoint
 
-    settings = _prune_settings(ratio, method, scope, keep, round_to, finetune_epochs, finetune_data)
+    settings = _prune_settings(ratio, method, scope, keep, round_to, finetune_epochs, finetune_lr,
+                               finetune_data)
     name = _absolute_model(model)
     if out is None:
         from edgekit.manifest import utc_now

@@ -39,7 +39,7 @@ from edgekit.errors import EXIT_FAILED, EXIT_GATE, UsageError
 TOP = {"model", "out", "to", "int8", "calib", "calib_size", "weights", "num_classes", "width", "input_size",
        "input_shape", "model_args", "seed", "verify_samples", "train", "prune", "eval", "bench", "gate"}
 TRAIN = {"dataset", "epochs", "batch_size", "lr", "max_minutes", "out", "seed"}
-PRUNE = {"ratio", "method", "scope", "keep", "round_to", "finetune_epochs", "dataset"}
+PRUNE = {"ratio", "method", "scope", "keep", "round_to", "finetune_epochs", "finetune_lr", "dataset"}
 EVAL = {"dataset", "split", "limit"}
 BENCH = {"target", "host", "python", "ssh_config", "targets_dir", "threads", "batch", "warmup", "iters",
          "seconds", "no_torch"}
@@ -134,7 +134,7 @@ def run_recipe(
         prune = PruneSettings(ratio=float(p["ratio"]), method=p.get("method", "structured"),
                               scope=p.get("scope", "uniform"), keep=tuple(p.get("keep", ())),
                               round_to=p.get("round_to"), finetune_epochs=int(p.get("finetune_epochs", 0)),
-                              dataset=p.get("dataset"))
+                              dataset=p.get("dataset"), finetune_lr=p.get("finetune_lr"))
         prune.check()
     plan = ExportPlan(
         model=model,
