@@ -110,7 +110,7 @@ def write(rows: list[dict]) -> None:
     lines = [
         "# edgekit bench against OpenVINO's benchmark_app",
         "",
-        f"Measured {stamp} on {env.get('cpu')} ({env.get('cores')} cores), OpenVINO "
+        f"Measured {stamp} on {env.get('processor')} ({env.get('cpu_count')} cores), OpenVINO "
         f"{tool_versions().get('openvino')}. Same IR, device CPU, batch 1, one stream, synchronous "
         f"inference, the same thread count and number of timed inferences; {REPEATS} alternating "
         "repeats, the median of each tool's medians. Goal: edgekit within 5% of benchmark_app.",

@@ -71,6 +71,14 @@ def test_full_size_resnet50_int8_to_all_formats(tmp_path):
     assert "random" in r.stderr  # no --weights: warned that accuracy means nothing
     int8 = [a for a in m["artefacts"] if a["precision"] == "int8"]
     assert all(a["bytes"] < 40e6 for a in int8)  # ~4x smaller than the 102 MB fp32 files
+    # the table for all artefacts of a full-size run, each in its own process, PyTorch beside them
+    r = run_cli("bench", out, "--iters", "3", "--warmup", "1")
+    assert r.code == 0, r.stderr
+    rows = {(x["format"], x["precision"]): x for x in read_manifest(out)["bench"]["local-cpu"]["results"]}
+    assert len(rows) == 7 and all(x["status"] == "ok" for x in rows.values())
+    assert rows[("onnx", "fp32")]["peak_rss_bytes"] > 100e6  # the 102 MB model is in memory
+    for fmt in ("onnx", "openvino", "tflite"):
+        assert f"│ {fmt}" in r.stdout
 
 
 USER_MODEL = '''
