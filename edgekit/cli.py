@@ -359,7 +359,7 @@ def bench_cmd(path, target, host, python, ssh_config, targets_dir, threads, batc
         _print_bench(record)
     for r in record["results"]:
         if r.get("status") == "skipped":
-            click.echo(f"skipped {r['format']} {r['precision']}: {r['error']}")
+            click.echo(f"skipped {r['format']} {r['precision']}: {r['error']}", err=as_json)
     failed = [r for r in record["results"] if r.get("status") == "failed"]
     for r in failed:
         _err(f"{r['format']} {r['precision']}: {r['error']}")
@@ -503,6 +503,9 @@ def gate_cmd(run_dir, max_drop, min_agreement, min_speedup, baseline, max_accura
     merged = {**table, **{k: v for k, v in given.items() if v is not None}}
     if merged.get("baseline") and merged.get("max_accuracy_regression") is None and "max_drop" in merged:
         merged["max_accuracy_regression"] = merged["max_drop"]
+    from edgekit.gate import check_rule_types
+
+    merged = check_rule_types({k: v for k, v in merged.items() if v is not None}, "gate")
     result = run_gate(check_run_dir(run_dir), GateRules(**merged), junit, markdown)
     if as_json:
         click.echo(json.dumps(result, indent=2))
@@ -542,7 +545,10 @@ def baseline_cmd(run_dir, out, target) -> int:
     from edgekit.evaluate import check_run_dir
     from edgekit.gate import make_baseline
 
+    if Path(out).is_dir():
+        raise UsageError(f"--out {out} is a folder; give a file path, e.g. {Path(out) / 'baseline.json'}")
     data = make_baseline(check_run_dir(run_dir), target)
+    Path(out).parent.mkdir(parents=True, exist_ok=True)
     mf.write_json_atomic(Path(out), data)
     stored = sorted({k for a in data["artefacts"].values() for k in a})
     click.echo(f"baseline: {out} ({len(data['artefacts'])} artefacts; {', '.join(stored)})")

@@ -69,13 +69,40 @@ def rules_from_toml(path: Path) -> dict:
     except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
         raise UsageError(f"rules file {path} cannot be read: {exc}") from None
     table = data.get("gate", data)
+    if not isinstance(table, dict):
+        raise UsageError(f"{path}: [gate] must be a table of rules, e.g. max-drop = 1")
+    return check_rule_types({str(k).replace("-", "_"): v for k, v in table.items()}, str(path))
+
+
+_NUMERIC = ("max_drop", "min_agreement", "min_speedup", "max_accuracy_regression", "max_latency_regression",
+            "min_accuracy", "max_latency_ms", "max_size_mb", "max_peak_mb")
+
+
+def check_rule_types(table: dict, where: str) -> dict:
+    """Rules with their Python names, type-checked: numbers are numbers, formats known names."""
+    from edgekit.formats import FORMATS
+
     known = {f.name for f in fields(GateRules)}
     unknown = sorted(set(table) - known)
     if unknown:
-        raise UsageError(f"{path}: unknown gate rules {', '.join(unknown)}; "
-                         f"known: {', '.join(sorted(known))}")
-    if "formats" in table:
-        table = {**table, "formats": tuple(table["formats"])}
+        raise UsageError(f"{where}: unknown gate rules {', '.join(unknown)}; "
+                         f"known: {', '.join(sorted(k.replace('_', '-') for k in known))}")
+    for key in _NUMERIC:
+        value = table.get(key)
+        if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float))):
+            raise UsageError(f"{where}: gate rule {key.replace('_', '-')} must be a number, got {value!r}")
+    for key in ("baseline", "target"):
+        if table.get(key) is not None and not isinstance(table[key], str):
+            raise UsageError(f"{where}: gate {key} must be a string, got {table[key]!r}")
+    if table.get("formats") is not None:
+        formats = table["formats"]
+        if isinstance(formats, str):
+            formats = [f.strip() for f in formats.split(",") if f.strip()]
+        if not isinstance(formats, (list, tuple)) or not all(isinstance(f, str) for f in formats):
+            raise UsageError(f"{where}: gate formats must be a list of format names, got {formats!r}")
+        for name in formats:
+            FORMATS.get(name)  # unknown: one line naming the known ones and the closest
+        table = {**table, "formats": tuple(formats)}
     return table
 
 
@@ -111,8 +138,17 @@ def _accuracy(manifest: dict) -> tuple[dict, str | None]:
     return {(r["format"], r["precision"]): r for r in ev["results"] if r.get("status") == "ok"}, key
 
 
+def bench_key(manifest: dict, target: str) -> str:
+    """The bench record's key: the target's name, or NAME@HOST when it was benched with --host."""
+    records = manifest.get("bench") or {}
+    if target in records:
+        return target
+    hosts = [k for k in records if k.startswith(f"{target}@")]
+    return hosts[0] if len(hosts) == 1 else target
+
+
 def _bench(manifest: dict, target: str) -> dict:
-    record = (manifest.get("bench") or {}).get(target)
+    record = (manifest.get("bench") or {}).get(bench_key(manifest, target))
     if not record:
         return {}
     return {(r["format"], r["precision"]): r for r in record["results"] if r.get("status") == "ok"}
@@ -151,7 +187,8 @@ def make_baseline(run_dir: Path, target: str = "local-cpu") -> dict:
         "dataset": {k: ev.get(k) for k in ("dataset", "split", "samples", "sha256", "metric")}
         if ev else None,
         "target": target,
-        "bench_environment": ((manifest.get("bench") or {}).get(target) or {}).get("environment"),
+        "bench_environment": ((manifest.get("bench") or {}).get(bench_key(manifest, target)) or {})
+        .get("environment"),
         "tools": manifest.get("tools"),
         "artefacts": figures(manifest, target),
     }
@@ -181,11 +218,19 @@ def evaluate(manifest: dict, rules: GateRules) -> list[Check]:
     """Every rule on every artefact it applies to."""
     rules.check()
     arts = _artefacts(manifest, rules.formats)
-    if not arts:
-        raise UsageError("the run has no artefact to gate (none exported, or --formats left none)")
-    mine = figures(manifest, rules.target)
-    base = load_baseline(rules.baseline, rules.target)["artefacts"] if rules.baseline else None
     checks: list[Check] = []
+    for art in manifest["artefacts"]:  # an artefact that did not export fails the gate outright
+        if art.get("status") != "ok" and (not rules.formats or art["format"] in rules.formats):
+            checks.append(Check("export", art["format"], art["precision"], None, 0, "==", "fail",
+                                f"the artefact {art.get('status', 'failed')}: {art.get('error', '')}"[:300]))
+    if not arts and not checks:
+        raise UsageError("the run has no artefact to gate (--formats left none)")
+    mine = figures(manifest, rules.target)
+    base = None
+    if rules.baseline:
+        baseline = load_baseline(rules.baseline, rules.target)
+        check_comparable(manifest, baseline, rules)
+        base = baseline["artefacts"]
     no_eval = "no accuracy in the run: run `edgekit eval RUN --dataset ...` (or export with --eval) first"
     no_bench = f"no latency for target {rules.target}: run `edgekit bench RUN --target {rules.target}` first"
 
@@ -243,6 +288,21 @@ def evaluate(manifest: dict, rules: GateRules) -> list[Check]:
     return checks
 
 
+def check_comparable(manifest: dict, baseline: dict, rules: GateRules) -> None:
+    """Refuse a baseline of another model, or accuracy measured on other samples."""
+    mine, theirs = manifest["model"].get("name"), (baseline.get("model") or {}).get("name")
+    if theirs and mine != theirs:
+        raise UsageError(f"the baseline is of model {theirs}, this run of {mine}; "
+                         "make a baseline from a run of the same model")
+    if rules.max_accuracy_regression is not None:
+        ev, bd = manifest.get("eval") or {}, baseline.get("dataset") or {}
+        if ev and bd and bd.get("sha256") and ev.get("sha256") != bd.get("sha256"):
+            raise UsageError(
+                f"the baseline's accuracy was measured on {bd.get('dataset')} ({bd.get('split')}, "
+                f"{bd.get('samples')} samples) and this run's on {ev.get('dataset')} ({ev.get('split')}, "
+                f"{ev.get('samples')} samples); evaluate both on the same data to compare them")
+
+
 def passed(checks: list[Check]) -> bool:
     return all(c.status == "pass" for c in checks)
 
@@ -294,6 +354,9 @@ def run_gate(run_dir: Path, rules: GateRules, junit_path: Path | None = None,
              markdown_path: Path | None = None) -> dict:
     """Evaluate, write JUnit + Markdown + JSON (default: RUN_DIR/gate/), record in the manifest."""
     run_dir = Path(run_dir)
+    for option, path in (("--junit", junit_path), ("--markdown", markdown_path)):
+        if path is not None and Path(path).is_dir():
+            raise UsageError(f"{option} {path} is a folder; give a file path, e.g. {Path(path) / 'gate.xml'}")
     manifest = mf.read_manifest(run_dir)
     checks = evaluate(manifest, rules)
     ok = passed(checks)
@@ -322,8 +385,11 @@ def run_gate(run_dir: Path, rules: GateRules, junit_path: Path | None = None,
 def _write_atomic(path: Path, data: bytes) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_bytes(data)
-    os.replace(tmp, path)
+    try:
+        tmp.write_bytes(data)
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
 
 
 __all__ = ["EXIT_GATE", "GateRules", "run_gate", "make_baseline", "rules_from_toml", "evaluate"]

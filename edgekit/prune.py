@@ -58,6 +58,9 @@ class PruneSettings:
             raise UsageError(f"unknown pruning scope {self.scope!r}; use {' or '.join(SCOPES)}")
         if self.finetune_epochs and not self.dataset:
             raise UsageError("--finetune-epochs needs --dataset to fine-tune on")
+        if self.dataset and not self.finetune_epochs:
+            raise UsageError("--dataset is the data to fine-tune on; add --finetune-epochs N "
+                             "(or drop --dataset)")
         if self.finetune_epochs < 0:
             raise UsageError("--finetune-epochs must be >= 0")
 
@@ -326,6 +329,8 @@ def pruned_record(model: LoadedModel, report: PruneReport, base: dict | None) ->
     import edgekit
 
     record = dict(base or {})
+    if "metrics" in record:  # the unpruned model's training numbers no longer describe this one
+        record["metrics"] = {"before_pruning": record["metrics"]}
     record.update({
         "model": model.name, "options": dict(model.options), "task": model.task,
         "input_shape": list(model.input_spec.shape), "preprocessing": model.preprocessing.to_dict(),

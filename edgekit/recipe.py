@@ -34,7 +34,7 @@ from pathlib import Path
 
 import tomllib
 
-from edgekit.errors import EXIT_FAILED, EXIT_GATE, UsageError
+from edgekit.errors import EXIT_FAILED, EXIT_GATE, DeviceError, UsageError
 
 TOP = {"model", "out", "to", "int8", "calib", "calib_size", "weights", "num_classes", "width", "input_size",
        "input_shape", "model_args", "seed", "verify_samples", "train", "prune", "eval", "bench", "gate"}
@@ -45,12 +45,47 @@ BENCH = {"target", "host", "python", "ssh_config", "targets_dir", "threads", "ba
          "seconds", "no_torch"}
 
 
+NUM = (int, float)
+TYPES = {
+    "model": str, "out": str, "to": (str, list), "int8": bool, "calib": str, "calib_size": int,
+    "weights": str,
+    "num_classes": int, "width": NUM, "input_size": int, "input_shape": list, "model_args": dict, "seed": int,
+    "verify_samples": int, "train": dict, "prune": dict, "eval": dict, "bench": (dict, list), "gate": dict,
+    "dataset": str, "epochs": int, "batch_size": int, "lr": NUM, "max_minutes": NUM, "ratio": NUM,
+    "method": str, "scope": str, "keep": list, "round_to": int, "finetune_epochs": int, "finetune_lr": NUM,
+    "split": str, "limit": int, "target": str, "host": str, "python": str, "ssh_config": str,
+    "targets_dir": str, "threads": int, "batch": int, "warmup": int, "iters": int, "seconds": NUM,
+    "no_torch": bool,
+}
+_NAMES = {str: "a string", int: "an integer", bool: "true or false", dict: "a table", list: "a list",
+          NUM: "a number", (str, list): "a string or a list", (dict, list): "a table or a list of tables"}
+
+
+def _check_types(table: dict, where: str) -> None:
+    for key, value in table.items():
+        kind = TYPES.get(key)
+        if kind is None:
+            continue
+        ok = isinstance(value, kind) and not (isinstance(value, bool) and kind in (int, NUM))
+        if not ok:
+            raise UsageError(f"{where}: {key.replace('_', '-')} must be {_NAMES.get(kind, kind)}, "
+                             f"got {value!r}")
+        if key in ("keep", "input_shape") or (key == "to" and isinstance(value, list)):
+            inner = int if key == "input_shape" else str
+            if not all(isinstance(v, inner) and not isinstance(v, bool) for v in value):
+                raise UsageError(f"{where}: {key.replace('_', '-')} must be a list of "
+                                 f"{'integers' if inner is int else 'strings'}, got {value!r}")
+
+
 def _norm(table: dict, known: set[str], where: str) -> dict:
+    if not isinstance(table, dict):
+        raise UsageError(f"{where} must be a table of settings, got {table!r}")
     out = {str(k).replace("-", "_"): v for k, v in table.items()}
     unknown = sorted(set(out) - known)
     if unknown:
         raise UsageError(f"{where}: unknown keys {', '.join(unknown)}; known: "
                          f"{', '.join(sorted(k.replace('_', '-') for k in known))}")
+    _check_types({k: v for k, v in out.items() if k != "gate"}, where)
     return out
 
 
@@ -63,6 +98,15 @@ class Recipe:
     eval: dict | None
     bench: list[dict]
     gate: dict | None
+
+    def data(self, value: str | None) -> str | None:
+        """A data source: a built-in name stays as it is; a path is taken relative to the recipe."""
+        if value is None:
+            return None
+        if "/" not in value and "\\" not in value and not Path(value).suffix \
+                and not (self.path.parent / value).exists():
+            return value
+        return str(self.resolve(value))
 
     def resolve(self, value: str | None) -> Path | None:
         """Paths in a recipe are relative to the recipe file's folder."""
@@ -120,6 +164,10 @@ def run_recipe(
     if run_dir.exists():
         raise UsageError(f"run directory {run_dir} already exists; remove it or pass --out")
     recipe_gate = _gate_rules(recipe) if recipe.gate else None  # check the rules before hours of work
+    from edgekit.targets import get_target
+
+    for spec in recipe.bench:  # and every target
+        get_target(spec.get("target", "local-cpu"), recipe.resolve(spec.get("targets_dir")))
     model = t["model"]
     weights = recipe.resolve(t.get("weights"))
     if Path(str(recipe.resolve(model))).suffix in (".pt", ".pth", ".safetensors") or ".py:" in model:
@@ -134,7 +182,7 @@ def run_recipe(
         prune = PruneSettings(ratio=float(p["ratio"]), method=p.get("method", "structured"),
                               scope=p.get("scope", "uniform"), keep=tuple(p.get("keep", ())),
                               round_to=p.get("round_to"), finetune_epochs=int(p.get("finetune_epochs", 0)),
-                              dataset=p.get("dataset"), finetune_lr=p.get("finetune_lr"))
+                              dataset=recipe.data(p.get("dataset")), finetune_lr=p.get("finetune_lr"))
         prune.check()
     plan = ExportPlan(
         model=model,
@@ -145,7 +193,7 @@ def run_recipe(
         model_args=t.get("model_args"),
         formats=parse_formats(_formats(t.get("to"))),
         int8=bool(t.get("int8", False)),
-        calib=t.get("calib"),
+        calib=recipe.data(t.get("calib")),
         calib_size=int(t.get("calib_size", 32)),
         verify_samples=int(t.get("verify_samples", 8)),
         out=run_dir,
@@ -161,7 +209,11 @@ def run_recipe(
     target = "local-cpu"
     for spec in recipe.bench:
         target = spec.get("target", "local-cpu")
-        status = max(status, _bench(recipe, outcome.run_dir, spec, report))
+        try:
+            status = max(status, _bench(recipe, outcome.run_dir, spec, report))
+        except DeviceError as exc:  # one unusable target: say so, go on with the others
+            report(f"FAILED bench on {target}: {exc}")
+            status = max(status, exc.exit_code)
     from edgekit.report import build
 
     for kind, where in build(outcome.run_dir, target, want_html=True).items():
@@ -170,7 +222,8 @@ def run_recipe(
     if recipe_gate is not None:
         from edgekit.gate import run_gate
 
-        rules = recipe_gate if recipe_gate.target != "local-cpu" or not recipe.bench else \
+        named = any(str(k).replace("-", "_") == "target" for k in recipe.gate)
+        rules = recipe_gate if named or not recipe.bench else \
             type(recipe_gate)(**{**recipe_gate.__dict__, "target": target})
         result = run_gate(outcome.run_dir, rules)
         failed = [c for c in result["checks"] if c["status"] != "pass"]
@@ -186,11 +239,12 @@ def run_recipe(
 
 
 def _gate_rules(recipe: Recipe):
-    from edgekit.gate import GateRules
+    from edgekit.gate import GateRules, check_rule_types
 
+    if not isinstance(recipe.gate, dict):
+        raise UsageError(f"{recipe.path}: [gate] must be a table of rules, e.g. max-drop = 1")
     table = {str(k).replace("-", "_"): v for k, v in recipe.gate.items()}
-    if "formats" in table:
-        table["formats"] = tuple(table["formats"])
+    table = check_rule_types(table, f"{recipe.path} [gate]")
     if table.get("baseline"):
         table["baseline"] = str(recipe.resolve(table["baseline"]))
         table.setdefault("max_accuracy_regression", table.get("max_drop"))
@@ -213,7 +267,7 @@ def _train(recipe: Recipe, model: str, run_dir: Path, report) -> str:
     if ckpt.exists():
         raise UsageError(f"checkpoint {ckpt} already exists; remove it or set [train] out")
     path, _ = run_training(
-        model, tr["dataset"], out=ckpt, seed=int(tr.get("seed", t.get("seed", 0))),
+        model, recipe.data(tr["dataset"]), out=ckpt, seed=int(tr.get("seed", t.get("seed", 0))),
         options={k: t.get(k) for k in ("num_classes", "width", "input_size")},
         config={k: tr.get(k) for k in ("epochs", "batch_size", "lr", "max_minutes")},
         report=report, progress=False,
@@ -227,9 +281,7 @@ def _eval(recipe: Recipe, run_dir: Path, report) -> int:
     ev = recipe.eval
     if "dataset" not in ev:
         raise UsageError(f"{recipe.path} [eval]: name the dataset (dataset = \"digits\")")
-    dataset = ev["dataset"]
-    if "/" in dataset or dataset.startswith("."):
-        dataset = str(recipe.resolve(dataset))
+    dataset = recipe.data(ev["dataset"])
     result = evaluate_run(run_dir, dataset, split=ev.get("split", "test"), limit=ev.get("limit"),
                           report=report)
     head, rows = table_rows(result)
@@ -253,6 +305,8 @@ def _bench(recipe: Recipe, run_dir: Path, spec: dict, report) -> int:
     for r in record["results"]:
         if r.get("status") == "ok":
             report(f"  {r['format']:8} {r['precision']:5} p50 {r['p50_ms']:.3f} ms  p99 {r['p99_ms']:.3f} ms")
+        elif r.get("status") == "skipped":
+            report(f"  {r['format']:8} {r['precision']:5} skipped: {r.get('error')}")
         else:
             report(f"FAILED bench {r['format']} {r['precision']}: {r.get('error')}")
     return EXIT_FAILED if failed else 0

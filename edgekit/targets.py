@@ -65,7 +65,11 @@ def user_dir() -> Path:
 def search_dirs(extra: Path | None = None) -> list[Path]:
     dirs = [builtin_dir(), user_dir()]
     if os.environ.get(TARGETS_ENV):
-        dirs.append(Path(os.environ[TARGETS_ENV]).expanduser())
+        env = Path(os.environ[TARGETS_ENV]).expanduser()
+        if not env.is_dir():
+            raise UsageError(f"${TARGETS_ENV} {env} is not a folder",
+                             hint="point it at a folder of *.toml profiles")
+        dirs.append(env)
     if extra is not None:
         extra = Path(extra).expanduser()
         if not extra.is_dir():
@@ -99,6 +103,20 @@ def get_target(name: str, extra: Path | None = None) -> Target:
     return targets[name]
 
 
+def _typed(path: Path, data: dict, key: str, kind, what: str):
+    """data[key] when present and of type ``kind``; one-line error naming the key otherwise."""
+    value = data.get(key)
+    if value is not None and not isinstance(value, kind):
+        raise UsageError(f"target profile {path}: {key} must be {what}, got {value!r}")
+    return value
+
+
+def _str_list(path: Path, value, what: str) -> list[str]:
+    if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+        raise UsageError(f"target profile {path}: {what} must be a list of strings, got {value!r}")
+    return list(value)
+
+
 def parse_target(path: Path) -> Target:
     try:
         data = tomllib.loads(path.read_text())
@@ -113,13 +131,21 @@ def parse_target(path: Path) -> Target:
         raise UsageError(f"target profile {path}: connect must be one of {', '.join(CONNECTS)}, "
                          f"got {connect!r}")
     threads = data.get("threads")
-    if threads is not None and (not isinstance(threads, int) or threads < 0):
+    if threads is not None and (not isinstance(threads, int) or isinstance(threads, bool) or threads < 0):
         raise UsageError(f"target profile {path}: threads must be an integer >= 0 (0: one per core)")
-    options = [str(o) for o in data.get("ssh_options", [])]
+    for key in ("description", "host", "arch", "python"):
+        _typed(path, data, key, str, "a string")
+    accelerator = _typed(path, data, "accelerator", bool, "true or false")
+    options = _str_list(path, data.get("ssh_options", []), "ssh_options")
     check_ssh_options(options, str(path))
-    runtimes = data.get("runtimes", {})
-    if not isinstance(runtimes, dict) or not all(isinstance(v, list) for v in runtimes.values()):
-        raise UsageError(f"target profile {path}: [runtimes] maps a format to a list of runtime names")
+    runtimes = _typed(path, data, "runtimes", dict, "a table of format = [runtime names]") or {}
+    runtimes = {k: _str_list(path, v, f"runtimes.{k}") for k, v in runtimes.items()}
+    onnx = _typed(path, data, "onnx", dict, "a table ([onnx] providers = [...])") or {}
+    providers = _str_list(path, onnx.get("providers", ["CPUExecutionProvider"]), "[onnx] providers")
+    if not providers:
+        raise UsageError(f"target profile {path}: [onnx] providers is empty; name at least one provider")
+    openvino = _typed(path, data, "openvino", dict, "a table ([openvino] device = \"CPU\")") or {}
+    device = _typed(path, openvino, "device", str, "a string") or "CPU"
     return Target(
         name=path.stem,
         description=str(data.get("description", "")),
@@ -129,23 +155,28 @@ def parse_target(path: Path) -> Target:
         arch=data.get("arch"),
         python=str(data.get("python", "python3")),
         threads=threads,
-        accelerator=bool(data.get("accelerator", False)),
-        runtimes={k: [str(x) for x in v] for k, v in runtimes.items()},
-        onnx_providers=list(data.get("onnx", {}).get("providers", ["CPUExecutionProvider"])),
-        openvino_device=str(data.get("openvino", {}).get("device", "CPU")),
+        accelerator=bool(accelerator),
+        runtimes=runtimes,
+        onnx_providers=providers,
+        openvino_device=device,
         ssh_options=options,
     )
 
 
-_INSECURE = {"stricthostkeychecking": {"no", "off"}, "userknownhostsfile": {"/dev/null"},
+_INSECURE = {"stricthostkeychecking": {"no", "off", "false"}, "userknownhostsfile": {"/dev/null"},
              "globalknownhostsfile": {"/dev/null"}}
 
 
 def check_ssh_options(options: list[str], where: str) -> None:
     """Refuse options that turn host-key checking off: edgekit never does that."""
+    import re
+
     for option in options:
-        key, _, value = option.replace("=", " ", 1).partition(" ")
-        if value.strip().lower() in _INSECURE.get(key.strip().lower(), set()):
+        # ssh_config syntax: Key=Value, Key Value or Key = Value, whitespace of any kind, quotes
+        parts = re.split(r"\s*=\s*|\s+", option.strip(), maxsplit=1)
+        key = parts[0].lower()
+        value = parts[1].strip().strip("\"'").strip().lower() if len(parts) > 1 else ""
+        if value in _INSECURE.get(key, set()):
             raise UsageError(
                 f"{where}: ssh option {option!r} turns host-key checking off, which edgekit refuses",
                 hint="add the device's key to known_hosts instead: ssh-keyscan HOST >> ~/.ssh/known_hosts, "

@@ -30,4 +30,8 @@ def run_process(command: list[str], spec: dict, timeout: float, where: str) -> d
     except subprocess.TimeoutExpired:
         return {"status": "failed", "kind": "timeout",
                 "error": f"the runner did not finish within {timeout:.0f} s; pass fewer --iters/--seconds"}
+    except OSError as exc:  # the interpreter itself is missing or not executable
+        return {"status": "failed", "kind": "no_runtime",
+                "error": f"cannot start {command[0]} on {where} ({exc.strerror}); pass --python with a "
+                         "Python 3 that has numpy and a runtime"}
     return parse_result(done.stdout, done.stderr, done.returncode, where)

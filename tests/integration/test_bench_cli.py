@@ -131,6 +131,16 @@ def test_local_gpu_without_a_gpu_says_so_and_changes_nothing(run_dir):
     assert (run_dir / "manifest.json").read_bytes() == before
 
 
+def test_json_stays_json_when_a_format_is_skipped(tmp_path, run_dir):
+    (tmp_path / "no-openvino.toml").write_text('connect = "local"\n[runtimes]\nopenvino = []\n')
+    r = run_cli("bench", run_dir, "--target", "no-openvino", "--targets-dir", tmp_path, "--iters", "3",
+                "--no-torch", "--json")
+    assert r.code == 0, r.stderr
+    rows = {(x["format"], x["precision"]): x["status"] for x in json.loads(r.stdout)["results"]}
+    assert rows[("openvino", "int8")] == "skipped" and rows[("onnx", "int8")] == "ok"
+    assert "skipped openvino int8: target no-openvino runs no openvino" in r.stderr
+
+
 def test_targets_lists_builtin_and_user_profiles(tmp_path):
     (tmp_path / "my-board.toml").write_text(
         'description = "my board"\nconnect = "ssh"\nhost = "me@board"\nthreads = 2\n'

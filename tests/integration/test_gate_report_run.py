@@ -102,12 +102,17 @@ def test_baseline_rules_catch_a_regression(runs, tmp_path):
 
 def test_rules_from_a_file_and_mistakes_in_rules(runs, tmp_path):
     _, good, _ = runs
-    (tmp_path / "gates.toml").write_text("[gate]\nmax-drop = 1\nmax_size_mb = 0.0001\n")
+    (tmp_path / "gates.toml").write_text("[gate]\nmax-dorp = 1\n")
     r = run_cli("gate", good, "--rules", tmp_path / "gates.toml")
-    assert r.code == 2 and "unknown gate rules max-drop" in r.stderr  # the file uses the Python names
-    (tmp_path / "gates.toml").write_text("[gate]\nmax_drop = 1\nmax_size_mb = 0.0001\n")
+    assert r.code == 2 and "unknown gate rules max_dorp" in r.stderr
+    (tmp_path / "gates.toml").write_text('[gate]\nmax-drop = "1"\n')
+    r = run_cli("gate", good, "--rules", tmp_path / "gates.toml")
+    assert r.code == 2 and "max-drop must be a number" in r.stderr
+    (tmp_path / "gates.toml").write_text("[gate]\nmax-drop = 1\nmax_size_mb = 0.0001\n")  # either spelling
     r = run_cli("gate", good, "--rules", tmp_path / "gates.toml")
     assert r.code == 4 and "max_size_mb" in r.stderr  # a 1 kB ceiling no artefact meets
+    r = run_cli("gate", good, "--rules", REPO / "examples" / "lenet5.toml")  # a recipe's [gate] works too
+    assert r.code == 0, r.stdout + r.stderr
     r = run_cli("gate", good)
     assert r.code == 2 and "no gate rule given" in r.stderr and "Traceback" not in r.stderr
     r = run_cli("gate", good, "--min-agreement", "95")
@@ -154,6 +159,18 @@ def test_recipe_mistakes_and_a_failing_recipe_gate(tmp_path):
     recipe.write_text('model = "lenet5"\nto = "onnx"\n[gate]\nmax-dorp = 1\n')
     r = run_cli("run", recipe, "--out", tmp_path / "x")
     assert r.code == 2 and "max_dorp" in r.stderr and not (tmp_path / "x").exists()  # checked before work
+    for text, match in [('int8 = "no"', "int8 must be true or false"), ("bench = 3", "bench must be a table"),
+                        ('[[bench]]\ntarget = "nowhere"', "unknown target 'nowhere'"),
+                        ('[gate]\nmax-drop = "1"', "max-drop must be a number")]:
+        recipe.write_text(f'model = "lenet5"\nto = "onnx"\n{text}\n')
+        r = run_cli("run", recipe, "--out", tmp_path / "z")
+        assert r.code == 2 and match in r.stderr and not (tmp_path / "z").exists(), (text, r.stderr)
+    # paths in a recipe are relative to the recipe, wherever it is run from
+    np.save(tmp_path / "calib.npy", np.random.default_rng(0).integers(0, 255, (12, 32, 32), dtype=np.uint8))
+    recipe.write_text('model = "lenet5"\nto = "onnx"\nint8 = true\ncalib = "calib.npy"\ncalib-size = 4\n')
+    r = run_cli("run", recipe, "--out", tmp_path / "rel")
+    assert r.code == 0, r.stderr
+    assert read_manifest(tmp_path / "rel")["calibration"]["source"] == f"file:{tmp_path / 'calib.npy'}"
     recipe.write_text('model = "lenet5"\nto = "onnx"\nint8 = true\n[eval]\ndataset = "digits"\n'
                       '[gate]\nmin-accuracy = 0.5\n')
     r = run_cli("run", recipe, "--out", tmp_path / "y")  # random weights: about 10% on digits

@@ -47,6 +47,7 @@ def test_prune_a_trained_checkpoint_fine_tune_and_export_with_accuracy(tmp_path)
     record = torch.load(small, weights_only=True)["edgekit"]
     assert record["model"] == "lenet5" and record["pruning"]["finetune"]["epochs_run"] == 3
     assert record["dataset"] == "digits" and record["metrics"]["test"]["top1"] > 0.8
+    assert "history" in record["metrics"]["before_pruning"]  # the unpruned model's training, kept apart
     out = tmp_path / "run"
     r = run_cli("export", small, "--int8", "--to", "onnx", "--eval", "digits", "--out", out)
     assert r.code == 0, r.stderr
@@ -66,6 +67,8 @@ def test_pruning_mistakes_are_one_line_errors(tmp_path):
          "needs --dataset"),
         (("prune", "lenet5", "--ratio", "0.3", "--keep", "features.9", "--out", tmp_path / "d.pt"),
          "no layer of this model"),
+        (("prune", "lenet5", "--ratio", "0.3", "--dataset", "digits", "--out", tmp_path / "e.pt"),
+         "add --finetune-epochs N"),
     ]:
         r = run_cli(*args)
         assert r.code == 2 and len(r.error_lines) == 1 and text in r.error_lines[0], (args, r.stderr)

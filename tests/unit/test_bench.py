@@ -42,7 +42,9 @@ def test_every_remote_word_is_quoted():
 
 
 @pytest.mark.parametrize("option", ["StrictHostKeyChecking=no", "stricthostkeychecking off",
-                                    "UserKnownHostsFile=/dev/null", "GlobalKnownHostsFile /dev/null"])
+                                    "UserKnownHostsFile=/dev/null", "GlobalKnownHostsFile /dev/null",
+                                    "StrictHostKeyChecking=false", 'StrictHostKeyChecking="no"',
+                                    "StrictHostKeyChecking\tno", "StrictHostKeyChecking = no"])
 def test_options_that_disable_host_key_checking_are_refused(option):
     with pytest.raises(UsageError, match="turns host-key checking off"):
         check_ssh_options([option], "test")
@@ -71,7 +73,12 @@ def test_a_user_profile_overrides_a_builtin_and_bad_ones_are_named(tmp_path, mon
     assert get_target("raspberrypi").host == "me@mypi"
     bad = tmp_path / "bad.toml"
     for text, match in [('conect = "ssh"', "unknown keys conect"), ('connect = "telnet"', "connect must be"),
-                        ("threads = -1", "threads must be"), ("[[", "cannot be read")]:
+                        ("threads = -1", "threads must be"), ("[[", "cannot be read"),
+                        ('accelerator = "no"', "accelerator must be true or false"),
+                        ("host = 5", "host must be a string"), ('onnx = "x"', "onnx must be a table"),
+                        ("[onnx]\nproviders = []", "providers is empty"),
+                        ('[runtimes]\ntflite = "ai-edge-litert"', "runtimes.tflite must be a list"),
+                        ('ssh_options = "BatchMode=yes"', "ssh_options must be a list")]:
         bad.write_text(text)
         with pytest.raises(UsageError, match=match):
             parse_target(bad)
