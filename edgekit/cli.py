@@ -436,10 +436,10 @@ def prune_cmd(model, ratio, method, scope, keep, round_to, finetune_epochs, fine
                                finetune_data)
     name = _absolute_model(model)
     if out is None:
-        from edgekit.manifest import utc_now
+        from edgekit.manifest import utc_stamp
 
         stem = Path(name).stem if Path(name).is_file() else name
-        out = Path("checkpoints") / f"{stem}-pruned{ratio:g}-{utc_now().replace(':', '').replace('-', '')}.pt"
+        out = Path("checkpoints") / f"{stem}-pruned{ratio:g}-{utc_stamp()}.pt"
     if Path(out).exists():
         raise UsageError(f"checkpoint {out} already exists; choose another --out or remove it")
     if weights is not None and not weights.is_file():

@@ -368,8 +368,9 @@ def run_gate(run_dir: Path, rules: GateRules, junit_path: Path | None = None,
     result = {"created": mf.utc_now(), "passed": ok, "rules": {k: v for k, v in asdict(rules).items()
                                                                 if v is not None},
               "checks": [asdict(c) for c in checks], "junit": str(junit_path), "markdown": str(markdown_path)}
-    _write_atomic(junit_path, junit(checks, manifest["model"]["name"]))
-    _write_atomic(markdown_path, text.encode())
+    for path, data in ((junit_path, junit(checks, manifest["model"]["name"])), (markdown_path, text)):
+        path.parent.mkdir(parents=True, exist_ok=True)
+        mf.write_atomic(path, data)
     mf.write_json_atomic(out / "gate.json", result)
     summary = os.environ.get("GITHUB_STEP_SUMMARY")
     if summary:
@@ -380,16 +381,6 @@ def run_gate(run_dir: Path, rules: GateRules, junit_path: Path | None = None,
         "failed": [f"{c.case} {c.rule}" for c in checks if c.status != "pass"]}
     mf.write_json_atomic(run_dir / mf.MANIFEST, fresh)
     return result
-
-
-def _write_atomic(path: Path, data: bytes) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        tmp.write_bytes(data)
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
 
 
 __all__ = ["EXIT_GATE", "GateRules", "run_gate", "make_baseline", "rules_from_toml", "evaluate"]

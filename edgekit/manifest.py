@@ -36,6 +36,11 @@ def utc_now() -> str:
     return datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
+def utc_stamp() -> str:
+    """``utc_now()`` fit for a file name: 20261127T151402Z."""
+    return utc_now().replace(":", "").replace("-", "")
+
+
 def tool_versions() -> dict[str, str]:
     from edgekit import __version__
     from edgekit.formats._util import versions
@@ -76,14 +81,20 @@ def _jsonable(obj):
     return obj
 
 
-def write_json_atomic(path: Path, data: dict) -> None:
-    """Write to a temporary file beside ``path`` and rename it into place."""
+def write_atomic(path: Path, data: bytes | str) -> Path:
+    """Write to a temporary file beside ``path`` and rename it into place; returns ``path``."""
+    path = Path(path)
     tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
     try:
-        tmp.write_text(json.dumps(_jsonable(data), indent=2, allow_nan=False) + "\n")
+        tmp.write_bytes(data.encode() if isinstance(data, str) else data)
         os.replace(tmp, path)
     finally:
         tmp.unlink(missing_ok=True)
+    return path
+
+
+def write_json_atomic(path: Path, data: dict) -> None:
+    write_atomic(path, json.dumps(_jsonable(data), indent=2, allow_nan=False) + "\n")
 
 
 def read_manifest(run_dir: Path) -> dict:

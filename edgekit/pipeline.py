@@ -72,7 +72,7 @@ def default_run_dir(plan: ExportPlan, model: LoadedModel) -> Path:
     slug = re.sub(r"[^a-z0-9]+", "-", model.name.rsplit(":", 1)[-1].lower()).strip("-")
     key = json.dumps([plan.settings(), (model.weights or {}).get("sha256")], sort_keys=True)
     short = hashlib.sha256(key.encode()).hexdigest()[:8]
-    stamp = mf.utc_now().replace(":", "").replace("-", "")
+    stamp = mf.utc_stamp()
     return plan.runs_dir / f"{stamp}-{slug}-{short}"
 
 

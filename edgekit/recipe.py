@@ -157,9 +157,9 @@ def run_recipe(
     recipe = load_recipe(path)
     t = recipe.top
     if out is None and t.get("out") is None:  # like export: a new directory per run
-        from edgekit.manifest import utc_now
+        from edgekit.manifest import utc_stamp
 
-        out = Path("runs") / f"{utc_now().replace(':', '').replace('-', '')}-{recipe.path.stem}"
+        out = Path("runs") / f"{utc_stamp()}-{recipe.path.stem}"
     run_dir = Path(out) if out else recipe.resolve(t.get("out"))
     if run_dir.exists():
         raise UsageError(f"run directory {run_dir} already exists; remove it or pass --out")

@@ -151,9 +151,9 @@ def build(run_dir: Path, target: str = "local-cpu", want_html: bool = False) -> 
     name = manifest["model"]["name"].rsplit(":", 1)[-1].rsplit("/", 1)[-1]
     plots = plot(items, folder, name)
     text = markdown(manifest, items, plots, target)
-    out = {"markdown": _write(folder / "report.md", text), **plots}
+    out = {"markdown": mf.write_atomic(folder / "report.md", text), **plots}
     if want_html:
-        out["html"] = _write(folder / "report.html", to_html(manifest, items, plots, target))
+        out["html"] = mf.write_atomic(folder / "report.html", to_html(manifest, items, plots, target))
     return out
 
 
@@ -237,10 +237,3 @@ img{{max-width:100%}}</style></head><body>
 <h2>Tool versions</h2><table><tr><th>tool</th><th>version</th></tr>{tools}</table>
 </body></html>
 """
-
-
-def _write(path: Path, text: str) -> Path:
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(text)
-    os.replace(tmp, path)
-    return path

@@ -63,7 +63,7 @@ def run_training(
     test = accuracy(model.module, test_set)
     out = Path(out) if out else Path("checkpoints") / (
         f"{model_name}-{train_set.name.replace(':', '_').replace('/', '_')}-"
-        f"{mf.utc_now().replace(':', '').replace('-', '')}.pt")
+        f"{mf.utc_stamp()}.pt")
     if out.exists():
         raise UsageError(f"checkpoint {out} already exists; choose another --out or remove it")
     record = save_checkpoint(out, model, train_set, result, cfg, metrics={"test": test}, preprocessing=pre)
