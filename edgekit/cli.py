@@ -140,6 +140,48 @@ def _prune_settings(ratio, method, scope, keep, round_to, finetune_epochs, finet
     return settings
 
 
+def _preprocessing_options(f):
+    """The declared preprocessing, the same on export, train, prune and eval (and in recipes)."""
+    from edgekit.models.spec import INTERPOLATIONS, RESIZE_MODES
+
+    f = click.option("--preprocess", "preprocess_file", type=click.Path(path_type=Path), metavar="FILE.toml",
+                     help="Preprocessing from a TOML file (keys as these options); options override it.")(f)
+    f = click.option("--layout", type=click.Choice(["NCHW", "NHWC"], case_sensitive=False),
+                     help="Channel layout of the input tensor (NHWC: your own model takes (1, H, W, C)).")(f)
+    f = click.option("--interpolation", type=click.Choice(INTERPOLATIONS),
+                     help="Resampling filter of the resize (default bilinear).")(f)
+    f = click.option("--crop-fraction", type=click.FloatRange(0, 1, min_open=True),
+                     help="--resize crop: resize to size / F, then centre-crop (default 0.875).")(f)
+    f = click.option("--resize", type=click.Choice(RESIZE_MODES),
+                     help="crop: shorter side to size/crop-fraction, centre crop (ImageNet); squash: to "
+                     "exactly HxW; pad: letterbox keeping the aspect; none: images are already HxW.")(f)
+    f = click.option("--scale", type=click.FloatRange(0, min_open=True),
+                     help="Multiply pixel values by this before mean/std (default 1/255).")(f)
+    f = click.option("--mean", help="Per-channel mean after scaling, e.g. 0.1307 or 0.485,0.456,0.406.")(f)
+    f = click.option("--std", help="Per-channel std, e.g. 0.3081 or 0.229,0.224,0.225.")(f)
+    f = click.option("--grayscale/--rgb", default=None, help="Grey or RGB input.")(f)
+    return f
+
+
+PREPROCESS_PARAMS = ("preprocess_file", "layout", "interpolation", "crop_fraction", "resize", "scale", "mean",
+                     "std", "grayscale")
+
+
+def _preprocess(params: dict, input_size: int | None = None) -> dict | None:
+    """The declared preprocessing overrides from the options of ``_preprocessing_options`` (popped
+    from ``params``), or None when none was given."""
+    from edgekit.data.preprocess import merge_overrides
+
+    values = {k: params.pop(k, None) for k in PREPROCESS_PARAMS}
+    file = values.pop("preprocess_file")
+    values["mean"] = _floats(values["mean"], "--mean")
+    values["std"] = _floats(values["std"], "--std")
+    if values["layout"]:
+        values["layout"] = values["layout"].upper()
+    merged = merge_overrides(file, input_size=input_size, **values)
+    return merged or None
+
+
 @cli.command("export")
 @click.argument("model")
 @click.option("--to", "to", default="onnx,tflite,openvino", show_default=True,
@@ -166,11 +208,16 @@ def _prune_settings(ratio, method, scope, keep, round_to, finetune_epochs, finet
               help="After exporting, evaluate every artefact on a dataset (digits, shapes, reber or a path).")
 @click.option("--prune", "prune_ratio", type=float, metavar="RATIO",
               help="Prune before exporting: the share of channels (structured) or weights to remove.")
+@click.option("--max-drop", type=float, metavar="PP",
+              help="int8 accuracy budget in points, measured on the val split of --eval: while a format's "
+              "int8 loses more, try its toolchain's remedies (more calibration, other methods, layers kept "
+              "in float) and keep the best artefact.")
 @_prune_options
+@_preprocessing_options
 @click.pass_context
 def export_cmd(ctx, model, to, int8, calib, calib_size, out, weights, num_classes, width,
-               input_size, input_shape, model_args, verify_samples, seed, eval_data, prune_ratio,
-               method, scope, keep, round_to, finetune_epochs, finetune_lr, finetune_data) -> int:
+               input_size, input_shape, model_args, verify_samples, seed, eval_data, max_drop, prune_ratio,
+               method, scope, keep, round_to, finetune_epochs, finetune_lr, finetune_data, **pre) -> int:
     """Export MODEL (a zoo name or path/to/file.py:ClassName) and verify every artefact."""
     from edgekit.formats import parse_formats
     from edgekit.models.spec import ModelOptions
@@ -181,6 +228,9 @@ def export_cmd(ctx, model, to, int8, calib, calib_size, out, weights, num_classe
                          "checkpoint or .safetensors file")
     if eval_data:
         _check_dataset_name(eval_data)
+    if max_drop is not None and not (int8 and eval_data):
+        raise UsageError("--max-drop needs --int8 and --eval DATA (labelled data whose val split "
+                         "measures the int8 drop)")
     plan = ExportPlan(
         model=_absolute_model(model),
         options=ModelOptions(num_classes=num_classes, width=width, input_size=input_size),
@@ -197,6 +247,9 @@ def export_cmd(ctx, model, to, int8, calib, calib_size, out, weights, num_classe
         command=tuple(["edgekit", *sys.argv[1:]]),
         prune=_prune_settings(prune_ratio, method, scope, keep, round_to, finetune_epochs, finetune_lr,
                               finetune_data),
+        preprocess=_preprocess(pre),
+        max_drop=max_drop,
+        eval_data=eval_data,
     )
     outcome = run_export(plan, report=_report)
     click.echo(f"run directory: {outcome.run_dir}")
@@ -243,13 +296,6 @@ def _print_eval(result: dict) -> None:
     Console(width=max(Console().width, 100)).print(table)
 
 
-def _preprocessing_options(f):
-    f = click.option("--mean", help="Override the per-channel mean, e.g. 0.5 or 0.485,0.456,0.406.")(f)
-    f = click.option("--std", help="Override the per-channel std.")(f)
-    f = click.option("--grayscale/--rgb", default=None, help="Override grey/RGB input.")(f)
-    return f
-
-
 def _floats(value: str | None, option: str) -> tuple[float, ...] | None:
     if value is None:
         return None
@@ -272,12 +318,12 @@ def _floats(value: str | None, option: str) -> tuple[float, ...] | None:
 @click.option("--input-size", type=click.IntRange(1), help="Override the input size of the data.")
 @_preprocessing_options
 @click.option("--json", "as_json", is_flag=True, help="Print the results as JSON.")
-def eval_cmd(run_dir, dataset, split, limit, input_size, mean, std, grayscale, as_json) -> int:
-    """Accuracy of the PyTorch model and every artefact of RUN_DIR on the same samples."""
+def eval_cmd(run_dir, dataset, split, limit, input_size, as_json, **pre) -> int:
+    """Accuracy of the PyTorch model and every artefact of RUN_DIR on the same samples. The run's
+    declared preprocessing is used; options given here override it (and are recorded)."""
     from edgekit.evaluate import check_run_dir, evaluate_run
 
-    overrides = {"mean": _floats(mean, "--mean"), "std": _floats(std, "--std"),
-                 "grayscale": grayscale, "input_size": input_size}
+    overrides = _preprocess(pre, input_size)
     result = evaluate_run(check_run_dir(run_dir), dataset, split=split, limit=limit,
                           preprocessing_overrides=overrides, report=_report)
     if as_json:
@@ -304,7 +350,7 @@ def eval_cmd(run_dir, dataset, split, limit, input_size, mean, std, grayscale, a
 @click.option("--out", type=click.Path(path_type=Path), help="Checkpoint to write (must not exist). "
               "Default: checkpoints/<model>-<dataset>-<time>.pt")
 def train_cmd(model, dataset, epochs, batch_size, lr, max_minutes, num_classes, width, input_size,
-              mean, std, grayscale, seed, out) -> int:
+              seed, out, **pre) -> int:
     """Train a zoo MODEL on the CPU and write a checkpoint that `edgekit export` rebuilds."""
     from edgekit.trainer import run_training
 
@@ -313,7 +359,7 @@ def train_cmd(model, dataset, epochs, batch_size, lr, max_minutes, num_classes, 
     run_training(
         model, dataset, out=out, seed=seed,
         options={"num_classes": num_classes, "width": width, "input_size": input_size},
-        overrides={"mean": _floats(mean, "--mean"), "std": _floats(std, "--std"), "grayscale": grayscale},
+        overrides=_preprocess(pre),
         config={"epochs": epochs, "batch_size": batch_size, "lr": lr, "max_minutes": max_minutes},
         report=_report,
     )
@@ -423,8 +469,9 @@ def targets_cmd(targets_dir, as_json) -> int:
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--out", type=click.Path(path_type=Path), help="Checkpoint to write (must not exist). "
               "Default: checkpoints/<model>-pruned<ratio>-<time>.pt")
+@_preprocessing_options
 def prune_cmd(model, ratio, method, scope, keep, round_to, finetune_epochs, finetune_lr, finetune_data,
-              weights, num_classes, width, input_size, seed, out) -> int:
+              weights, num_classes, width, input_size, seed, out, **pre) -> int:
     """Prune MODEL (a zoo name or a checkpoint from `edgekit train`), optionally fine-tune, and write
     a checkpoint that `edgekit export` takes like any other."""
     from edgekit.models.spec import ModelOptions
@@ -446,7 +493,7 @@ def prune_cmd(model, ratio, method, scope, keep, round_to, finetune_epochs, fine
         raise UsageError(f"weights file {weights} does not exist")
     loaded = load_planned_model(ExportPlan(
         model=name, options=ModelOptions(num_classes=num_classes, width=width, input_size=input_size),
-        weights=weights.resolve() if weights else None, seed=seed))
+        weights=weights.resolve() if weights else None, seed=seed, preprocess=_preprocess(pre)))
     if loaded.weights is None:
         _report("warning: no --weights given: pruning a randomly initialised model")
     base = (loaded.weights or {}).get("edgekit")

@@ -34,7 +34,8 @@ def evaluate_run(
     report: Callable[[str], None] = print,
 ) -> dict:
     """Evaluate the run's PyTorch model and each artefact; store and return the results."""
-    from edgekit.data.datasets import load_dataset, override_preprocessing
+    from edgekit.data.datasets import load_dataset
+    from edgekit.data.preprocess import override_preprocessing
     from edgekit.formats import get_format
     from edgekit.pipeline import load_planned_model, plan_from_manifest
     from edgekit.train import metrics, predict
@@ -45,6 +46,10 @@ def evaluate_run(
     model = load_planned_model(plan_from_manifest(manifest, run_dir))
     pre = override_preprocessing(model.preprocessing, **(preprocessing_overrides or {}))
     data = load_dataset(source, model, split=split, n=limit, seed=seed, preprocessing=pre)
+    if data.extra.get("skipped"):
+        from edgekit.data.calibration import skipped_message
+
+        report(f"warning: {skipped_message(source, data.extra['skipped'])}")
     key = primary(model.task)
     ref_logits = predict(model.module, data.x)
     ref = metrics(ref_logits, data)
@@ -77,6 +82,7 @@ def evaluate_run(
         "sha256": data.sha256,
         "metric": key,
         "preprocessing": pre.to_dict(),
+        "preprocessing_overrides": dict(preprocessing_overrides or {}),
         "results": rows,
     }
     manifest["eval"] = result

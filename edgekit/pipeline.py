@@ -47,6 +47,9 @@ class ExportPlan:
     seed: int = 0
     command: tuple[str, ...] = field(default_factory=tuple)
     prune: PruneSettings | None = None
+    preprocess: dict | None = None  # declared preprocessing (edgekit.data.preprocess keys)
+    max_drop: float | None = None  # int8 accuracy budget in points, met per format by edgekit.search
+    eval_data: str | None = None  # labelled data: the budget is measured on its val split
 
     def settings(self) -> dict:
         d = asdict(self)
@@ -107,7 +110,7 @@ def load_planned_model(plan: ExportPlan) -> LoadedModel:
             raise UsageError(f"{plan.model} is a checkpoint that records its model and options; "
                              "drop --weights/--width/--num-classes/--input-size, or name the model "
                              "and pass the checkpoint with --weights")
-        return load_checkpoint(Path(plan.model))
+        return declare_preprocessing(load_checkpoint(Path(plan.model)), plan.preprocess)
     import torch
 
     # Seeded, so that a model without --weights is the same random model every time it is rebuilt
@@ -117,10 +120,31 @@ def load_planned_model(plan: ExportPlan) -> LoadedModel:
         model = load_model(plan.model, plan.options, plan.weights, plan.input_shape, plan.model_args)
     record = (model.weights or {}).get("edgekit") or {}
     if record.get("preprocessing"):  # trained by edgekit with its own preprocessing
-        from edgekit.train import calibrate_like_training, preprocessing_from_dict
+        from edgekit.models.spec import Preprocessing
+        from edgekit.train import calibrate_like_training
 
-        model.preprocessing = preprocessing_from_dict(record["preprocessing"])
+        model.preprocessing = Preprocessing.from_dict(record["preprocessing"])
         calibrate_like_training(model, record)
+    return declare_preprocessing(model, plan.preprocess)
+
+
+def declare_preprocessing(model: LoadedModel, overrides: dict | None) -> LoadedModel:
+    """Apply declared preprocessing (``--mean``, ``--resize``, ``--preprocess FILE``...) to
+    ``model``; NHWC changes the input layout of a user's model, whose shape is then (1, H, W, C)."""
+    if not overrides:
+        return model
+    import dataclasses
+
+    from edgekit.data.preprocess import override_preprocessing
+
+    pre = override_preprocessing(model.preprocessing, **overrides)
+    spec = model.input_spec
+    if pre.layout != spec.layout and spec.layout in ("NCHW", "NHWC"):
+        if ":" not in model.name:
+            raise UsageError(f"{model.name} takes {spec.layout} inputs; --layout {pre.layout} applies "
+                             "to your own models")
+        model.input_spec = dataclasses.replace(spec, layout=pre.layout)
+    model.preprocessing = pre
     return model
 
 
@@ -134,7 +158,8 @@ def plan_from_manifest(manifest: dict, run_dir: Path | None = None) -> ExportPla
         if not ckpt.is_file() or (recorded and mf.sha256_file(ckpt) != recorded):
             raise UsageError(f"the run's pruned model {ckpt} is gone or changed since the export; "
                              "export again")
-        return ExportPlan(model=str(ckpt), formats=tuple(s["formats"]), int8=s["int8"], seed=s.get("seed", 0))
+        return ExportPlan(model=str(ckpt), formats=tuple(s["formats"]), int8=s["int8"], seed=s.get("seed", 0),
+                          preprocess=s.get("preprocess"))
     weights = Path(s["weights"]) if s.get("weights") else None
     model = s["model"]
     for path in filter(None, [weights, Path(model) if is_checkpoint(model) else None]):
@@ -153,6 +178,7 @@ def plan_from_manifest(manifest: dict, run_dir: Path | None = None) -> ExportPla
         formats=tuple(s["formats"]),
         int8=s["int8"],
         seed=s.get("seed", 0),
+        preprocess=s.get("preprocess"),
     )
 
 
@@ -163,6 +189,8 @@ def run_export(plan: ExportPlan, report: Reporter = print) -> ExportOutcome:
 
     # TFLite goes last whatever the --to order: litert-torch starts JAX threads, and NNCF later
     # forks worker processes, which JAX warns may deadlock.
+    if plan.max_drop is not None:  # wired to edgekit.search in the next change
+        raise UsageError("--max-drop is not available in this build")
     order = sorted(plan.formats, key=lambda n: n == "tflite")
     formats = {name: get_format(name) for name in order}
     for fmt in formats.values():
@@ -174,6 +202,11 @@ def run_export(plan: ExportPlan, report: Reporter = print) -> ExportOutcome:
     model = load_planned_model(plan)
     if model.weights is None:
         report("warning: no --weights given: the weights are random, so accuracy numbers mean nothing")
+    if ":" in model.name and not plan.preprocess and model.preprocessing.kind == "image":
+        p = model.preprocessing
+        report(f"warning: {model.name} declares no preprocessing, so images are taken as resize {p.resize}, "
+               f"scale {p.scale:.4g}, mean {list(p.mean)}, std {list(p.std)}; declare yours with --mean, "
+               "--std, --resize (or --preprocess FILE.toml)")
     pruning = None
     if plan.prune is not None:
         from edgekit.prune import prune_and_finetune

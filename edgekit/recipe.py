@@ -10,6 +10,11 @@ Keys are the CLI's option names (``calib-size`` or ``calib_size``, both accepted
     calib = "digits"
     calib-size = 64
     # weights, num-classes, width, input-size, input-shape, model-args, seed, verify-samples
+    max-drop = 0.3                        # int8 budget in points, measured on [eval]'s val split
+
+    [preprocess] # optional: the model's preprocessing (keys of --preprocess files: resize, mean,
+    resize = "squash"                    #   std, grayscale, crop-fraction, interpolation, scale,
+    mean = 0.1307                        #   layout, pad-value), or preprocess = "file.toml"
 
     [train]      # optional, first: edgekit train MODEL --dataset ... (then export the checkpoint)
     dataset = "digits"
@@ -37,7 +42,8 @@ import tomllib
 from edgekit.errors import EXIT_FAILED, EXIT_GATE, DeviceError, UsageError
 
 TOP = {"model", "out", "to", "int8", "calib", "calib_size", "weights", "num_classes", "width", "input_size",
-       "input_shape", "model_args", "seed", "verify_samples", "train", "prune", "eval", "bench", "gate"}
+       "input_shape", "model_args", "seed", "verify_samples", "train", "prune", "eval", "bench", "gate",
+       "preprocess", "max_drop"}
 TRAIN = {"dataset", "epochs", "batch_size", "lr", "max_minutes", "out", "seed"}
 PRUNE = {"ratio", "method", "scope", "keep", "round_to", "finetune_epochs", "finetune_lr", "dataset"}
 EVAL = {"dataset", "split", "limit"}
@@ -55,10 +61,11 @@ TYPES = {
     "method": str, "scope": str, "keep": list, "round_to": int, "finetune_epochs": int, "finetune_lr": NUM,
     "split": str, "limit": int, "target": str, "host": str, "python": str, "ssh_config": str,
     "targets_dir": str, "threads": int, "batch": int, "warmup": int, "iters": int, "seconds": NUM,
-    "no_torch": bool,
+    "no_torch": bool, "preprocess": (dict, str), "max_drop": NUM,
 }
 _NAMES = {str: "a string", int: "an integer", bool: "true or false", dict: "a table", list: "a list",
-          NUM: "a number", (str, list): "a string or a list", (dict, list): "a table or a list of tables"}
+          NUM: "a number", (str, list): "a string or a list", (dict, list): "a table or a list of tables",
+          (dict, str): "a table or a file name"}
 
 
 def _check_types(table: dict, where: str) -> None:
@@ -168,12 +175,13 @@ def run_recipe(
 
     for spec in recipe.bench:  # and every target
         get_target(spec.get("target", "local-cpu"), recipe.resolve(spec.get("targets_dir")))
+    preprocess = _preprocess(recipe)
     model = t["model"]
     weights = recipe.resolve(t.get("weights"))
     if Path(str(recipe.resolve(model))).suffix in (".pt", ".pth", ".safetensors") or ".py:" in model:
         model = str(recipe.resolve(model))
     if recipe.train is not None:
-        model = _train(recipe, model, run_dir, report)
+        model = _train(recipe, model, run_dir, preprocess, report)
     prune = None
     if recipe.prune is not None:
         p = recipe.prune
@@ -184,6 +192,9 @@ def run_recipe(
                               round_to=p.get("round_to"), finetune_epochs=int(p.get("finetune_epochs", 0)),
                               dataset=recipe.data(p.get("dataset")), finetune_lr=p.get("finetune_lr"))
         prune.check()
+    if t.get("max_drop") is not None and not (t.get("int8") and recipe.eval):
+        raise UsageError(f"{recipe.path}: max-drop needs int8 = true and an [eval] dataset, whose val "
+                         "split measures the int8 drop")
     plan = ExportPlan(
         model=model,
         options=ModelOptions(num_classes=t.get("num_classes"), width=float(t.get("width", 1.0)),
@@ -200,6 +211,9 @@ def run_recipe(
         seed=int(t.get("seed", 0)),
         command=("edgekit", "run", str(recipe.path)),
         prune=prune,
+        preprocess=preprocess,
+        max_drop=t.get("max_drop"),
+        eval_data=recipe.data(recipe.eval["dataset"]) if recipe.eval and "dataset" in recipe.eval else None,
     )
     outcome = run_export(plan, report=report)
     report(f"run directory: {outcome.run_dir}")
@@ -256,7 +270,25 @@ def _gate_rules(recipe: Recipe):
     return rules
 
 
-def _train(recipe: Recipe, model: str, run_dir: Path, report) -> str:
+def _preprocess(recipe: Recipe) -> dict | None:
+    """The recipe's declared preprocessing: a [preprocess] table or preprocess = "file.toml"."""
+    from edgekit.data.preprocess import normalise_keys, read_preprocess_file
+
+    value = recipe.top.get("preprocess")
+    if value is None:
+        return None
+    from edgekit.data.preprocess import override_preprocessing
+    from edgekit.models.spec import Preprocessing
+
+    if isinstance(value, str):
+        table = read_preprocess_file(recipe.resolve(value))
+    else:
+        table = normalise_keys(value, f"{recipe.path} [preprocess]")
+    override_preprocessing(Preprocessing(), **table)  # bad values fail now, before any training
+    return table or None
+
+
+def _train(recipe: Recipe, model: str, run_dir: Path, preprocess: dict | None, report) -> str:
     from edgekit.trainer import run_training
 
     tr = recipe.train
@@ -270,6 +302,7 @@ def _train(recipe: Recipe, model: str, run_dir: Path, report) -> str:
         model, recipe.data(tr["dataset"]), out=ckpt, seed=int(tr.get("seed", t.get("seed", 0))),
         options={k: t.get(k) for k in ("num_classes", "width", "input_size")},
         config={k: tr.get(k) for k in ("epochs", "batch_size", "lr", "max_minutes")},
+        overrides=preprocess,
         report=report, progress=False,
     )
     return str(Path(path).resolve())

@@ -570,7 +570,7 @@ def load_checkpoint(path: Path) -> LoadedModel:
     The record stays available as ``loaded.weights["edgekit"]``.
     """
     from edgekit.models import load_model
-    from edgekit.models.spec import ModelOptions
+    from edgekit.models.spec import ModelOptions, Preprocessing
     from edgekit.weights import load_weights_file
 
     _, info = load_weights_file(Path(path))
@@ -592,7 +592,7 @@ def load_checkpoint(path: Path) -> LoadedModel:
         options = ModelOptions(opts.get("num_classes"), opts.get("width", 1.0), opts.get("input_size"))
         loaded = load_model(record["model"], options, weights=Path(path))
     if record.get("preprocessing"):
-        loaded.preprocessing = preprocessing_from_dict(record["preprocessing"])
+        loaded.preprocessing = Preprocessing.from_dict(record["preprocessing"])
     calibrate_like_training(loaded, record)
     return loaded
 
@@ -603,19 +603,6 @@ def calibrate_like_training(loaded: LoadedModel, record: dict) -> None:
 
     if record.get("dataset") in BUILTIN_SOURCES:
         loaded.builtin_calibration = record["dataset"]
-
-
-def preprocessing_from_dict(d: dict) -> Preprocessing:
-    """Inverse of ``Preprocessing.to_dict``."""
-    from edgekit.models.spec import Preprocessing
-
-    return Preprocessing(
-        kind=d.get("kind", "image"),
-        size=tuple(d["size"]) if d.get("size") else None,
-        grayscale=bool(d.get("grayscale", False)),
-        mean=tuple(d.get("mean", (0.0,))),
-        std=tuple(d.get("std", (1.0,))),
-    )
 
 
 def _plain(obj):

@@ -23,7 +23,8 @@ def run_training(
     """Train and write the checkpoint; returns its path and its "edgekit" record."""
     import torch
 
-    from edgekit.data.datasets import load_dataset, override_preprocessing, resolve_dataset
+    from edgekit.data.datasets import load_dataset, resolve_dataset
+    from edgekit.data.preprocess import override_preprocessing
     from edgekit.models import MODELS, load_model
     from edgekit.models.spec import ModelOptions
     from edgekit.train import accuracy, default_config, default_options, rich_progress, save_checkpoint
@@ -43,6 +44,9 @@ def run_training(
 
     model = build(opts.get("num_classes"))
     pre = override_preprocessing(model.preprocessing, **(overrides or {}))
+    if kind == "builtin" and "resize" not in (overrides or {}) and pre.kind == "image":
+        # built-in images are drawn at the model's size, never cropped: files of them load alike
+        pre = override_preprocessing(pre, resize="squash")
     probe = load_dataset(dataset, model, split="train", n=1, seed=seed, preprocessing=pre)
     fits = len(probe.classes) == model.num_classes
     if not opts.get("num_classes") and model.task == "classification" and not fits:

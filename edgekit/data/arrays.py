@@ -34,8 +34,19 @@ def read_array(path: Path) -> np.ndarray:
         raise DataError(f"cannot read {path}: {exc}") from None
 
 
+def image_dims(spec: InputSpec) -> tuple[int, int, int] | None:
+    """(channels, height, width) of an image input (NCHW or NHWC, 1 or 3 channels), else None."""
+    if len(spec.shape) != 4:
+        return None
+    if spec.layout == "NCHW" and spec.shape[1] in (1, 3):
+        return spec.shape[1], spec.shape[2], spec.shape[3]
+    if spec.layout == "NHWC" and spec.shape[3] in (1, 3):
+        return spec.shape[3], spec.shape[1], spec.shape[2]
+    return None
+
+
 def is_image_input(spec: InputSpec) -> bool:
-    return spec.layout == "NCHW" and len(spec.shape) == 4 and spec.shape[1] in (1, 3)
+    return image_dims(spec) is not None
 
 
 def _shape_error(name: str, arr: np.ndarray, spec: InputSpec) -> DataError:
@@ -53,8 +64,8 @@ def _uint8_as_nhwc(arr: np.ndarray, spec: InputSpec) -> np.ndarray | None:
     sample = tuple(spec.shape[1:])
     if arr.shape == sample:  # one (C, H, W) image
         arr = arr[None]
-    if arr.ndim == 4 and arr.shape[1:] == sample:  # (N, C, H, W)
-        return arr.transpose(0, 2, 3, 1)
+    if arr.ndim == 4 and arr.shape[1:] == sample:  # the model's own layout
+        return arr if spec.layout == "NHWC" else arr.transpose(0, 2, 3, 1)
     if arr.ndim == 4 and arr.shape[-1] in (1, 3, 4):  # (N, H, W, C)
         return arr
     if arr.ndim == 3:  # (N, H, W) grey

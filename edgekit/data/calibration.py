@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from edgekit.data import builtin
-from edgekit.data.arrays import ARRAY_SUFFIXES, is_image_input, load_array_file
+from edgekit.data.arrays import ARRAY_SUFFIXES, image_dims, is_image_input, load_array_file
 from edgekit.data.images import load_image_folder
 from edgekit.errors import DataError, UnknownNameError, UsageError
 from edgekit.registry import Registry
@@ -53,18 +53,21 @@ def array_sha256(x: np.ndarray) -> str:
 
 
 def image_preprocessing(model: LoadedModel) -> Preprocessing:
-    """The model's preprocessing made consistent with its (N, C, H, W) input, for image data."""
+    """The model's preprocessing made consistent with its image input (size, grey/RGB, layout)."""
     spec = model.input_spec
-    if not is_image_input(spec):
+    dims = image_dims(spec)
+    if dims is None:
         raise DataError(
             f"{model.name} takes {spec.layout} inputs of shape {tuple(spec.shape)}, not images; "
             f"pass --calib FILE.npy holding (N, {', '.join(map(str, spec.shape[1:]))}) samples"
         )
+    channels, height, width = dims
     return dataclasses.replace(
         model.preprocessing,
         kind="image",
-        size=tuple(spec.shape[2:]),
-        grayscale=spec.shape[1] == 1,
+        size=(height, width),
+        grayscale=channels == 1,
+        layout=spec.layout,
     )
 
 
@@ -120,8 +123,29 @@ def default_source(model: LoadedModel) -> str:
     )
 
 
+def _is_labelled(path: Path) -> bool:
+    """A dataset rather than loose samples: IDX files, a class-per-folder image tree (maybe
+    under train/ val/ test/), or an .npz holding labels."""
+    from edgekit.data import idx
+    from edgekit.data.images import list_image_folder
+
+    if idx.find_idx_pairs(path):
+        return True
+    if path.is_dir():
+        return list_image_folder(path)[2] is not None
+    if path.suffix.lower() == ".npz":
+        with np.load(path, allow_pickle=False) as z:
+            return "y" in z.files or any(k.startswith("y_") for k in z.files)
+    return False
+
+
 def resolve_source(source: str | Path | None, model: LoadedModel) -> tuple[str, str | Path]:
-    """("builtin", name) | ("folder", path) | ("file", path); raises for what cannot be used."""
+    """("builtin", name) | ("dataset" | "folder" | "file", path); raises for what cannot be used.
+
+    "dataset" is a labelled source (IDX, a class-per-folder tree, an .npz with labels): the same
+    sources ``--eval`` takes. Calibration draws from its train split only, so it never sees a
+    sample that evaluation scores.
+    """
     if source is None:
         return "builtin", default_source(model)
     text = str(source)
@@ -130,15 +154,21 @@ def resolve_source(source: str | Path | None, model: LoadedModel) -> tuple[str, 
         BUILTIN_SOURCES.get(name)  # raises UnknownNameError listing the known ones
         return "builtin", name
     path = Path(text).expanduser().resolve()
+    if path.exists() or path.parent.is_dir():
+        try:
+            if _is_labelled(path):
+                return "dataset", path
+        except (OSError, ValueError) as exc:
+            raise DataError(f"cannot read calibration data {path}: {exc}") from None
     if path.is_dir():
         return "folder", path
     if path.is_file():
         if path.suffix.lower() not in ARRAY_SUFFIXES:
-            raise DataError(f"calibration file {path} is not .npy/.npz; {HOW_TO_PASS}")
+            raise DataError(f"calibration file {path} is not .npy/.npz or IDX; {HOW_TO_PASS}")
         return "file", path
     if "/" not in text and "\\" not in text and not Path(text).suffix:
         raise UnknownNameError(
-            BUILTIN_SOURCES.unknown_message(text), hint="or pass a folder or a .npy/.npz file"
+            BUILTIN_SOURCES.unknown_message(text), hint="or pass a folder, IDX files or a .npy/.npz file"
         )
     raise DataError(f"calibration source {path} does not exist; {HOW_TO_PASS}")
 
@@ -153,11 +183,17 @@ def load_samples(source: str | Path | None, model: LoadedModel, n: int, seed: in
     if kind == "builtin":
         x, warning = BUILTIN_SOURCES.get(str(where))(model, n, seed)
         warnings += [warning] if warning else []
+    elif kind == "dataset":
+        from edgekit.data.datasets import split_inputs
+
+        x, _, skipped = split_inputs(where, model, "train", n, seed)
     elif kind == "folder":
         x, _, _, skipped = load_image_folder(where, image_preprocessing(model), n, seed)
     else:
         pre = image_preprocessing(model) if is_image_input(model.input_spec) else model.preprocessing
         x = load_array_file(where, model.input_spec, pre, n, seed)
+    if skipped:
+        warnings.append(skipped_message(where, skipped))
     if len(x) < n:
         warnings.append(f"only {len(x)} calibration samples available ({n} asked for)")
     x = np.ascontiguousarray(x, dtype=np.float32)
@@ -168,3 +204,10 @@ def load_samples(source: str | Path | None, model: LoadedModel, n: int, seed: in
         skipped=skipped,
         warning="; ".join(warnings) or None,
     )
+
+
+def skipped_message(where, skipped: list[str]) -> str:
+    """One line naming the files that could not be read (the first five)."""
+    names = ", ".join(skipped[:5]) + (f" and {len(skipped) - 5} more" if len(skipped) > 5 else "")
+    plural = "s" if len(skipped) != 1 else ""
+    return f"skipped {len(skipped)} unreadable or non-image file{plural} in {where}: {names}"

@@ -14,7 +14,8 @@ Sources:
 Splits of users' data: a source that comes split (a folder with ``train/``, ``val/``, ``test/``
 sub-folders, each with class sub-folders; IDX prefixes ``train``/``t10k``/``val``; npz
 ``x_train``/``x_test``) gives each split from its own part; without a val part, val is 10% of
-train (and train the other 90%). A single set is split 80/10/10 within each class, by a hash of
+train (and train the other 90%). A source with one part only (MNIST's ``t10k`` files alone, a
+lone ``test/`` folder) is a single set. A single set is split 80/10/10 within each class, by a hash of
 each file's path (folders) or by a fixed permutation (arrays), so the split never depends on the
 seed or on file order. ``split="all"`` returns everything. ``n`` takes a subset of the split,
 chosen by ``seed`` and kept in order; ``seed`` never changes a split's contents.
@@ -33,7 +34,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from edgekit.data import builtin, idx, reber, shapes
-from edgekit.data.arrays import ARRAY_SUFFIXES, array_to_inputs, is_image_input
+from edgekit.data.arrays import ARRAY_SUFFIXES, array_to_inputs, image_dims, is_image_input
 from edgekit.data.calibration import array_sha256, image_preprocessing
 from edgekit.data.images import list_image_folder, no_usable_message, read_image
 from edgekit.errors import DataError, UnknownNameError, UsageError
@@ -79,51 +80,25 @@ def labelled_sha256(x: np.ndarray, y: np.ndarray) -> str:
     return hashlib.sha256(f"{array_sha256(x)}|{array_sha256(y)}".encode()).hexdigest()
 
 
-def override_preprocessing(
-    pre: Preprocessing,
-    mean: tuple[float, ...] | None = None,
-    std: tuple[float, ...] | None = None,
-    grayscale: bool | None = None,
-    input_size: int | tuple[int, int] | None = None,
-) -> Preprocessing:
-    """``pre`` with the given values replaced (None keeps the spec's); any value makes it "image"."""
-    changes: dict = {}
-    if mean is not None:
-        changes["mean"] = tuple(float(v) for v in mean)
-    if std is not None:
-        if any(v == 0 for v in std):
-            raise UsageError("--std values must not be 0")
-        changes["std"] = tuple(float(v) for v in std)
-    if grayscale is not None:
-        changes["grayscale"] = bool(grayscale)
-    if input_size is not None:
-        size = (input_size, input_size) if isinstance(input_size, int) else tuple(input_size)
-        if min(size) < 1:
-            raise UsageError(f"--input-size must be >= 1, got {input_size}")
-        changes["size"] = size
-    if changes and pre.kind == "none":
-        changes["kind"] = "image"
-    return dataclasses.replace(pre, **changes)
-
-
 def _image_pre(model: LoadedModel, pre: Preprocessing | None, what: str) -> Preprocessing:
     """The preprocessing for image data: ``pre`` (else the model's), sized to the model's input."""
     spec = model.input_spec
-    if not is_image_input(spec):
+    dims = image_dims(spec)
+    if dims is None:
         raise DataError(
             f"{what} holds images, but {model.name} takes {spec.layout} inputs of shape "
             f"{tuple(spec.shape)}, not images; pass a .npz with x of shape (N, "
             f"{', '.join(map(str, spec.shape[1:]))}) and y"
         )
+    channels, height, width = dims
     if pre is not None:
-        if pre.size is not None and tuple(pre.size) != tuple(spec.shape[2:]):
+        if pre.size is not None and tuple(pre.size) != (height, width):
             raise DataError(
                 f"preprocessing resizes to {pre.size[0]}x{pre.size[1]} but {model.name} takes "
-                f"{spec.shape[2]}x{spec.shape[3]} inputs; drop --input-size or match it"
+                f"{height}x{width} inputs; drop --input-size or match it"
             )
-        if pre.grayscale and spec.shape[1] != 1:
-            raise DataError(f"--grayscale, but {model.name} takes {spec.shape[1]}-channel inputs")
-    if pre is not None:
+        if pre.grayscale and channels != 1:
+            raise DataError(f"--grayscale, but {model.name} takes {channels}-channel inputs")
         model = dataclasses.replace(model, preprocessing=pre)
     return image_preprocessing(model)
 
@@ -164,6 +139,8 @@ def choose_split(
     that comes split) or None (a single set, split 80/10/10)."""
     if split == "all":
         return np.arange(len(rank))
+    if origin is not None and len(set(origin.tolist())) == 1:
+        origin = None  # one part only (MNIST's t10k files, a lone test/ folder): a single set
     if origin is None:
         return split_positions(labels, rank, USER_FRACTIONS)[split]
     present = sorted(set(origin.tolist()))
@@ -335,23 +312,48 @@ def _folder_pool(root: Path) -> tuple[list[Path], np.ndarray, np.ndarray | None,
     return files, np.array(labels, np.int64), None if None in parts else np.array(origin), class_names
 
 
+def _read_files(root: Path, files: list[Path], pre: Preprocessing) -> tuple[list, list[int], list[str]]:
+    """The readable ``files`` as inputs, their positions in ``files``, and the skipped ones."""
+    xs, kept, skipped = [], [], []
+    for i, path in enumerate(files):
+        arr = read_image(path, pre)
+        if arr is None:
+            skipped.append(path.relative_to(root).as_posix())
+        else:
+            xs.append(arr)
+            kept.append(i)
+    if not xs:
+        raise DataError(no_usable_message(root, skipped))
+    return xs, kept, skipped
+
+
 def _folder(root: Path, model, pre, split, n, seed) -> LabelledSet:
     image_pre = _image_pre(model, pre, str(root))
     files, labels, origin, classes = _folder_pool(root)
     rank = _path_rank([f.relative_to(root).as_posix() for f in files])
     chosen = _split_or_fail(labels, rank, origin, split, str(root), n, seed)
-    xs, ys, skipped = [], [], []
-    for i in chosen:
-        arr = read_image(files[i], image_pre)
-        if arr is None:
-            skipped.append(files[i].relative_to(root).as_posix())
-        else:
-            xs.append(arr)
-            ys.append(labels[i])
-    if not xs:
-        raise DataError(no_usable_message(root, skipped))
+    xs, kept, skipped = _read_files(root, [files[i] for i in chosen], image_pre)
     extra = {"skipped": skipped} if skipped else {}
-    return _finish(np.stack(xs), np.array(ys, np.int64), model, f"folder:{root}", split, classes, extra)
+    y = labels[chosen][kept]
+    return _finish(np.stack(xs), y, model, f"folder:{root}", split, classes, extra)
+
+
+def split_inputs(
+    source: str | Path, model: LoadedModel, split: str, n: int | None, seed: int = 0
+) -> tuple[np.ndarray, str, list[str]]:
+    """(inputs, name, skipped files) of one split of a labelled source, for calibration: the
+    labels only choose the split (a folder's classes need not match the model's outputs)."""
+    kind, where = resolve_dataset(source)
+    if kind != "folder":
+        data = load_dataset(source, model, split, n, seed)
+        return data.x, data.name, data.extra.get("skipped", [])
+    root = Path(where)
+    image_pre = _image_pre(model, None, str(root))
+    files, labels, origin, _ = _folder_pool(root)
+    rank = _path_rank([f.relative_to(root).as_posix() for f in files])
+    chosen = _split_or_fail(labels, rank, origin, split, str(root), n, seed)
+    xs, _, skipped = _read_files(root, [files[i] for i in chosen], image_pre)
+    return np.stack(xs), f"folder:{root}", skipped
 
 
 def _user_inputs(x: np.ndarray, model: LoadedModel, pre: Preprocessing | None, name: str) -> np.ndarray:
@@ -478,7 +480,7 @@ def load_dataset(
     """Labelled samples of ``split`` from ``source``, preprocessed for ``model`` (see module doc).
 
     ``n`` takes up to n samples of the split, chosen by ``seed``; ``preprocessing`` replaces the
-    model's (see ``override_preprocessing``). ``extra`` holds, for reber: "valid" (N, T, 7) bool
+    model's (see ``edgekit.data.preprocess``). ``extra`` holds, for reber: "valid" (N, T, 7) bool
     allowed successors, "deterministic" (N, T) bool steps with one successor, "lengths" (N,);
     for shapes: "hard" (N,) bool, the tiny faint images; for folders: "skipped" unreadable files.
     """

@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from edgekit.data.builtin import SPLITS, load_recipe
-from edgekit.data.images import normalize
+from edgekit.data.images import normalize, scale_pixels
 from edgekit.errors import DataError, UsageError
 
 if TYPE_CHECKING:
@@ -265,7 +265,7 @@ def to_grey(rgb: np.ndarray) -> np.ndarray:
 def pixels_to_inputs(nhwc: np.ndarray, pre: Preprocessing) -> np.ndarray:
     """(N, H, W, 3) uint8 to model inputs (N, C, H, W) float32, grey or RGB per ``pre``."""
     x = to_grey(nhwc)[:, None] if pre.grayscale else nhwc.transpose(0, 3, 1, 2)
-    return normalize(x.astype(np.float32) / 255.0, pre)
+    return normalize(scale_pixels(x.astype(np.float32), pre.scale), pre)
 
 
 def shapes_arrays(

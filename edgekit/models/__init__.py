@@ -45,7 +45,7 @@ def _image_input(channels: int) -> Callable[[ModelOptions], InputSpec]:
 
 def _imagenet_preprocessing(o: ModelOptions) -> Preprocessing:
     size = (o.input_size, o.input_size)
-    return Preprocessing(kind="image", size=size, mean=IMAGENET_MEAN, std=IMAGENET_STD)
+    return Preprocessing(kind="image", size=size, mean=IMAGENET_MEAN, std=IMAGENET_STD, resize="crop")
 
 
 _IMAGENET = dict(
@@ -70,7 +70,7 @@ MODELS.register(
         build=_lazy("lenet5"),
         input_spec=_image_input(1),
         preprocessing=lambda o: Preprocessing(
-            kind="image", size=(32, 32), grayscale=True, mean=(0.5,), std=(0.5,)
+            kind="image", size=(32, 32), grayscale=True, mean=(0.5,), std=(0.5,), resize="squash"
         ),
         reference_params=61_706,
         reference_macs=416_520,

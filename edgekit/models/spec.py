@@ -34,15 +34,53 @@ class InputSpec:
         return {"shape": list(self.shape), "dtype": self.dtype, "layout": self.layout}
 
 
+RESIZE_MODES = ("crop", "squash", "pad", "none")
+INTERPOLATIONS = ("nearest", "bilinear", "bicubic", "lanczos", "box", "hamming")
+LAYOUTS = ("NCHW", "NHWC")
+
+
 @dataclass(frozen=True)
 class Preprocessing:
-    """How raw data becomes the input tensor. Images: resize, grey/RGB, scale to [0,1], mean/std."""
+    """How raw data becomes the input tensor, declared once and recorded in every run.
+
+    Images, in torchvision's order: decode (grey or RGB), resize per ``resize``, scale the pixel
+    values (``scale``, 1/255 = ToTensor), subtract ``mean`` and divide by ``std`` per channel, and
+    lay out as NCHW or NHWC. ``resize``: "crop" = resize the shorter side to size / crop_fraction,
+    then centre-crop (the ImageNet evaluation transform; crop_fraction 1 crops without margin);
+    "squash" = resize to exactly HxW; "pad" = letterbox: fit inside HxW keeping the aspect, pad
+    the rest with ``pad_value``; "none" = images must already be HxW.
+    """
 
     kind: str = "image"  # "image" | "sequence" | "none"
     size: tuple[int, int] | None = None  # (height, width)
     grayscale: bool = False
     mean: tuple[float, ...] = (0.0,)
     std: tuple[float, ...] = (1.0,)
+    resize: str = "squash"  # the zoo's ImageNet models declare "crop"
+    crop_fraction: float = 0.875
+    interpolation: str = "bilinear"
+    scale: float = 1 / 255
+    layout: str = "NCHW"
+    pad_value: int = 0
+
+    def __post_init__(self) -> None:
+        from edgekit.errors import UsageError
+
+        checks = [
+            (self.resize in RESIZE_MODES, f"resize {self.resize!r}: use one of {', '.join(RESIZE_MODES)}"),
+            (self.interpolation in INTERPOLATIONS,
+             f"interpolation {self.interpolation!r}: use one of {', '.join(INTERPOLATIONS)}"),
+            (self.layout in LAYOUTS, f"layout {self.layout!r}: use NCHW or NHWC"),
+            (0 < self.crop_fraction <= 1, f"crop fraction {self.crop_fraction}: use a value in (0, 1]"),
+            (self.scale > 0, f"scale {self.scale}: use a positive value such as 0.00392156862745098 (1/255)"),
+            (all(v != 0 for v in self.std), "--std values must not be 0 (they divide)"),
+            (len(self.mean) > 0 and len(self.std) > 0, "mean and std need at least one value"),
+            (self.size is None or min(self.size) >= 1, f"input size {self.size} must be positive"),
+            (0 <= self.pad_value <= 255, f"pad value {self.pad_value}: use 0..255"),
+        ]
+        for ok, message in checks:
+            if not ok:
+                raise UsageError(f"preprocessing: {message}")
 
     def to_dict(self) -> dict:
         return {
@@ -51,7 +89,22 @@ class Preprocessing:
             "grayscale": self.grayscale,
             "mean": list(self.mean),
             "std": list(self.std),
+            "resize": self.resize,
+            "crop_fraction": self.crop_fraction,
+            "interpolation": self.interpolation,
+            "scale": self.scale,
+            "layout": self.layout,
+            "pad_value": self.pad_value,
         }
+
+    @classmethod
+    def from_dict(cls, d: dict) -> Preprocessing:
+        """Inverse of ``to_dict``; records written before a field existed get its default."""
+        known = {k: v for k, v in d.items() if k in cls.__dataclass_fields__}
+        for key in ("size", "mean", "std"):
+            if known.get(key) is not None:
+                known[key] = tuple(known[key])
+        return cls(**known)
 
 
 @dataclass(frozen=True)

@@ -13,7 +13,8 @@ import torch
 from PIL import Image
 
 from edgekit.data import builtin, idx, reber, shapes
-from edgekit.data.datasets import DATASETS, load_dataset, override_preprocessing
+from edgekit.data.datasets import DATASETS, load_dataset
+from edgekit.data.preprocess import override_preprocessing
 from edgekit.errors import DataError, UnknownNameError, UsageError
 from edgekit.models.spec import InputSpec, LoadedModel, Preprocessing
 
@@ -166,7 +167,7 @@ def test_shapes_grey_matches_pillow_and_files_load_identically(tmp_path):
         folder = tmp_path / "test" / recipe.classes[label]
         folder.mkdir(parents=True, exist_ok=True)
         Image.fromarray(img).save(folder / f"{i}.png")
-    from_files = load_dataset(str(tmp_path), GREY28, "test")
+    from_files = load_dataset(str(tmp_path), GREY28, "all")  # test/ alone is a single set
     pre = Preprocessing(size=(28, 28), grayscale=True)
     x, y, classes, _ = shapes.shapes_arrays(pre, "test", np.arange(6))
     order = np.argsort([r.tobytes() for r in from_files.x])
@@ -239,12 +240,16 @@ def test_idx_round_trip_and_splits(tmp_path, suffix):
     assert (len(train), len(val)) == (50, 10)  # val: 10% of train, one per class
     assert not rows(train.x) & rows(val.x) and sorted(val.y.tolist()) == list(range(10))
     assert len(load_dataset(str(tmp_path), GREY28, "all")) == 80
-    prefix = load_dataset(str(tmp_path / "t10k"), GREY28, "test")  # a path prefix
+    prefix = load_dataset(str(tmp_path / "t10k"), GREY28, "all")  # a path prefix
     assert prefix.sha256 == test.sha256
-    one_file = load_dataset(str(tmp_path / f"t10k-labels-idx1-ubyte{suffix}"), GREY28, "test")
+    one_file = load_dataset(str(tmp_path / f"t10k-labels-idx1-ubyte{suffix}"), GREY28, "all")
     assert one_file.sha256 == test.sha256
-    with pytest.raises(DataError, match="no train split"):
-        load_dataset(str(tmp_path / "t10k"), GREY28, "train")
+    # One part alone (MNIST's t10k files) is a single set, split 80/10/10 like any other, so that
+    # calibration (train) and the --max-drop search (val) never see what eval scores (test).
+    # (2 digits per class here: classes with fewer than 3 stay in train)
+    assert len(load_dataset(str(tmp_path / "t10k"), GREY28, "train")) == 20
+    with pytest.raises(DataError, match="test split of .* is empty"):
+        load_dataset(str(tmp_path / "t10k"), GREY28, "test")
 
 
 def test_idx_single_unnamed_pair_is_split_80_10_10(tmp_path):
@@ -373,8 +378,12 @@ def test_folder_errors(tmp_path):
     with pytest.raises(DataError, match="no usable images"):
         load_dataset(str(tmp_path / "junk"), RGB32, "all")
     solid(tmp_path / "onlytrain" / "train" / "a" / "0.png", (1, 2, 3))
-    with pytest.raises(DataError, match="no test split"):
+    with pytest.raises(DataError, match="test split of .* is empty"):  # one part: a single set
         load_dataset(str(tmp_path / "onlytrain"), RGB32, "test")
+    solid(tmp_path / "twoparts" / "train" / "a" / "0.png", (1, 2, 3))
+    solid(tmp_path / "twoparts" / "val" / "a" / "0.png", (1, 2, 3))
+    with pytest.raises(DataError, match="no test split"):
+        load_dataset(str(tmp_path / "twoparts"), RGB32, "test")
 
 
 # ---------------------------------------------------------------- names, paths, preprocessing

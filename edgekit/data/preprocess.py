@@ -1,0 +1,111 @@
+"""Declared preprocessing: overrides from the command line, a recipe or a ``--preprocess`` TOML file.
+
+The same keys everywhere (CLI option names with dashes, or underscores in files):
+``input-size``, ``resize`` (crop | squash | pad | none), ``crop-fraction``, ``interpolation``,
+``scale``, ``mean``, ``std``, ``grayscale`` (true = grey, false = RGB), ``layout`` (NCHW | NHWC),
+``pad-value``. A file holds them at its top level or under ``[preprocess]``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import sys
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from edgekit.errors import UsageError
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover - Python 3.10
+    import tomli as tomllib
+
+if TYPE_CHECKING:
+    from edgekit.models.spec import Preprocessing
+
+# key -> (type check, how to write it)
+KEYS: dict[str, tuple[type | tuple[type, ...], str]] = {
+    "input_size": ((int, list, tuple), "an integer, or [height, width]"),
+    "resize": (str, "crop, squash, pad or none"),
+    "crop_fraction": ((int, float), "a number in (0, 1], e.g. 0.875"),
+    "interpolation": (str, "nearest, bilinear, bicubic, lanczos, box or hamming"),
+    "scale": ((int, float), "a positive number, e.g. 0.00392156862745098 (1/255)"),
+    "mean": ((int, float, list, tuple), "a number or a list of numbers per channel"),
+    "std": ((int, float, list, tuple), "a number or a list of numbers per channel"),
+    "grayscale": (bool, "true (grey) or false (RGB)"),
+    "layout": (str, "NCHW or NHWC"),
+    "pad_value": (int, "an integer 0..255"),
+}
+
+
+def normalise_keys(values: dict, where: str) -> dict:
+    """``values`` with dashed keys as underscores, type-checked; None values dropped."""
+    out = {}
+    for key, value in values.items():
+        name = key.replace("-", "_")
+        if name not in KEYS:
+            raise UsageError(f"{where}: unknown preprocessing key {key!r}; known: "
+                             + ", ".join(k.replace("_", "-") for k in KEYS))
+        if value is None:
+            continue
+        kinds, how = KEYS[name]
+        if not isinstance(value, kinds) or (isinstance(value, bool) and name != "grayscale"):
+            raise UsageError(f"{where}: {key} = {value!r} is not {how}")
+        out[name] = value
+    return out
+
+
+def read_preprocess_file(path: str | Path) -> dict:
+    """The overrides in a ``--preprocess`` TOML file."""
+    path = Path(path)
+    try:
+        data = tomllib.loads(path.read_text())
+    except FileNotFoundError:
+        raise UsageError(f"--preprocess file {path} does not exist") from None
+    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
+        raise UsageError(f"--preprocess file {path} is not valid TOML: {exc}") from None
+    table = data.get("preprocess", data)
+    if not isinstance(table, dict):
+        raise UsageError(f"--preprocess file {path}: [preprocess] must be a table")
+    return normalise_keys(table, str(path))
+
+
+def merge_overrides(file: str | Path | None, **given) -> dict:
+    """A file's overrides, then the options given (None = not given) on top."""
+    merged = read_preprocess_file(file) if file else {}
+    merged.update(normalise_keys(given, "options"))
+    return merged
+
+
+def _floats(value) -> tuple[float, ...]:
+    values = value if isinstance(value, (list, tuple)) else [value]
+    try:
+        return tuple(float(v) for v in values)
+    except (TypeError, ValueError):
+        raise UsageError(f"mean/std {value!r} must be numbers, e.g. 0.5 or 0.485,0.456,0.406") from None
+
+
+def override_preprocessing(pre: Preprocessing, **overrides) -> Preprocessing:
+    """``pre`` with the given values replaced (None keeps the model's); any value makes it "image".
+
+    Keys as in ``KEYS``; ``input_size`` sets the image size. Invalid values raise UsageError.
+    """
+    changes = normalise_keys(overrides, "preprocessing")
+    if "input_size" in changes:
+        size = changes.pop("input_size")
+        size = (size, size) if isinstance(size, int) else tuple(int(v) for v in size)
+        if len(size) != 2 or min(size) < 1:
+            raise UsageError(f"--input-size must be a positive size, got {size}")
+        changes["size"] = size
+    for key in ("mean", "std"):
+        if key in changes:
+            changes[key] = _floats(changes[key])
+    if "crop_fraction" in changes:
+        changes["crop_fraction"] = float(changes["crop_fraction"])
+    if "scale" in changes:
+        changes["scale"] = float(changes["scale"])
+    if "layout" in changes:
+        changes["layout"] = changes["layout"].upper()
+    if changes and pre.kind == "none":
+        changes["kind"] = "image"
+    return dataclasses.replace(pre, **changes)
