@@ -618,6 +618,41 @@ def report_cmd(run_dir, want_html, target) -> int:
     return 0
 
 
+@cli.command("inspect")
+@click.argument("run_dir", type=click.Path(path_type=Path))
+@click.option("--samples", type=click.IntRange(1, 10000), default=32, show_default=True,
+              help="Samples from the run's calibration source, not the ones it calibrated on.")
+@click.option("--formats", help="Inspect only these formats, e.g. onnx,openvino.")
+@click.option("--top", type=click.IntRange(1), default=10, show_default=True, help="Worst layers to print.")
+@click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
+def inspect_cmd(run_dir, samples, formats, top, as_json) -> int:
+    """Where int8 loses accuracy: per layer of each int8 artefact of RUN_DIR, the SQNR and cosine of
+    its output against the fp32 artefact's on the same samples, worst first, with the PyTorch module
+    it came from. Stored in the manifest; plots in RUN_DIR/report/inspect_<format>.png."""
+    from edgekit.evaluate import check_run_dir
+    from edgekit.formats import parse_formats
+    from edgekit.inspect import inspect_run, table_rows
+
+    chosen = parse_formats(formats) if formats else None
+    result = inspect_run(check_run_dir(run_dir), samples=samples, formats=chosen,
+                         report=(lambda line: None) if as_json else _report)
+    if as_json:
+        click.echo(json.dumps(result, indent=2, default=str))
+        return 0
+    from rich.console import Console
+    from rich.table import Table
+
+    head, rows = table_rows(result, top)
+    table = Table(title=f"int8 error per layer ({result['samples']} samples), worst first")
+    for col in head:
+        table.add_column(col, justify="right" if col in ("rank", "SQNR (dB)", "cosine") else "left")
+    for row in rows:
+        table.add_row(*row)
+    Console(width=max(Console().width, 140)).print(table)
+    failed = [f for f, r in result["formats"].items() if r.get("status") != "ok"]
+    return EXIT_FAILED if failed else 0
+
+
 @cli.command("run")
 @click.argument("recipe", type=click.Path(path_type=Path))
 @click.option("--out", type=click.Path(path_type=Path), help="Run directory (overrides the recipe's out).")

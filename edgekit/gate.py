@@ -8,6 +8,9 @@ may not rise by more than N percent. Absolute floors and ceilings: accuracy, p50
 peak memory. A rule whose measurement is missing fails too ("missing"), naming the command that
 makes it: a CI gate must never pass for want of numbers.
 
+An int8 artefact exported with ``--max-drop`` carries its search record; when that search did not
+meet its budget the artefact fails ``max_drop_search``, whatever rules the gate was given.
+
 Writes a JUnit XML file (one test case per artefact x rule), a Markdown summary (also appended to
 $GITHUB_STEP_SUMMARY when set) and JSON, and records the outcome in the manifest.
 """
@@ -247,6 +250,8 @@ def evaluate(manifest: dict, rules: GateRules) -> list[Check]:
         key = f"{art['format']}/{art['precision']}"
         f = mine.get(key, {})
         int8 = art["precision"] == "int8"
+        if art.get("search"):  # export --max-drop: its own budget holds whatever rules the gate got
+            checks.append(search_check(art))
         if rules.max_drop is not None:
             add("max_drop", art, f.get("drop_pp"), rules.max_drop, "<=", no_eval, "points below PyTorch fp32")
         if rules.min_agreement is not None:
@@ -286,6 +291,17 @@ def evaluate(manifest: dict, rules: GateRules) -> list[Check]:
                     no_bench if not f.get("p50_ms") else "the baseline has no latency for it",
                     f"% slower than the baseline ({b['p50_ms']:.3f} ms)" if b.get("p50_ms") else "")
     return checks
+
+
+def search_check(art: dict) -> Check:
+    """An int8 artefact made with ``export --max-drop`` fails when its search missed the budget."""
+    search = art["search"]
+    chosen = search["attempts"][search["chosen"]]
+    drop, budget = chosen.get("drop_pp"), search["budget_pp"]
+    data = (search.get("held_out") or {}).get("name", "the held-out set")
+    detail = f"points below PyTorch fp32 on {data} (export --max-drop): " + search.get("reason", "met")
+    return Check("max_drop_search", art["format"], art["precision"], drop, budget, "<=",
+                 "pass" if search.get("met") else "fail", detail)
 
 
 def check_comparable(manifest: dict, baseline: dict, rules: GateRules) -> None:

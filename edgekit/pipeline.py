@@ -189,8 +189,9 @@ def run_export(plan: ExportPlan, report: Reporter = print) -> ExportOutcome:
 
     # TFLite goes last whatever the --to order: litert-torch starts JAX threads, and NNCF later
     # forks worker processes, which JAX warns may deadlock.
-    if plan.max_drop is not None:  # wired to edgekit.search in the next change
-        raise UsageError("--max-drop is not available in this build")
+    if plan.max_drop is not None and not (plan.int8 and plan.eval_data):
+        raise UsageError("--max-drop needs --int8 and --eval DATA (labelled data whose val split "
+                         "measures the int8 drop)")
     order = sorted(plan.formats, key=lambda n: n == "tflite")
     formats = {name: get_format(name) for name in order}
     for fmt in formats.values():
@@ -223,6 +224,7 @@ def run_export(plan: ExportPlan, report: Reporter = print) -> ExportOutcome:
         report(f"warning: {samples.warning}")
     calib, held_out = split_samples(samples.x, plan.calib_size if plan.int8 else 0, plan.verify_samples)
     reference = reference_outputs(model.module, held_out)
+    budget = _budget(plan, model) if plan.max_drop is not None else None
     out = Path(plan.out) if plan.out else default_run_dir(plan, model)
 
     manifest = _new_manifest(plan, model, samples, calib, held_out, formats)
@@ -231,10 +233,34 @@ def run_export(plan: ExportPlan, report: Reporter = print) -> ExportOutcome:
             manifest["pruning"] = _save_pruned(model, pruning, base_record, stage)
         for name, fmt in formats.items():
             manifest["artefacts"] += _export_format(name, fmt, model, calib, held_out, reference,
-                                                    plan.int8, stage, report)
+                                                    plan.int8, stage, report, budget)
         manifest["finished"] = mf.utc_now()
         mf.write_json_atomic(stage / mf.MANIFEST, manifest)
     return ExportOutcome(out, manifest)
+
+
+@dataclass(frozen=True)
+class _Budget:
+    """What ``--max-drop`` needs: the budget, the labelled held-out set, more calibration data."""
+
+    pp: float
+    held: object  # LabelledSet: the val split of --eval
+    more: Callable[[int], np.ndarray]
+
+
+def _budget(plan: ExportPlan, model: LoadedModel) -> _Budget:
+    """The val split of ``--eval`` (test stays for ``eval``; calibration takes train), and a way to
+    draw more calibration samples from the same source (``edgekit.search``)."""
+    from edgekit.data.calibration import load_samples
+    from edgekit.data.datasets import load_dataset
+
+    held = load_dataset(plan.eval_data, model, split="val", seed=plan.seed)
+
+    def more(n: int) -> np.ndarray:
+        x = load_samples(plan.calib, model, n + plan.verify_samples, seed=plan.seed).x
+        return split_samples(x, n, plan.verify_samples)[0]
+
+    return _Budget(float(plan.max_drop), held, more)
 
 
 def _save_pruned(model, pruning, base_record, stage) -> dict:
@@ -282,7 +308,7 @@ def _new_manifest(plan, model, samples, calib, held_out, formats) -> dict:
     }
 
 
-def _export_format(name, fmt, model, calib, held_out, reference, int8, stage, report) -> list[dict]:
+def _export_format(name, fmt, model, calib, held_out, reference, int8, stage, report, budget) -> list[dict]:
     folder = stage / name
     folder.mkdir()
     entries = []
@@ -294,8 +320,16 @@ def _export_format(name, fmt, model, calib, held_out, reference, int8, stage, re
             entries.append(_skipped(name, "int8", f"skipped: the fp32 {name} export failed"))
         else:
             path = folder / f"model.int8{fmt.extension}"
-            entries.append(_step(name, "int8", lambda: _int8(fmt, model, fp32_path, calib, path,
-                                                              held_out, reference), stage, fmt, report))
+            work = lambda: _int8(fmt, model, fp32_path, calib, path, held_out, reference, budget)  # noqa: E731
+            entries.append(_step(name, "int8", work, stage, fmt, report))
+            if budget is not None and not model.static_int8:
+                report(f"  {name} int8: --max-drop searches static int8 only; {model.name}'s "
+                       f"{entries[-1].get('scheme', {}).get('type', 'dynamic')} int8 is measured by eval")
+            if entries[-1].get("search"):
+                from edgekit.search import summary_lines
+
+                for line in summary_lines(name, entries[-1]["search"]):
+                    report(line)
     return entries
 
 
@@ -315,13 +349,21 @@ def _fp32(fmt, model, path, held_out, reference) -> tuple[Path, dict, dict]:
     return path, {"type": "none"}, {**result.to_dict(), **_session_info(session)}
 
 
-def _int8(fmt, model, fp32_path, calib, path, held_out, reference) -> tuple[Path, dict, dict]:
+def _int8(fmt, model, fp32_path, calib, path, held_out, reference, budget) -> tuple:
+    """(path, scheme, verify metrics, search record or None) of the int8 artefact."""
     from edgekit.verify import compare, run_session
 
-    result = fmt.export_int8(model, fp32_path, calib, path)
+    record = None
+    if budget is None or not model.static_int8:
+        result = fmt.export_int8(model, fp32_path, calib, path)
+    else:
+        from edgekit.search import SearchSettings, search_int8
+
+        result, record = search_int8(fmt, model, fp32_path, path, calib, budget.held,
+                                     SearchSettings(budget_pp=budget.pp), more_calib=budget.more)
     session = fmt.open(result.path)
     metrics = compare(reference, run_session(session, held_out), judge=False)
-    return result.path, result.scheme, {**metrics.to_dict(), **_session_info(session)}
+    return result.path, result.scheme, {**metrics.to_dict(), **_session_info(session)}, record
 
 
 def _session_info(session) -> dict:
@@ -337,7 +379,7 @@ def _step(fmt_name, precision, work, stage, fmt, report) -> dict:
     entry = {"format": fmt_name, "precision": precision}
     try:
         with quiet():  # converters log from C++ straight to the terminal
-            path, scheme, verify = work()
+            path, scheme, verify, *search = work()
     except EdgekitError as exc:
         return _failed(entry, str(exc), start, report)
     except Exception as exc:  # a converter/runtime bug must not discard the other formats
@@ -357,6 +399,8 @@ def _step(fmt_name, precision, work, stage, fmt, report) -> dict:
         "verify": verify,
         "seconds": round(time.perf_counter() - start, 2),
     })
+    if search and search[0]:
+        entry["search"] = search[0]
     report(_summary_line(entry))
     return entry
 

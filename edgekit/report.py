@@ -193,6 +193,46 @@ def _settings_md(manifest: dict) -> list[str]:
     return lines
 
 
+def sections(manifest: dict) -> list[tuple[str, list[str], list[list[str]], list[str]]]:
+    """(title, columns, rows, image paths relative to report/) of the int8 search and inspect."""
+    out = []
+    for a in manifest.get("artefacts", []):
+        rec = a.get("search")
+        if not rec:
+            continue
+        from edgekit.search import describe
+
+        verdict = "met" if rec["met"] else f"NOT met: {rec.get('reason', '')}"
+        rows = [[("* " if t["index"] == rec["chosen"] else "") + str(t["index"]), t["stage"], describe(t),
+                 f"{t['drop_pp']:+.2f}" if t.get("status") == "ok" else t.get("error", "failed")[:60],
+                 f"{100 * t['agreement']:.2f}%" if t.get("status") == "ok" else "-",
+                 f"{t['latency_p50_ms']:.3f}" if t.get("status") == "ok" else "-", str(t.get("seconds", "-"))]
+                for t in rec["attempts"]]
+        title = (f"int8 search: {a['format']} (budget {rec['budget_pp']:g} pp on {rec['held_out']['name']} "
+                 f"{rec['held_out']['split']}, {rec['held_out']['samples']} samples; {verdict})")
+        head = ["#", "stage", "settings", "drop pp", "agreement", "~p50 ms", "build s"]
+        out.append((title, head, rows, []))
+    if manifest.get("inspect"):
+        from edgekit.inspect import table_rows
+
+        result = manifest["inspect"]
+        head, rows = table_rows(result)
+        images = [str(Path(r["plot"]).relative_to("report"))
+                  for r in result["formats"].values() if r.get("plot")]
+        out.append((f"Where int8 loses accuracy (edgekit inspect, {result['samples']} samples)", head, rows,
+                    images))
+    return out
+
+
+def _sections_md(manifest: dict) -> list[str]:
+    lines = []
+    for title, head, rows, images in sections(manifest):
+        lines += ["", f"## {title}", "", "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+        lines += ["| " + " | ".join(c.replace("|", "/") for c in r) + " |" for r in rows]
+        lines += [""] + [f"![{Path(i).stem}]({i})" for i in images]
+    return lines
+
+
 def markdown(manifest: dict, items: list[dict], plots: dict, target: str) -> str:
     tools = manifest.get("tools") or {}
     lines = [f"# edgekit report: {manifest['model']['name']}", "",
@@ -203,8 +243,9 @@ def markdown(manifest: dict, items: list[dict], plots: dict, target: str) -> str
         if plot_name in plots:
             lines.append(f"![{plot_name}]({plots[plot_name].name})")
     lines += ["", mermaid_bar("p50 latency (ms)", items, "p50_ms", "ms"),
-              mermaid_bar("size (MB)", [r for r in items if r["bytes"]], "bytes", "MB", 1e-6),
-              "## Tool versions", "", "| tool | version |", "|---|---|"]
+              mermaid_bar("size (MB)", [r for r in items if r["bytes"]], "bytes", "MB", 1e-6)]
+    lines += _sections_md(manifest)
+    lines += ["", "## Tool versions", "", "| tool | version |", "|---|---|"]
     lines += [f"| {k} | {v} |" for k, v in sorted(tools.items())]
     return "\n".join(lines) + "\n"
 
@@ -220,6 +261,10 @@ def to_html(manifest: dict, items: list[dict], plots: dict, target: str) -> str:
     images = "".join(f'<figure><img alt="{n}" src="data:image/png;base64,{data}"></figure>'
                      for n, data in encoded.items())
     settings = "".join(f"<li>{esc(line[2:])}</li>" for line in _settings_md(manifest))
+    extra = "".join(
+        f"<h2>{esc(title)}</h2><table><tr>{''.join(f'<th>{esc(h)}</th>' for h in head)}</tr>"
+        + "".join("<tr>" + "".join(f"<td>{esc(c)}</td>" for c in r) + "</tr>" for r in rows) + "</table>"
+        for title, head, rows, _ in sections(manifest))
     tools = "".join(f"<tr><td>{esc(k)}</td><td>{esc(str(v))}</td></tr>"
                     for k, v in sorted((manifest.get("tools") or {}).items()))
     return f"""<!doctype html>
@@ -234,6 +279,7 @@ img{{max-width:100%}}</style></head><body>
 <h2>Artefacts (latency on {esc(target)})</h2>
 <table><tr>{''.join(f'<th>{h}</th>' for h in head)}</tr>{''.join(body)}</table>
 {images}
+{extra}
 <h2>Tool versions</h2><table><tr><th>tool</th><th>version</th></tr>{tools}</table>
 </body></html>
 """

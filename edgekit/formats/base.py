@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     import numpy as np
@@ -19,6 +19,37 @@ class Int8Result:
 
     path: Path
     scheme: dict  # e.g. {"type": "static", "weights": "int8 per-channel symmetric", ...}
+
+
+@dataclass(frozen=True)
+class Int8Options:
+    """How to quantize, when the format's default is not good enough (``edgekit.search`` tries these).
+
+    ``method`` names one of the format's calibration methods ("default" is what ``export_int8``
+    does without options; each format lists the others in ``remedies``). ``exclude`` keeps the named
+    layers in float: ONNX node names of the pre-processed graph, OpenVINO friendly names, PyTorch
+    module paths for TFLite (``inspect.layer_errors`` gives them in that form).
+    """
+
+    method: str = "default"
+    exclude: tuple[str, ...] = ()
+    note: str = field(default="", compare=False)  # what the method does, for people reading the manifest
+    # For methods that measure accuracy themselves (``Format.validated_methods``): the budget in
+    # points and the labelled held-out set with its metric, as (LabelledSet, "top1"); the search
+    # fills them in.
+    max_drop_pp: float | None = None
+    validation: Any = field(default=None, compare=False, repr=False)
+
+    def to_dict(self) -> dict:
+        d = {"method": self.method, "exclude": list(self.exclude)}
+        if self.max_drop_pp is not None:
+            d["max_drop_pp"] = self.max_drop_pp
+        return {**d, "note": self.note} if self.note else d
+
+
+def scheme_options(options: Int8Options) -> dict:
+    """The scheme keys every format records about the options it quantized with."""
+    return {"method": options.method, "excluded": list(options.exclude)}
 
 
 class Session(ABC):
@@ -40,6 +71,7 @@ class Format(ABC):
     extension: str = ""
     extra: str = ""  # the pip extra that installs this format's tools
     requires: tuple[tuple[str, str], ...] = ()  # (module to import, package that provides it)
+    validated_methods: tuple[str, ...] = ()  # int8 methods that need Int8Options.validation
 
     def check_available(self) -> None:
         """Raise MissingDependencyError (naming the extra) before any work starts."""
@@ -56,9 +88,26 @@ class Format(ABC):
 
     @abstractmethod
     def export_int8(
-        self, model: LoadedModel, fp32_path: Path, calib: np.ndarray, path: Path
+        self,
+        model: LoadedModel,
+        fp32_path: Path,
+        calib: np.ndarray,
+        path: Path,
+        options: Int8Options | None = None,
     ) -> Int8Result:
-        """Write the int8 artefact at ``path`` using calibration samples ``calib`` (N, ...)."""
+        """Write the int8 artefact at ``path`` using calibration samples ``calib`` (N, ...).
+
+        ``options`` None is the format's default; otherwise its method and excluded layers. The
+        fp32 artefact at ``fp32_path`` is only read, never written.
+        """
+
+    def remedies(self, model: LoadedModel) -> list[Int8Options]:
+        """Other calibration methods this format's toolchain offers, cheapest first."""
+        return []
+
+    def can_exclude(self, options: Int8Options) -> bool:
+        """Whether ``options``' method can keep named layers in float."""
+        return True
 
     @abstractmethod
     def open(self, path: Path, threads: int | None = None) -> Session:

@@ -7,13 +7,22 @@ from pathlib import Path
 
 import numpy as np
 
-from edgekit.errors import ExportError, require
+from edgekit.errors import ExportError, UsageError, require
 from edgekit.formats._util import quiet, versions
-from edgekit.formats.base import Format, Int8Result, Session
+from edgekit.formats.base import Format, Int8Options, Int8Result, Session, scheme_options
 
 OPSET = 18
 INPUT_NAME = "input"
 OUTPUT_NAME = "output"
+
+# method: (onnxruntime CalibrationMethod, extra_options, activations as the scheme records them)
+CALIBRATIONS = {
+    "default": ("MinMax", {}, "int8 asymmetric per-tensor (MinMax calibration)"),
+    "percentile": ("Percentile", {"CalibPercentile": 99.999, "CalibNumBins": 2048},
+                   "int8 per-tensor, ranges clip the outer 0.001% of a histogram (Percentile calibration)"),
+    "entropy": ("Entropy", {"CalibNumBins": 512, "CalibNumQuantizedBins": 128},
+                "int8 per-tensor, ranges minimising KL divergence (entropy calibration)"),
+}
 
 
 class OnnxSession(Session):
@@ -59,26 +68,31 @@ class OnnxFormat(Format):
             )
         return path
 
-    def export_int8(self, model, fp32_path: Path, calib: np.ndarray, path: Path) -> Int8Result:
+    def export_int8(self, model, fp32_path: Path, calib: np.ndarray, path: Path,
+                    options: Int8Options | None = None) -> Int8Result:
         q = require("onnxruntime.quantization", "onnxruntime", "onnx")
+        options = options or Int8Options()
         if not model.static_int8:
             with quiet():
-                q.quantize_dynamic(
-                    str(fp32_path), str(path), weight_type=q.QuantType.QInt8, per_channel=False
-                )
+                q.quantize_dynamic(str(fp32_path), str(path), weight_type=q.QuantType.QInt8,
+                                   per_channel=False, nodes_to_exclude=list(options.exclude))
             scheme = {
                 "type": "dynamic",
                 "weights": "int8 symmetric per-tensor",
                 "activations": "fp32, quantized to int8 at run time (dynamic)",
                 "io": "float32",
                 "tool": "onnxruntime.quantization.quantize_dynamic",
+                **scheme_options(options),
             }
             return Int8Result(path, scheme)
+        method, extra, activations = _calibration(q, options.method)
         with tempfile.TemporaryDirectory(prefix="edgekit-ort-") as tmp:
             pre = Path(tmp) / "pre.onnx"
             with quiet():
                 # shape inference + graph optimisation, as onnxruntime recommends before quantizing
                 q.quant_pre_process(str(fp32_path), str(pre), skip_symbolic_shape=True)
+            _check_node_names(pre, options.exclude)
+            with quiet():
                 q.quantize_static(
                     str(pre),
                     str(path),
@@ -87,12 +101,14 @@ class OnnxFormat(Format):
                     activation_type=q.QuantType.QInt8,
                     weight_type=q.QuantType.QInt8,
                     per_channel=True,
-                    calibrate_method=q.CalibrationMethod.MinMax,
+                    nodes_to_exclude=list(options.exclude) or None,
+                    calibrate_method=method,
                     extra_options={
                         "WeightSymmetric": True,
                         "ActivationSymmetric": False,
                         # Not CalibMaxIntermediateOutputs: onnxruntime 1.32 drops the collected
                         # ranges when that limit is hit. MinMax keeps only per-tensor min/max anyway.
+                        **extra,
                     },
                 )
         if not path.exists():
@@ -101,12 +117,21 @@ class OnnxFormat(Format):
             "type": "static",
             "format": "QDQ",
             "weights": "int8 symmetric per-channel",
-            "activations": "int8 asymmetric per-tensor (MinMax calibration)",
+            "activations": activations,
             "io": "float32",
             "calibration_samples": int(len(calib)),
             "tool": "onnxruntime.quantization.quantize_static",
+            **scheme_options(options),
         }
         return Int8Result(path, scheme)
+
+    def remedies(self, model) -> list[Int8Options]:
+        """Histogram calibrations instead of MinMax. Both keep every intermediate output of every
+        calibration sample in memory until the ranges are computed (memory grows with samples x
+        activations), and Entropy then searches thresholds per tensor (slower)."""
+        if not model.static_int8:
+            return []
+        return [Int8Options(m, note=CALIBRATIONS[m][2]) for m in ("percentile", "entropy")]
 
     def open(self, path: Path, threads: int | None = None) -> Session:
         return OnnxSession(path, threads=threads)
@@ -128,3 +153,26 @@ def _reader(calib: np.ndarray):
             return None if x is None else {INPUT_NAME: x[None].astype(np.float32)}
 
     return Reader()
+
+
+def _calibration(q, method: str) -> tuple[object, dict, str]:
+    if method not in CALIBRATIONS:
+        raise UsageError(f"unknown ONNX int8 method {method!r}; known: {', '.join(CALIBRATIONS)}")
+    name, extra, activations = CALIBRATIONS[method]
+    return getattr(q.CalibrationMethod, name), dict(extra), activations
+
+
+def _check_node_names(pre: Path, names: tuple[str, ...]) -> None:
+    """onnxruntime silently ignores unknown names in nodes_to_exclude; say which are unknown."""
+    if not names:
+        return
+    import difflib
+
+    import onnx
+
+    known = [n.name for n in onnx.load(str(pre), load_external_data=False).graph.node]
+    unknown = [n for n in names if n not in set(known)]
+    if unknown:
+        close = difflib.get_close_matches(unknown[0], known, n=3)
+        raise UsageError(f"no node named {', '.join(unknown)} in the ONNX graph to keep in float"
+                         + (f"; closest: {', '.join(close)}" if close else ""))

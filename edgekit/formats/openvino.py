@@ -6,9 +6,18 @@ from pathlib import Path
 
 import numpy as np
 
-from edgekit.errors import require
+from edgekit.errors import UsageError, require
 from edgekit.formats._util import quiet, versions
-from edgekit.formats.base import Format, Int8Result, Session
+from edgekit.formats.base import Format, Int8Options, Int8Result, Session, scheme_options
+
+NNCF_METHODS = {
+    "default": "int8 per-tensor (NNCF default preset)",
+    "mixed": "int8 per-tensor, asymmetric (NNCF MIXED preset)",
+    "histogram": "int8 per-tensor, ranges optimised on activation histograms (NNCF HISTOGRAM estimator)",
+    "bias_correction": "int8 per-tensor, MIXED preset with full bias correction (fast_bias_correction off)",
+    "accuracy_control": ("int8 per-tensor, MIXED preset; nncf.quantize_with_accuracy_control reverted the "
+                         "layers that cost most held-out accuracy to float until the drop met the budget"),
+}
 
 
 class OpenVinoSession(Session):
@@ -46,6 +55,7 @@ class OpenVinoFormat(Format):
     extension = ".xml"
     extra = "openvino"
     requires = (("openvino", "openvino"), ("nncf", "nncf"))
+    validated_methods = ("accuracy_control",)
 
     def export_fp32(self, model, path: Path) -> Path:
         ov = require("openvino", "openvino", "openvino")
@@ -58,24 +68,33 @@ class OpenVinoFormat(Format):
             ov.save_model(ov_model, str(path), compress_to_fp16=False)
         return path
 
-    def export_int8(self, model, fp32_path: Path, calib: np.ndarray, path: Path) -> Int8Result:
+    def export_int8(self, model, fp32_path: Path, calib: np.ndarray, path: Path,
+                    options: Int8Options | None = None) -> Int8Result:
         ov = require("openvino", "openvino", "openvino")
         nncf = require("nncf", "nncf", "openvino")
+        options = options or Int8Options()
         ov_model = ov.Core().read_model(str(fp32_path))
+        scope = _ignored_scope(nncf, ov_model, options.exclude)
         with quiet():
             if model.static_int8:
                 dataset = nncf.Dataset([x[None].astype(np.float32) for x in calib])
-                q_model = nncf.quantize(ov_model, dataset, subset_size=len(calib))
+                kwargs, activations = _nncf_settings(nncf, options.method)
+                if options.method == "accuracy_control":
+                    q_model = _accuracy_control(nncf, ov_model, dataset, options, len(calib), scope)
+                else:
+                    q_model = nncf.quantize(ov_model, dataset, subset_size=len(calib), ignored_scope=scope,
+                                            **kwargs)
                 scheme = {
                     "type": "static",
                     "weights": "int8 symmetric per-channel",
-                    "activations": "int8 per-tensor (NNCF default preset)",
+                    "activations": activations,
                     "io": "float32",
                     "calibration_samples": int(len(calib)),
                     "tool": "nncf.quantize",
                 }
             else:
-                q_model = nncf.compress_weights(ov_model, mode=nncf.CompressWeightsMode.INT8_ASYM)
+                q_model = nncf.compress_weights(ov_model, mode=nncf.CompressWeightsMode.INT8_ASYM,
+                                                ignored_scope=scope)
                 scheme = {
                     "type": "weight-only",
                     "weights": "int8 asymmetric per-channel",
@@ -84,7 +103,16 @@ class OpenVinoFormat(Format):
                     "tool": "nncf.compress_weights",
                 }
             ov.save_model(q_model, str(path), compress_to_fp16=False)
-        return Int8Result(path, scheme)
+        return Int8Result(path, {**scheme, **scheme_options(options)})
+
+    def remedies(self, model) -> list[Int8Options]:
+        """NNCF's own alternatives, cheapest first: the mixed preset (asymmetric activations), histogram-
+        optimised activation ranges, then full bias correction (slower: it runs the model layer by layer).
+        SmoothQuant (model_type=TRANSFORMER) is for transformers, which edgekit's models are not."""
+        if not model.static_int8:
+            return []
+        methods = ("mixed", "histogram", "bias_correction", "accuracy_control")
+        return [Int8Options(m, note=NNCF_METHODS[m]) for m in methods]
 
     def open(self, path: Path, threads: int | None = None, precision: str | None = None) -> Session:
         return OpenVinoSession(path, threads=threads, precision=precision)
@@ -97,3 +125,66 @@ class OpenVinoFormat(Format):
 
     def files(self, path: Path) -> list[Path]:
         return [path, path.with_suffix(".bin")]
+
+
+def _nncf_settings(nncf, method: str) -> tuple[dict, str]:
+    """nncf.quantize keyword arguments for ``method`` and the activations line of the scheme."""
+    if method not in NNCF_METHODS:
+        raise UsageError(f"unknown OpenVINO int8 method {method!r}; known: {', '.join(NNCF_METHODS)}")
+    kwargs: dict = {}
+    if method in ("mixed", "bias_correction", "accuracy_control"):
+        kwargs["preset"] = nncf.QuantizationPreset.MIXED
+    if method == "bias_correction":
+        kwargs["fast_bias_correction"] = False
+    if method == "histogram":
+        from nncf.quantization.advanced_parameters import AdvancedQuantizationParameters
+        from nncf.quantization.range_estimator import RangeEstimatorParametersSet
+
+        kwargs["advanced_parameters"] = AdvancedQuantizationParameters(
+            activations_range_estimator_params=RangeEstimatorParametersSet.HISTOGRAM)
+    return kwargs, NNCF_METHODS[method]
+
+
+def _ignored_scope(nncf, ov_model, names: tuple[str, ...]):
+    """nncf.IgnoredScope of the ops named (friendly names of the fp32 IR); unknown names are an error."""
+    if not names:
+        return None
+    known = [op.get_friendly_name() for op in ov_model.get_ops()]
+    unknown = [n for n in names if n not in set(known)]
+    if unknown:
+        import difflib
+
+        close = difflib.get_close_matches(unknown[0], known, n=3)
+        raise UsageError(f"no op named {', '.join(unknown)} in the OpenVINO model to keep in float"
+                         + (f"; closest: {', '.join(close)}" if close else ""))
+    return nncf.IgnoredScope(names=list(names))
+
+
+def _accuracy_control(nncf, ov_model, dataset, options: Int8Options, subset_size: int, scope):
+    """nncf.quantize_with_accuracy_control on the labelled held-out set in ``options.validation``."""
+    if options.validation is None or options.max_drop_pp is None:
+        raise UsageError("the OpenVINO accuracy_control method needs labelled held-out data and a budget; "
+                         "it runs from `export --int8 --max-drop PP --eval DATA`")
+    from edgekit.train import metrics
+
+    held, key = options.validation
+
+    def validate(compiled, indices) -> float:
+        idx = np.fromiter(indices, dtype=np.int64)
+        out = compiled.output(0)
+        logits = np.concatenate([np.asarray(compiled(held.x[i : i + 1])[out]) for i in idx])
+        return float(metrics(logits, _subset(held, idx))[key])
+
+    return nncf.quantize_with_accuracy_control(
+        ov_model, dataset, nncf.Dataset(list(range(len(held.x)))), validate,
+        max_drop=max(options.max_drop_pp, 0.0) / 100.0, preset=nncf.QuantizationPreset.MIXED,
+        subset_size=subset_size, ignored_scope=scope)
+
+
+def _subset(held, idx: np.ndarray):
+    """The samples ``idx`` of a LabelledSet, with the per-sample arrays of ``extra`` (reber's)."""
+    import dataclasses
+
+    n = len(held.x)
+    extra = {k: v[idx] if isinstance(v, np.ndarray) and len(v) == n else v for k, v in held.extra.items()}
+    return dataclasses.replace(held, x=held.x[idx], y=held.y[idx], extra=extra)

@@ -18,8 +18,8 @@ from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from edgekit.errors import DataError, ExportError, MissingDependencyError
-from edgekit.formats.base import Format, Int8Result, Session
+from edgekit.errors import DataError, ExportError, MissingDependencyError, UsageError
+from edgekit.formats.base import Format, Int8Options, Int8Result, Session, scheme_options
 
 if TYPE_CHECKING:
     import numpy as np
@@ -28,6 +28,12 @@ if TYPE_CHECKING:
 
 CONVERTER = "litert-torch"
 TOOL = "litert-torch PT2E"
+# Static int8 methods: how activation ranges are found.
+METHODS = {
+    "default": "int8 per-tensor (histogram observer)",
+    "minmax": "int8 per-tensor (min/max observer: ranges cover every calibration value)",
+    "aeq": "int8 asymmetric per-tensor (ai-edge-quantizer static_wi8_ai8 recipe on the fp32 flatbuffer)",
+}
 
 
 def _quiet_environment() -> None:
@@ -53,14 +59,41 @@ class TFLiteFormat(Format):
             edge = _convert(litert_torch, model.module.eval(), model.example_input())
         return _write(edge, Path(path))
 
-    def export_int8(self, model: LoadedModel, fp32_path: Path, calib: np.ndarray, path: Path) -> Int8Result:
+    def export_int8(
+        self,
+        model: LoadedModel,
+        fp32_path: Path,
+        calib: np.ndarray,
+        path: Path,
+        options: Int8Options | None = None,
+    ) -> Int8Result:
         """Static full-integer int8 for ``model.static_int8``, dynamic-range int8 otherwise.
 
-        ``fp32_path`` is not used: litert-torch quantizes the PyTorch graph, not the flatbuffer.
+        litert-torch quantizes the PyTorch graph, not the flatbuffer, so ``fp32_path`` is read only
+        by the "aeq" method (ai-edge-quantizer quantizes the fp32 flatbuffer).
         """
-        if model.static_int8:
-            return _export_static(model, calib, Path(path))
-        return _export_dynamic(model, Path(path))
+        options = options or Int8Options()
+        if options.method not in METHODS:
+            raise UsageError(f"unknown TFLite int8 method {options.method!r}; known: {', '.join(METHODS)}")
+        _check_module_names(model, options.exclude)
+        if not model.static_int8:
+            return _export_dynamic(model, Path(path), options)
+        if options.method == "aeq":
+            if options.exclude:
+                raise UsageError("the TFLite 'aeq' method cannot keep layers in float; use the PT2E methods")
+            return _export_aeq(model, Path(fp32_path), calib, Path(path))
+        return _export_static(model, calib, Path(path), options)
+
+    def remedies(self, model: LoadedModel) -> list[Int8Options]:
+        """ai-edge-quantizer's static int8 recipe on the fp32 flatbuffer (when it is installed; it
+        comes with litert-torch), then the PT2E min/max observer instead of the histogram one."""
+        if not model.static_int8:
+            return []
+        found = [Int8Options("aeq", note=METHODS["aeq"])] if _has_aeq() else []
+        return [*found, Int8Options("minmax", note=METHODS["minmax"])]
+
+    def can_exclude(self, options: Int8Options) -> bool:
+        return options.method != "aeq"
 
     def open(self, path: Path, threads: int | None = None) -> TFLiteSession:
         return TFLiteSession(Path(path), num_threads=threads)
@@ -76,27 +109,28 @@ class TFLiteFormat(Format):
         return versions
 
 
-def _export_static(model: LoadedModel, calib: np.ndarray, path: Path) -> Int8Result:
+def _export_static(model: LoadedModel, calib: np.ndarray, path: Path, options: Int8Options) -> Int8Result:
     """torch.export -> prepare_pt2e -> calibrate on every sample -> convert_pt2e -> convert."""
     if len(calib) == 0:
         raise DataError("static int8 needs calibration samples, got none")
     samples = _samples(calib, tuple(model.input_spec.shape))
-    capture = _quantize_pt2e(model, samples, dynamic=False, path=path)
+    capture = _quantize_pt2e(model, samples, dynamic=False, path=path, options=options)
     scheme = {
         "type": "static",
         "weights": "int8 symmetric per-channel",
-        "activations": "int8 per-tensor (histogram observer)",
+        "activations": METHODS[options.method],
         "io": _io_dtypes(path),
         "calibration_samples": int(len(calib)),
         "tool": TOOL,
         "export": capture,
+        **scheme_options(options),
     }
     return Int8Result(path=path, scheme=scheme)
 
 
-def _export_dynamic(model: LoadedModel, path: Path) -> Int8Result:
+def _export_dynamic(model: LoadedModel, path: Path, options: Int8Options) -> Int8Result:
     """Dynamic-range int8: int8 weights, activations quantized at run time; no calibration."""
-    capture = _quantize_pt2e(model, [model.example_input()], dynamic=True, path=path)
+    capture = _quantize_pt2e(model, [model.example_input()], dynamic=True, path=path, options=options)
     scheme = {
         "type": "dynamic",
         "weights": "int8 symmetric per-channel (linear/conv, incl. LSTM gates)",
@@ -105,21 +139,52 @@ def _export_dynamic(model: LoadedModel, path: Path) -> Int8Result:
         "calibration_samples": 0,
         "tool": f"{TOOL} (dynamic)",
         "export": capture,
+        **scheme_options(options),
     }
     return Int8Result(path=path, scheme=scheme)
 
 
-def _quantize_pt2e(model: LoadedModel, samples: Iterable[Any], dynamic: bool, path: Path) -> str:
+def _export_aeq(model: LoadedModel, fp32_path: Path, calib: np.ndarray, path: Path) -> Int8Result:
+    """ai-edge-quantizer's static_wi8_ai8 recipe, calibrated on the fp32 flatbuffer's signature."""
+    from ai_edge_quantizer import quantizer, recipe
+
+    from edgekit.formats._util import quiet
+    from edgekit.manifest import write_atomic
+
+    if len(calib) == 0:
+        raise DataError("static int8 needs calibration samples, got none")
+    interpreter_cls, _, _ = _interpreter()
+    signatures = interpreter_cls(model_path=str(fp32_path)).get_signature_list()
+    key = next(iter(signatures))
+    name = signatures[key]["inputs"][0]
+    data = {key: [{name: s.numpy()} for s in _samples(calib, tuple(model.input_spec.shape))]}
+    with quiet(), _quiet():
+        q = quantizer.Quantizer(str(fp32_path))
+        q.load_quantization_recipe(recipe.static_wi8_ai8())
+        result = q.quantize(q.calibrate(data, num_threads=min(os.cpu_count() or 1, 4)))
+    write_atomic(path, bytes(result.quantized_model))
+    scheme = {
+        "type": "static",
+        "weights": "int8 symmetric per-channel",
+        "activations": METHODS["aeq"],
+        "io": _io_dtypes(path),
+        "calibration_samples": int(len(calib)),
+        "tool": f"ai-edge-quantizer {_version('ai-edge-quantizer')}".strip(),
+        **scheme_options(Int8Options("aeq")),
+    }
+    return Int8Result(path=path, scheme=scheme)
+
+
+def _quantize_pt2e(model: LoadedModel, samples: Iterable[Any], dynamic: bool, path: Path,
+                   options: Int8Options) -> str:
     """Quantize with litert-torch's PT2E quantizer and write ``path``; return the capture mode."""
     litert_torch = _import_litert_torch()
     import torch
-    from litert_torch.quantize import pt2e_quantizer as pq
     from litert_torch.quantize.quant_config import QuantConfig
     from torchao.quantization.pt2e.quantize_pt2e import convert_pt2e, prepare_pt2e
 
     example = model.example_input()
-    config = pq.get_symmetric_quantization_config(is_per_channel=True, is_dynamic=dynamic)
-    quantizer = pq.PT2EQuantizer().set_global(config)
+    quantizer = _quantizer(_config(options.method, dynamic), options.exclude)
     with _quiet(), torch.no_grad():
         graph, capture = _capture(model.module.eval(), example)
         with contextlib.redirect_stdout(io.StringIO()):  # the annotators print() notes
@@ -130,6 +195,83 @@ def _quantize_pt2e(model: LoadedModel, samples: Iterable[Any], dynamic: bool, pa
         edge = _convert(litert_torch, quantized, example, quant_config=QuantConfig(pt2e_quantizer=quantizer))
     _write(edge, path)
     return capture
+
+
+def _config(method: str, dynamic: bool) -> Any:
+    """litert-torch's symmetric per-channel config; "minmax" swaps the activation observer."""
+    import dataclasses
+
+    from litert_torch.quantize import pt2e_quantizer as pq
+    from torchao.quantization.pt2e.observer import MinMaxObserver
+
+    config = pq.get_symmetric_quantization_config(is_per_channel=True, is_dynamic=dynamic)
+    if method != "minmax" or dynamic:
+        return config
+    act = dataclasses.replace(config.input_activation,
+                              observer_or_fake_quant_ctr=MinMaxObserver.with_args(eps=2**-12))
+    return dataclasses.replace(config, input_activation=act, output_activation=act)
+
+
+def _quantizer(config: Any, exclude: tuple[str, ...]) -> Any:
+    """A PT2EQuantizer that leaves the ops of the ``exclude`` modules (PyTorch module paths) in float.
+
+    litert-torch's own ``set_module_name`` refuses a None config and reads module names from
+    ``nn_module_stack`` keys, which torch 2.13 no longer spells as paths; this filter reads the
+    paths recorded beside them.
+
+    Limitation: litert-torch converts in the LiteRT converter's STATIC QDQ mode, which quantizes a
+    float op whose inputs are dequantized and whose output is quantized again; so a layer excluded
+    between two int8 neighbours comes back int8. Exclusion takes effect where a float run reaches
+    a float edge (the classifier, the model's ends) or spans the neighbours too.
+    """
+    from litert_torch.quantize import pt2e_quantizer as pq
+
+    class Quantizer(pq.PT2EQuantizer):
+        def _annotate_for_static_quantization_config(self, model):
+            return self._annotate_all_static_patterns(model, self.global_config, keep)
+
+        def _annotate_for_dynamic_quantization_config(self, model):
+            return self._annotate_all_dynamic_patterns(model, self.global_config, keep)
+
+    def keep(node: Any) -> bool:
+        paths = {_module_path(p) for p, _ in node.meta.get("nn_module_stack", {}).values()}
+        return not any(p == name or p.startswith(f"{name}.") for p in paths for name in exclude)
+
+    return Quantizer().set_global(config)
+
+
+def _module_path(recorded: str) -> str:
+    """"L['self'].features[0]" or "features.0" -> "features.0"."""
+    import re
+
+    path = re.sub(r"^L\['self'\]\.?", "", str(recorded))
+    return re.sub(r"\[['\"]?([^\]'\"]+)['\"]?\]", r".\1", path).lstrip(".")
+
+
+def _check_module_names(model: LoadedModel, names: tuple[str, ...]) -> None:
+    if not names:
+        return
+    import difflib
+
+    known = [n for n, _ in model.module.named_modules() if n]
+    unknown = [n for n in names if n not in set(known)]
+    if unknown:
+        close = difflib.get_close_matches(unknown[0], known, n=3)
+        raise UsageError(f"no module named {', '.join(unknown)} in {model.name} to keep in float"
+                         + (f"; closest: {', '.join(close)}" if close else ""))
+
+
+def _has_aeq() -> bool:
+    import importlib.util
+
+    return importlib.util.find_spec("ai_edge_quantizer") is not None
+
+
+def _version(package: str) -> str:
+    try:
+        return importlib.metadata.version(package)
+    except importlib.metadata.PackageNotFoundError:
+        return ""
 
 
 def _capture(module: Any, example: Any) -> tuple[Any, str]:

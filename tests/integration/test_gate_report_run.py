@@ -176,3 +176,41 @@ def test_recipe_mistakes_and_a_failing_recipe_gate(tmp_path):
     r = run_cli("run", recipe, "--out", tmp_path / "y")  # random weights: about 10% on digits
     assert r.code == 4 and "FAILED gate onnx/int8 min_accuracy" in r.stderr
     assert (tmp_path / "y" / "gate" / "junit.xml").is_file()
+
+
+def test_max_drop_search_remedies_a_spoilt_int8_and_gate_fails_an_unmet_budget(runs, tmp_path):
+    tmp, _, _ = runs
+    out = tmp_path / "searched"
+    r = run_cli("export", tmp / "lenet5.pt", "--int8", "--to", FORMATS, "--calib", tmp / "black.npy",
+                "--calib-size", "6", "--max-drop", "1", "--eval", "digits", "--out", out)
+    assert r.code == 0, r.stderr
+    for art in (a for a in read_manifest(out)["artefacts"] if a["precision"] == "int8"):
+        search = art["search"]
+        attempts = search["attempts"]
+        assert attempts[0]["drop_pp"] > 1  # the black calibration spoils the default...
+        assert search["met"] and search["chosen"] > 0  # ...and a remedy brings it within 1 point
+        assert attempts[search["chosen"]]["drop_pp"] <= 1 and search["held_out"]["split"] == "val"
+        assert all({"settings", "drop_pp", "latency_p50_ms", "seconds"} <= set(a) for a in attempts)
+        assert art["scheme"]["excluded"] == attempts[search["chosen"]]["settings"]["exclude"]
+    assert f"{FORMATS.split(',')[0]} int8 kept attempt" in r.stdout
+    assert sorted(p.name for p in (out / "onnx").iterdir()) == ["model.fp32.onnx", "model.int8.onnx"]
+    r = run_cli("gate", out, "--min-agreement", "0.5")
+    assert r.code == 0 and "max_drop_search" in r.stdout, r.stdout + r.stderr
+
+    out = tmp_path / "unmet"  # a budget that no int8 artefact can meet
+    r = run_cli("export", tmp / "lenet5.pt", "--int8", "--to", "onnx", "--calib", tmp / "black.npy",
+                "--calib-size", "6", "--max-drop", "-100", "--eval", "digits", "--out", out)
+    assert r.code == 0, r.stderr
+    assert "warning: onnx int8 misses the budget: best drop" in r.stderr
+    m = read_manifest(out)
+    search = next(a["search"] for a in m["artefacts"] if a["precision"] == "int8")
+    assert not search["met"] and "exceeds the budget -100 pp" in search["reason"]
+    assert len(search["attempts"]) >= 4  # every remedy was tried and recorded
+    fp32 = next(a for a in m["artefacts"] if a["precision"] == "fp32")
+    from edgekit.manifest import sha256_file
+
+    assert sha256_file(out / fp32["path"]) == fp32["sha256"]  # remedies never touch fp32
+    r = run_cli("gate", out, "--min-agreement", "0.5")
+    assert r.code == 4 and any("max_drop_search" in line for line in r.error_lines), r.stdout + r.stderr
+    r = run_cli("report", out)
+    assert r.code == 0 and "int8 search: onnx" in (out / "report" / "report.md").read_text()

@@ -98,3 +98,52 @@ def test_lstm_uses_dynamic_or_weight_only_int8(tmp_path, lstm, fmt_cls):
     assert q.scheme["type"] in ("dynamic", "weight-only")
     res = compare(ref, run_session(fmt.open(q.path), held), judge=False)
     assert res.cosine > 0.99
+
+
+def test_onnx_int8_keeps_an_excluded_node_in_float(tmp_path, cnn):
+    import onnx
+
+    from edgekit.errors import UsageError
+    from edgekit.formats.base import Int8Options
+
+    fmt = OnnxFormat()
+    fp32 = fmt.export_fp32(cnn, tmp_path / "m.onnx")
+    calib = _samples(cnn.input_spec.shape, 8)
+    default = onnx.load(fmt.export_int8(cnn, fp32, calib, tmp_path / "q.onnx").path).graph
+    convs = [n.name for n in default.node if n.op_type == "Conv"]
+    q = fmt.export_int8(cnn, fp32, calib, tmp_path / "x.onnx", Int8Options(exclude=(convs[-1],)))
+    graph = onnx.load(q.path).graph
+    producer = {o: n.op_type for n in graph.node for o in n.output}
+    fed = {n.name: [producer.get(i) for i in n.input] for n in graph.node if n.op_type == "Conv"}
+    floats = {i.name for i in graph.initializer if i.data_type == onnx.TensorProto.FLOAT}
+    excluded = next(n for n in graph.node if n.name == convs[-1])
+    assert "DequantizeLinear" not in fed[convs[-1]][1:] and excluded.input[1] in floats  # float weights
+    assert fed[convs[0]][1] == "DequantizeLinear"  # the other conv is still int8
+    assert q.scheme["excluded"] == [convs[-1]] and q.scheme["method"] == "default"
+    with pytest.raises(UsageError, match="no node named conv_nope"):
+        fmt.export_int8(cnn, fp32, calib, tmp_path / "y.onnx", Int8Options(exclude=("conv_nope",)))
+
+
+def test_openvino_int8_keeps_an_excluded_op_in_float(tmp_path, cnn):
+    import openvino as ov
+
+    from edgekit.errors import UsageError
+    from edgekit.formats.base import Int8Options
+
+    fmt = OpenVinoFormat()
+    fp32 = fmt.export_fp32(cnn, tmp_path / "m.xml")
+    calib = _samples(cnn.input_spec.shape, 8)
+    convs = [o.get_friendly_name() for o in ov.Core().read_model(fp32).get_ops()
+             if o.get_type_name() == "Convolution"]
+    q = fmt.export_int8(cnn, fp32, calib, tmp_path / "q.xml", Int8Options("mixed", exclude=(convs[0],)))
+    ops = {o.get_friendly_name(): o for o in ov.Core().read_model(q.path).get_ops()}
+
+    def sources(name):
+        return [i.get_source_output().get_node().get_type_name() for i in ops[name].inputs()]
+
+    assert "FakeQuantize" not in sources(convs[0]) and sources(convs[0])[1] == "Constant"
+    assert ops[convs[0]].input(1).get_source_output().get_element_type() == ov.Type.f32
+    assert "FakeQuantize" in sources(convs[1])  # the other convolution is still int8
+    assert q.scheme["excluded"] == [convs[0]] and q.scheme["method"] == "mixed"
+    with pytest.raises(UsageError, match="no op named nope"):
+        fmt.export_int8(cnn, fp32, calib, tmp_path / "y.xml", Int8Options(exclude=("nope",)))

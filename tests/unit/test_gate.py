@@ -92,3 +92,26 @@ def test_a_baseline_of_another_model_or_other_data_is_refused(tmp_path):
     with pytest.raises(UsageError, match="evaluate both on the same data"):
         evaluate(MANIFEST, GateRules(max_drop=1, baseline=str(tmp_path / "b.json"),
                                      max_accuracy_regression=1))
+
+
+def _searched(met: bool) -> dict:
+    attempts = [{"index": 0, "stage": "default", "status": "ok", "drop_pp": 3.5},
+                {"index": 1, "stage": "method", "status": "ok", "drop_pp": 0.8}]
+    search = {"budget_pp": 0.5 if not met else 1.0, "met": met, "chosen": 1, "attempts": attempts,
+              "held_out": {"name": "digits"}}
+    if not met:
+        search["reason"] = "best drop 0.80 pp exceeds the budget 0.5 pp after 2 attempts"
+    manifest = copy.deepcopy(MANIFEST)
+    manifest["artefacts"][1]["search"] = search
+    return manifest
+
+
+def test_an_int8_search_that_missed_its_budget_fails_whatever_rules_the_gate_got():
+    checks = by_rule(evaluate(_searched(met=False), GateRules(max_size_mb=1, formats=("onnx",))))
+    check = checks[("onnx/int8", "max_drop_search")]
+    assert check.status == "fail" and check.measured == 0.8 and check.limit == 0.5
+    assert "best drop 0.80 pp exceeds the budget 0.5 pp" in check.detail
+    assert not passed(list(checks.values()))
+    met = by_rule(evaluate(_searched(met=True), GateRules(max_size_mb=1, formats=("onnx",))))
+    assert met[("onnx/int8", "max_drop_search")].status == "pass" and passed(list(met.values()))
+    assert ("onnx/fp32", "max_drop_search") not in met  # only the searched artefact carries the rule

@@ -166,3 +166,29 @@ def test_missing_packages_name_the_extra(monkeypatch, cnn, tmp_path):
     monkeypatch.setitem(sys.modules, "tflite_runtime.interpreter", None)
     with pytest.raises(MissingDependencyError, match=r"ai-edge-litert.*edgekit\[tflite\]"):
         TFLiteFormat().open(fp32)
+
+
+def test_int8_keeps_an_excluded_module_in_float(cnn, tmp_path):
+    from edgekit.formats.base import Int8Options
+
+    model, fp32, _ = cnn
+    fmt = TFLiteFormat()
+    # The classifier: the LiteRT converter re-quantizes a float op whose neighbours are both int8
+    # (see formats/tflite.py _quantizer), so exclusion shows on a layer at the model's edge.
+    options = Int8Options("minmax", exclude=("fc",))
+    q = fmt.export_int8(model, fp32, images(8, seed=0), tmp_path / "x.tflite", options)
+    interp = __import__("ai_edge_litert.interpreter", fromlist=["Interpreter"]).Interpreter(str(q.path))
+    dtypes = {t["index"]: np.dtype(t["dtype"]).name for t in interp.get_tensor_details()}
+    ops = interp._get_ops_details()  # the only API that lists ops with their tensors
+
+    def input_dtypes(op_name):
+        return [[dtypes[i] for i in op["inputs"] if i >= 0] for op in ops if op["op_name"] == op_name]
+
+    assert input_dtypes("FULLY_CONNECTED") == [["float32", "float32", "float32"]]  # fc stays float
+    assert all(c[:2] == ["int8", "int8"] for c in input_dtypes("CONV_2D"))  # the rest stays int8
+    assert q.scheme["excluded"] == ["fc"] and q.scheme["method"] == "minmax"
+    res = compare(reference_outputs(model.module, images(4, seed=3)),
+                  run_session(fmt.open(q.path), images(4, seed=3)), judge=False)
+    assert res.cosine > 0.98
+    with pytest.raises(Exception, match="no module named b9"):
+        fmt.export_int8(model, fp32, images(8, seed=0), tmp_path / "y.tflite", Int8Options(exclude=("b9",)))

@@ -1,0 +1,297 @@
+"""Search for an int8 artefact within an accuracy budget (``export --int8 --max-drop PP --eval DATA``).
+
+The default int8 artefact is measured on a labelled held-out set against the PyTorch fp32 model on
+the same samples. While its drop exceeds the budget the search tries what the format's own
+toolchain offers, cheapest first, and stops at the first attempt within the budget:
+
+1. the format's default (what ``export_int8`` does without options);
+2. more calibration samples (``more_calib``, 4x, capped by what the source has);
+3. each of ``fmt.remedies(model)``: other calibration methods;
+4. the worst 1, 2, 4, 8 layers kept in float, ranked by ``edgekit.inspect.layer_errors`` on the best
+   attempt so far.
+
+Attempts are written beside ``path`` under hidden temporary names; only the best (lowest drop, ties
+to the earlier, cheaper one) ends up at ``path``, the others are removed, and the fp32 artefact is
+only read. Every attempt is recorded (settings, drop, accuracy, agreement, build seconds, a quick
+latency figure) in the dict the pipeline stores as the artefact's ``search``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from edgekit.errors import EdgekitError
+from edgekit.formats.base import Int8Options, Int8Result
+
+if TYPE_CHECKING:
+    from edgekit.data.datasets import LabelledSet
+    from edgekit.formats.base import Format
+    from edgekit.models.spec import LoadedModel
+
+LATENCY_NOTE = ("quick in-process p50 of single-sample runs after warm-ups, on this machine; "
+                "not a benchmark (use `edgekit bench`)")
+
+
+@dataclass(frozen=True)
+class SearchSettings:
+    budget_pp: float  # the largest accepted drop, in points of the primary metric
+    more_calib_factor: int = 4  # "more calibration samples" asks the source for this many times more
+    exclude_steps: tuple[int, ...] = (1, 2, 4, 8)  # worst layers kept in float, tried in turn
+    rank_samples: int = 32  # held-out samples layer_errors ranks the layers on
+    latency_runs: int = 20
+    latency_warmup: int = 3
+
+
+@dataclass
+class _Attempt:
+    index: int
+    stage: str  # "default" | "more-calibration" | "method" | "exclude"
+    options: Int8Options
+    calib: np.ndarray
+    result: Int8Result | None = None
+    drop_pp: float = float("inf")
+    record: dict = dataclasses.field(default_factory=dict)
+
+
+def search_int8(
+    fmt: Format,
+    model: LoadedModel,
+    fp32_path: Path,
+    path: Path,
+    calib: np.ndarray,
+    held_out: LabelledSet,
+    settings: SearchSettings,
+    more_calib: Callable[[int], np.ndarray] | None = None,
+    progress: Callable[[str], None] | None = None,
+) -> tuple[Int8Result, dict]:
+    """Build the int8 artefact at ``path`` with the least drop found; return it and the record.
+
+    ``calib``: the run's calibration samples; ``more_calib(n)``: up to n calibration samples from
+    the same source (never the held-out ones), or None when there are no more. ``held_out``:
+    labelled samples the drop is measured on. Raises the default attempt's error when even that
+    fails; later attempts that fail are recorded and skipped.
+    """
+    search = _Search(fmt, model, Path(fp32_path), Path(path), held_out, settings, progress)
+    try:
+        for attempt in search.plan(calib, more_calib):
+            search.run(attempt)
+            if search.met:
+                break
+        return search.finish()
+    finally:
+        search.cleanup()
+
+
+class _Search:
+    def __init__(self, fmt, model, fp32_path, path, held_out, settings, progress):
+        from edgekit.evaluate import primary
+        from edgekit.train import metrics, predict
+
+        self.fmt, self.model, self.fp32_path, self.path = fmt, model, fp32_path, path
+        self.held_out, self.settings, self.progress = held_out, settings, progress or (lambda _: None)
+        self.key = primary(model.task)
+        self.ref_logits = predict(model.module, held_out.x)
+        self.ref = metrics(self.ref_logits, held_out)[self.key]
+        self.attempts: list[_Attempt] = []
+        self.notes: list[str] = []
+        self.ranking: list[dict] = []
+        self.chosen: _Attempt | None = None
+
+    @property
+    def best(self) -> _Attempt:
+        ok = [a for a in self.attempts if a.result is not None]
+        return min(ok, key=lambda a: (a.drop_pp, a.index))
+
+    @property
+    def met(self) -> bool:
+        ok = any(a.result is not None for a in self.attempts)
+        return ok and self.best.drop_pp <= self.settings.budget_pp
+
+    def plan(self, calib, more_calib) -> Iterator[_Attempt]:
+        """The attempts in order; each is made only after the ones before it were measured."""
+        yield self._new("default", Int8Options(), calib)
+        if more_calib is not None:
+            more = more_calib(self.settings.more_calib_factor * len(calib))
+            if more is not None and len(more) > len(calib):
+                yield self._new("more-calibration", Int8Options(), np.asarray(more, np.float32))
+            else:
+                self.notes.append("the calibration source has no more samples")
+        for options in self.fmt.remedies(self.model):
+            if options.method in self.fmt.validated_methods:  # it measures accuracy itself
+                options = dataclasses.replace(options, max_drop_pp=self.settings.budget_pp,
+                                              validation=(self.held_out, self.key))
+            yield self._new("method", options, self.best.calib)
+        yield from self._exclusions()
+
+    def _exclusions(self) -> Iterator[_Attempt]:
+        candidates = [a for a in self.attempts if a.result is not None and self.fmt.can_exclude(a.options)]
+        if not candidates:
+            self.notes.append("no attempt whose method can keep layers in float")
+            return
+        base = min(candidates, key=lambda a: (a.drop_pp, a.index))
+        names = self._rank(base)
+        done = 0
+        for k in self.settings.exclude_steps:
+            k = min(k, len(names))
+            if k <= done:
+                break
+            done = k
+            options = dataclasses.replace(base.options, exclude=tuple(names[:k]))
+            yield self._new("exclude", options, base.calib)
+
+    def _rank(self, base: _Attempt) -> list[str]:
+        """Layer names worst first by edgekit.inspect.layer_errors on ``base``'s artefact; [] (and a
+        note) when the ranking cannot be made."""
+        try:
+            from edgekit.inspect import layer_errors
+        except ImportError:
+            self.notes.append("per-layer exclusion skipped: edgekit.inspect is not available")
+            return []
+        try:
+            samples = self.held_out.x[: self.settings.rank_samples]
+            errors = layer_errors(self.fmt.name, self.model, self.fp32_path, base.result.path, samples)
+        except Exception as exc:  # noqa: BLE001 - a ranking failure must not lose the artefacts found
+            self.notes.append(f"per-layer exclusion skipped: ranking failed: {_one_line(exc)}")
+            return []
+        names = list(dict.fromkeys(e.name for e in errors if e.name))
+        self.ranking = [{"name": e.name, "op": e.op, "sqnr_db": round(float(e.sqnr_db), 2)}
+                        for e in errors[: max(self.settings.exclude_steps, default=0)]]
+        if not names:
+            self.notes.append("per-layer exclusion skipped: no layer to rank")
+        return names
+
+    def _new(self, stage: str, options: Int8Options, calib: np.ndarray) -> _Attempt:
+        return _Attempt(len(self.attempts), stage, options, calib)
+
+    def _staged_path(self, index: int) -> Path:
+        return self.path if index == 0 else self.path.with_name(f".search-{index}.{self.path.name}")
+
+    def run(self, a: _Attempt) -> None:
+        """Build attempt ``a`` in its own file, measure it, record it."""
+        self.attempts.append(a)
+        settings = {**a.options.to_dict(), "calibration_samples": int(len(a.calib))}
+        a.record = {"index": a.index, "stage": a.stage, "settings": settings}
+        start = time.perf_counter()
+        try:
+            a.result = self.fmt.export_int8(self.model, self.fp32_path, a.calib, self._staged_path(a.index),
+                                            None if a.index == 0 else a.options)
+            built = time.perf_counter() - start
+            a.record.update(self._measure(a.result.path), seconds=round(built, 2), status="ok")
+            a.drop_pp = a.record["drop_pp"]
+        except Exception as exc:
+            if a.index == 0:  # the default artefact failed: the pipeline reports it as today
+                raise
+            a.result = None
+            a.record.update(status="failed", error=_one_line(exc),
+                            seconds=round(time.perf_counter() - start, 2))
+            if not isinstance(exc, EdgekitError):
+                import logging
+
+                logging.getLogger("edgekit").debug("int8 search attempt failed", exc_info=True)
+        self.progress(attempt_line(self.fmt.name, a.record, self.settings.budget_pp))
+
+    def _measure(self, path: Path) -> dict:
+        from edgekit.evaluate import agreement
+        from edgekit.train import metrics
+        from edgekit.verify import run_session
+
+        session = self.fmt.open(path)
+        logits = run_session(session, self.held_out.x)
+        acc = metrics(logits, self.held_out)[self.key]
+        return {"accuracy": round(acc, 6), "drop_pp": round(100.0 * (self.ref - acc), 3),
+                "agreement": round(agreement(self.ref_logits, logits), 6),
+                "latency_p50_ms": round(self._latency(session), 4)}
+
+    def _latency(self, session) -> float:
+        x = self.held_out.x[:1]
+        for _ in range(self.settings.latency_warmup):
+            session.run(x)
+        times = []
+        for _ in range(self.settings.latency_runs):
+            start = time.perf_counter()
+            session.run(x)
+            times.append(time.perf_counter() - start)
+        return 1000.0 * float(np.median(times))
+
+    def finish(self) -> tuple[Int8Result, dict]:
+        """Move the best attempt to ``path`` and build the record."""
+        best = self.chosen = self.best
+        if best.result.path != self.path:
+            for src, dst in zip(self.fmt.files(best.result.path), self.fmt.files(self.path)):
+                os.replace(src, dst)
+        result = Int8Result(self.path, {**best.result.scheme})
+        return result, self._record(best)
+
+    def _record(self, best: _Attempt) -> dict:
+        s = self.settings
+        record = {
+            "budget_pp": s.budget_pp,
+            "met": best.drop_pp <= s.budget_pp,
+            "chosen": best.index,
+            "metric": self.key,
+            "reference_accuracy": round(self.ref, 6),
+            "held_out": self.held_out.to_dict(),
+            "latency": f"{LATENCY_NOTE}: {s.latency_runs} runs after {s.latency_warmup} warm-ups",
+            "attempts": [a.record for a in self.attempts],
+        }
+        if self.ranking:
+            record["ranking"] = self.ranking
+        if self.notes:
+            record["notes"] = list(self.notes)
+        if not record["met"]:
+            record["reason"] = (f"best drop {best.drop_pp:.2f} pp exceeds the budget {s.budget_pp:g} pp "
+                                f"after {len(self.attempts)} attempts (kept #{best.index}: "
+                                f"{describe(best.record)})" + "".join(f"; {n}" for n in self.notes))
+        return record
+
+    def cleanup(self) -> None:
+        """Remove every attempt's files but the one at ``path`` (also after an error)."""
+        for a in self.attempts:
+            staged = self._staged_path(a.index)
+            if staged != self.path:
+                for f in self.fmt.files(staged):
+                    f.unlink(missing_ok=True)
+
+
+def _one_line(exc: BaseException) -> str:
+    text = " ".join(str(exc).split())
+    return f"{type(exc).__name__}: {text[:300]}"
+
+
+def describe(attempt: dict) -> str:
+    """"percentile, 128 calibration samples, 2 layers in float"."""
+    s = attempt["settings"]
+    parts = [s["method"], f"{s['calibration_samples']} calibration samples"]
+    if s.get("exclude"):
+        parts.append(f"{len(s['exclude'])} layer{'s' if len(s['exclude']) > 1 else ''} in float")
+    return ", ".join(parts)
+
+
+def attempt_line(fmt_name: str, attempt: dict, budget_pp: float) -> str:
+    head = f"  {fmt_name} int8 attempt {attempt['index']} ({describe(attempt)})"
+    if attempt.get("status") != "ok":
+        return f"{head}: failed: {attempt.get('error', '')}"
+    verdict = "within" if attempt["drop_pp"] <= budget_pp else "over"
+    return (f"{head}: drop {attempt['drop_pp']:+.2f} pp ({verdict} {budget_pp:g}), agreement "
+            f"{attempt['agreement']:.1%}, ~{attempt['latency_p50_ms']:.3f} ms, "
+            f"built in {attempt['seconds']}s")
+
+
+def summary_lines(fmt_name: str, record: dict) -> list[str]:
+    """What to print after a searched artefact: one line per attempt, then the outcome."""
+    lines = [attempt_line(fmt_name, a, record["budget_pp"]) for a in record["attempts"]]
+    chosen = record["attempts"][record["chosen"]]
+    if record["met"]:
+        lines.append(f"  {fmt_name} int8 kept attempt {chosen['index']}: drop {chosen['drop_pp']:+.2f} pp "
+                     f"within the budget {record['budget_pp']:g} pp")
+    else:
+        lines.append(f"warning: {fmt_name} int8 misses the budget: {record['reason']}")
+    return lines
