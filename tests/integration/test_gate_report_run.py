@@ -161,16 +161,24 @@ def test_recipe_mistakes_and_a_failing_recipe_gate(tmp_path):
     assert r.code == 2 and "max_dorp" in r.stderr and not (tmp_path / "x").exists()  # checked before work
     for text, match in [('int8 = "no"', "int8 must be true or false"), ("bench = 3", "bench must be a table"),
                         ('[[bench]]\ntarget = "nowhere"', "unknown target 'nowhere'"),
-                        ('[gate]\nmax-drop = "1"', "max-drop must be a number")]:
+                        ('[gate]\nmax-drop = "1"', "max-drop must be a number"),
+                        ('[preprocess]\nresize = "stretch"', "resize 'stretch'"),
+                        ('[preprocess]\ncolour = "red"', "unknown preprocessing key 'colour'"),
+                        ('max-drop = 0.5\nint8 = true', "max-drop needs int8 = true and an [eval]")]:
         recipe.write_text(f'model = "lenet5"\nto = "onnx"\n{text}\n')
         r = run_cli("run", recipe, "--out", tmp_path / "z")
         assert r.code == 2 and match in r.stderr and not (tmp_path / "z").exists(), (text, r.stderr)
     # paths in a recipe are relative to the recipe, wherever it is run from
     np.save(tmp_path / "calib.npy", np.random.default_rng(0).integers(0, 255, (12, 32, 32), dtype=np.uint8))
     recipe.write_text('model = "lenet5"\nto = "onnx"\nint8 = true\ncalib = "calib.npy"\ncalib-size = 4\n')
+    (tmp_path / "pre.toml").write_text('resize = "pad"\npad-value = 114\n')
+    recipe.write_text('model = "lenet5"\nto = "onnx"\nint8 = true\ncalib = "calib.npy"\ncalib-size = 4\n'
+                      'preprocess = "pre.toml"\n')
     r = run_cli("run", recipe, "--out", tmp_path / "rel")
     assert r.code == 0, r.stderr
-    assert read_manifest(tmp_path / "rel")["calibration"]["source"] == f"file:{tmp_path / 'calib.npy'}"
+    m = read_manifest(tmp_path / "rel")
+    assert m["calibration"]["source"] == f"file:{tmp_path / 'calib.npy'}"
+    assert m["model"]["preprocessing"]["resize"] == "pad" and m["model"]["preprocessing"]["pad_value"] == 114
     recipe.write_text('model = "lenet5"\nto = "onnx"\nint8 = true\n[eval]\ndataset = "digits"\n'
                       '[gate]\nmin-accuracy = 0.5\n')
     r = run_cli("run", recipe, "--out", tmp_path / "y")  # random weights: about 10% on digits
