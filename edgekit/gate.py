@@ -23,10 +23,9 @@ from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from xml.etree import ElementTree as ET
 
-import tomllib
-
 from edgekit import manifest as mf
 from edgekit.errors import EXIT_GATE, UsageError
+from edgekit.tomlfile import read_toml
 
 BASELINE_KIND = "edgekit-baseline"
 
@@ -65,12 +64,7 @@ class GateRules:
 
 def rules_from_toml(path: Path) -> dict:
     """The [gate] table of a rules or recipe file (or the whole file when it has no [gate])."""
-    try:
-        data = tomllib.loads(Path(path).read_text())
-    except FileNotFoundError:
-        raise UsageError(f"rules file {path} does not exist") from None
-    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
-        raise UsageError(f"rules file {path} cannot be read: {exc}") from None
+    data = read_toml(path, "rules file")
     table = data.get("gate", data)
     if not isinstance(table, dict):
         raise UsageError(f"{path}: [gate] must be a table of rules, e.g. max-drop = 1")

@@ -37,9 +37,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-import tomllib
-
 from edgekit.errors import EXIT_FAILED, EXIT_GATE, DeviceError, UsageError
+from edgekit.tomlfile import read_toml
 
 TOP = {"model", "out", "to", "int8", "calib", "calib_size", "weights", "num_classes", "width", "input_size",
        "input_shape", "model_args", "seed", "verify_samples", "train", "prune", "eval", "bench", "gate",
@@ -125,12 +124,7 @@ class Recipe:
 
 def load_recipe(path: Path) -> Recipe:
     path = Path(path)
-    try:
-        data = tomllib.loads(path.read_text())
-    except FileNotFoundError:
-        raise UsageError(f"recipe {path} does not exist") from None
-    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
-        raise UsageError(f"recipe {path} cannot be read: {exc}") from None
+    data = read_toml(path, "recipe")
     top = _norm(data, TOP, str(path))
     if "model" not in top:
         raise UsageError(f"{path}: name the model (model = \"lenet5\", a file.py:Class or a checkpoint)")

@@ -11,9 +11,8 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import tomllib
-
 from edgekit.errors import UnknownNameError, UsageError
+from edgekit.tomlfile import read_toml
 
 TARGETS_ENV = "EDGEKIT_TARGETS_DIR"
 CONNECTS = ("local", "ssh")
@@ -118,10 +117,7 @@ def _str_list(path: Path, value, what: str) -> list[str]:
 
 
 def parse_target(path: Path) -> Target:
-    try:
-        data = tomllib.loads(path.read_text())
-    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
-        raise UsageError(f"target profile {path} cannot be read: {exc}", hint="fix the TOML") from None
+    data = read_toml(path, "target profile", hint="fix the TOML")
     unknown = sorted(set(data) - _KEYS)
     if unknown:
         raise UsageError(f"target profile {path} has unknown keys {', '.join(unknown)}; "

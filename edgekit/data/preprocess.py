@@ -9,16 +9,11 @@ The same keys everywhere (CLI option names with dashes, or underscores in files)
 from __future__ import annotations
 
 import dataclasses
-import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from edgekit.errors import UsageError
-
-if sys.version_info >= (3, 11):
-    import tomllib
-else:  # pragma: no cover - Python 3.10
-    import tomli as tomllib
+from edgekit.tomlfile import read_toml
 
 if TYPE_CHECKING:
     from edgekit.models.spec import Preprocessing
@@ -58,12 +53,7 @@ def normalise_keys(values: dict, where: str) -> dict:
 def read_preprocess_file(path: str | Path) -> dict:
     """The overrides in a ``--preprocess`` TOML file."""
     path = Path(path)
-    try:
-        data = tomllib.loads(path.read_text())
-    except FileNotFoundError:
-        raise UsageError(f"--preprocess file {path} does not exist") from None
-    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
-        raise UsageError(f"--preprocess file {path} is not valid TOML: {exc}") from None
+    data = read_toml(path, "--preprocess file")
     table = data.get("preprocess", data)
     if not isinstance(table, dict):
         raise UsageError(f"--preprocess file {path}: [preprocess] must be a table")
