@@ -300,6 +300,7 @@ def _new_manifest(plan, model, samples, calib, held_out, formats) -> dict:
             "samples": int(len(calib)),
             "sha256": samples.sha256,
             "skipped": samples.skipped,
+            **({"split": samples.split} if samples.split else {}),
         },
         "verification": {"samples": int(len(held_out)), "held_out": True},
         "tools": tools,

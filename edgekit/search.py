@@ -36,6 +36,13 @@ if TYPE_CHECKING:
     from edgekit.formats.base import Format
     from edgekit.models.spec import LoadedModel
 
+# Layer ops with weights, as each toolchain names them (ONNX, OpenVINO, TFLite): the ones worth
+# keeping in float.
+WEIGHTED_OPS = frozenset({
+    "Conv", "ConvTranspose", "Gemm", "MatMul", "QLinearConv", "QLinearMatMul",
+    "Convolution", "GroupConvolution", "ConvolutionBackpropData",
+    "CONV_2D", "DEPTHWISE_CONV_2D", "FULLY_CONNECTED", "TRANSPOSE_CONV", "BATCH_MATMUL", "CONV_3D",
+})
 LATENCY_NOTE = ("quick in-process p50 of single-sample runs after warm-ups, on this machine; "
                 "not a benchmark (use `edgekit bench`)")
 
@@ -104,6 +111,7 @@ class _Search:
         self.notes: list[str] = []
         self.ranking: list[dict] = []
         self.chosen: _Attempt | None = None
+        self.weighted: list[str] = []  # the ranked layers with weights, worst first
 
     @property
     def best(self) -> _Attempt:
@@ -138,9 +146,14 @@ class _Search:
             return
         base = min(candidates, key=lambda a: (a.drop_pp, a.index))
         names = self._rank(base)
+        # An int8 artefact keeps most of its weighted layers int8: at most half go back to float
+        # (with all of them in float the "int8" file would be the fp32 model).
+        cap = len(self.weighted) // 2
+        if names and max(self.settings.exclude_steps, default=0) > cap:
+            self.notes.append(f"at most {cap} of the {len(self.weighted)} weighted layers kept in float")
         done = 0
         for k in self.settings.exclude_steps:
-            k = min(k, len(names))
+            k = min(k, len(names), cap)
             if k <= done:
                 break
             done = k
@@ -161,9 +174,12 @@ class _Search:
         except Exception as exc:  # noqa: BLE001 - a ranking failure must not lose the artefacts found
             self.notes.append(f"per-layer exclusion skipped: ranking failed: {_one_line(exc)}")
             return []
-        names = list(dict.fromkeys(e.name for e in errors if e.name))
+        # Only layers with weights: keeping a MaxPool or a Reshape in float buys nothing.
+        self.weighted = list(dict.fromkeys(e.name for e in errors if e.name and e.op in WEIGHTED_OPS))
+        names = self.weighted
+        weighted = [e for e in errors if e.op in WEIGHTED_OPS]
         self.ranking = [{"name": e.name, "op": e.op, "sqnr_db": round(float(e.sqnr_db), 2)}
-                        for e in errors[: max(self.settings.exclude_steps, default=0)]]
+                        for e in weighted[: max(self.settings.exclude_steps, default=0)]]
         if not names:
             self.notes.append("per-layer exclusion skipped: no layer to rank")
         return names

@@ -34,6 +34,7 @@ class SampleSet:
     sha256: str  # of shape, dtype and bytes of x
     skipped: list[str]  # files skipped (not images / unreadable), relative to the folder
     warning: str | None  # e.g. built-in photos are not representative of the user's data
+    split: str | None = None  # the split of a labelled source the samples come from ("train")
 
     def to_dict(self) -> dict:
         """What the manifest records about the calibration set."""
@@ -43,6 +44,7 @@ class SampleSet:
             "shape": list(self.x.shape),
             "sha256": self.sha256,
             "skipped": len(self.skipped),
+            **({"split": self.split} if self.split else {}),
         }
 
 
@@ -203,6 +205,7 @@ def load_samples(source: str | Path | None, model: LoadedModel, n: int, seed: in
         sha256=array_sha256(x),
         skipped=skipped,
         warning="; ".join(warnings) or None,
+        split="train" if kind == "dataset" else None,
     )
 
 

@@ -53,7 +53,7 @@ def test_user_model_on_idx_declared_once_reused_by_eval(cli, tmp_path):
     m = read_manifest(run)
     pre = m["model"]["preprocessing"]
     assert (pre["resize"], pre["mean"], pre["std"], pre["grayscale"]) == ("squash", [0.1307], [0.3081], True)
-    assert m["calibration"]["source"] == f"dataset:{MNIST.resolve()}"  # its train split
+    assert m["calibration"]["source"] == f"dataset:{MNIST.resolve()}" and m["calibration"]["split"] == "train"
 
     r = cli("eval", run, "--dataset", MNIST, "--split", "all", "--json")
     assert r.code == 0, r.stderr
