@@ -36,13 +36,6 @@ if TYPE_CHECKING:
     from edgekit.formats.base import Format
     from edgekit.models.spec import LoadedModel
 
-# Layer ops with weights, as each toolchain names them (ONNX, OpenVINO, TFLite): the ones worth
-# keeping in float.
-WEIGHTED_OPS = frozenset({
-    "Conv", "ConvTranspose", "Gemm", "MatMul", "QLinearConv", "QLinearMatMul",
-    "Convolution", "GroupConvolution", "ConvolutionBackpropData",
-    "CONV_2D", "DEPTHWISE_CONV_2D", "FULLY_CONNECTED", "TRANSPOSE_CONV", "BATCH_MATMUL", "CONV_3D",
-})
 LATENCY_NOTE = ("quick in-process p50 of single-sample runs after warm-ups, on this machine; "
                 "not a benchmark (use `edgekit bench`)")
 
@@ -164,7 +157,7 @@ class _Search:
         """Layer names worst first by edgekit.inspect.layer_errors on ``base``'s artefact; [] (and a
         note) when the ranking cannot be made."""
         try:
-            from edgekit.inspect import layer_errors
+            from edgekit.inspect import CONV_OPS, LINEAR_OPS, layer_errors
         except ImportError:
             self.notes.append("per-layer exclusion skipped: edgekit.inspect is not available")
             return []
@@ -175,9 +168,9 @@ class _Search:
             self.notes.append(f"per-layer exclusion skipped: ranking failed: {_one_line(exc)}")
             return []
         # Only layers with weights: keeping a MaxPool or a Reshape in float buys nothing.
-        self.weighted = list(dict.fromkeys(e.name for e in errors if e.name and e.op in WEIGHTED_OPS))
+        weighted = [e for e in errors if e.op in CONV_OPS | LINEAR_OPS]
+        self.weighted = list(dict.fromkeys(e.name for e in weighted if e.name))
         names = self.weighted
-        weighted = [e for e in errors if e.op in WEIGHTED_OPS]
         self.ranking = [{"name": e.name, "op": e.op, "sqnr_db": round(float(e.sqnr_db), 2)}
                         for e in weighted[: max(self.settings.exclude_steps, default=0)]]
         if not names:

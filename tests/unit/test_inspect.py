@@ -15,6 +15,7 @@ import pytest
 
 from edgekit import inspect as insp
 from edgekit.errors import UsageError
+from edgekit.inspect import tflite as insp_tflite
 from edgekit.models.spec import ModelOptions
 from edgekit.pipeline import ExportPlan, load_planned_model, plan_from_manifest, run_export
 
@@ -216,8 +217,8 @@ def test_tflite_torch_names_are_pt2e_module_handles(lenet_run):
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "m.tflite"
         edge.export(str(path))
-        ops = insp._tflite_ops(insp._tflite_interpreter(path))
-    locations = {v: k for k, v in insp._tflite_locations(model.module).items()}
+        ops = insp_tflite._tflite_ops(insp_tflite._tflite_interpreter(path))
+    locations = {v: k for k, v in insp_tflite._tflite_locations(model.module).items()}
     mine = [op for op in ops if op["op"] == conv["op"] and locations[conv["torch_name"]] in op["locations"]]
     assert mine and all(not op["quantized"] for op in mine), mine
     assert any(op["quantized"] for op in ops)  # the rest is still int8
@@ -242,7 +243,7 @@ def test_dequantize_uses_each_channels_own_scale():
     y = np.array([[[[10, -20]], [[30, 40]]]], dtype=np.int8)  # (1, 2, 1, 2), channels last
     detail = {"quantization_parameters": {"scales": np.array([0.5, 0.25], np.float32),
                                           "zero_points": np.array([0, 2]), "quantized_dimension": 3}}
-    out = insp._dequantize(y, detail)
+    out = insp_tflite._dequantize(y, detail)
     assert out.dtype == np.float32
     np.testing.assert_allclose(out[0, :, 0, 0], [5.0, 15.0])
     np.testing.assert_allclose(out[0, :, 0, 1], [-5.5, 9.5])
