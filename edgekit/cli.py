@@ -228,9 +228,6 @@ def export_cmd(ctx, model, to, int8, calib, calib_size, out, weights, num_classe
                          "checkpoint or .safetensors file")
     if eval_data:
         _check_dataset_name(eval_data)
-    if max_drop is not None and not (int8 and eval_data):
-        raise UsageError("--max-drop needs --int8 and --eval DATA (labelled data whose val split "
-                         "measures the int8 drop)")
     plan = ExportPlan(
         model=_absolute_model(model),
         options=ModelOptions(num_classes=num_classes, width=width, input_size=input_size),
@@ -621,7 +618,8 @@ def report_cmd(run_dir, want_html, target) -> int:
 @cli.command("inspect")
 @click.argument("run_dir", type=click.Path(path_type=Path))
 @click.option("--samples", type=click.IntRange(1, 10000), default=32, show_default=True,
-              help="Samples from the run's calibration source, not the ones it calibrated on.")
+              help="Samples from the run's calibration source: the val split of labelled data; "
+              "else drawn after the calibration samples (an unordered source may repeat some).")
 @click.option("--formats", help="Inspect only these formats, e.g. onnx,openvino.")
 @click.option("--top", type=click.IntRange(1), default=10, show_default=True, help="Worst layers to print.")
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")

@@ -35,7 +35,7 @@ def evaluate_run(
 ) -> dict:
     """Evaluate the run's PyTorch model and each artefact; store and return the results."""
     from edgekit.data.datasets import load_dataset
-    from edgekit.data.preprocess import override_preprocessing
+    from edgekit.data.preprocess import fit_to_input, override_preprocessing
     from edgekit.formats import get_format
     from edgekit.pipeline import load_planned_model, plan_from_manifest
     from edgekit.train import metrics, predict
@@ -45,6 +45,7 @@ def evaluate_run(
     manifest = mf.read_manifest(run_dir)
     model = load_planned_model(plan_from_manifest(manifest, run_dir))
     pre = override_preprocessing(model.preprocessing, **(preprocessing_overrides or {}))
+    pre = fit_to_input(pre, model.input_spec, model.name, preprocessing_overrides)  # what really runs
     data = load_dataset(source, model, split=split, n=limit, seed=seed, preprocessing=pre)
     if data.extra.get("skipped"):
         from edgekit.data.calibration import skipped_message

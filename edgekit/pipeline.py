@@ -135,7 +135,7 @@ def declare_preprocessing(model: LoadedModel, overrides: dict | None) -> LoadedM
         return model
     import dataclasses
 
-    from edgekit.data.preprocess import override_preprocessing
+    from edgekit.data.preprocess import fit_to_input, override_preprocessing
 
     pre = override_preprocessing(model.preprocessing, **overrides)
     spec = model.input_spec
@@ -144,7 +144,7 @@ def declare_preprocessing(model: LoadedModel, overrides: dict | None) -> LoadedM
             raise UsageError(f"{model.name} takes {spec.layout} inputs; --layout {pre.layout} applies "
                              "to your own models")
         model.input_spec = dataclasses.replace(spec, layout=pre.layout)
-    model.preprocessing = pre
+    model.preprocessing = fit_to_input(pre, model.input_spec, model.name, overrides)
     return model
 
 

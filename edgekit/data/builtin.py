@@ -152,7 +152,10 @@ def digit_inputs(idx: np.ndarray, pre: Preprocessing) -> tuple[np.ndarray, np.nd
     channels = 1 if pre.grayscale else 3
     planes = np.stack([_resize_plane(im / recipe.max_value, size) for im in images[idx]])
     x = np.repeat(planes[:, None], channels, axis=1).clip(0.0, 1.0)
-    return normalize(x, pre), labels[idx]
+    factor = 255.0 * pre.scale  # digits come as 0..1; the declared scale applies to 8-bit pixels
+    if abs(factor - 1.0) > 1e-9:
+        x = x * np.float32(factor)
+    return normalize(x.astype(np.float32), pre), labels[idx]
 
 
 def digits_arrays(

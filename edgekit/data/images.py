@@ -185,9 +185,13 @@ def _read(path: Path, pre: Preprocessing) -> np.ndarray | None:
     from PIL import Image
 
     try:
-        return preprocess_image(decode_image(path), pre)
+        img = decode_image(path)
     except (OSError, ValueError, SyntaxError, EOFError, Image.DecompressionBombError):
         return None
+    try:
+        return preprocess_image(img, pre)
+    except DataError as exc:  # e.g. a wrong size under --resize none: name the file
+        raise DataError(f"{path}: {exc}") from None
 
 
 def read_image(path: Path, pre: Preprocessing) -> np.ndarray | None:

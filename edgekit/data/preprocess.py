@@ -99,3 +99,27 @@ def override_preprocessing(pre: Preprocessing, **overrides) -> Preprocessing:
     if changes and pre.kind == "none":
         changes["kind"] = "image"
     return dataclasses.replace(pre, **changes)
+
+
+def fit_to_input(pre: Preprocessing, spec, model_name: str, declared: dict | None = None) -> Preprocessing:
+    """``pre`` made to agree with the model's image input (size, grey/RGB, layout); a declared
+    value that contradicts the input is a UsageError, raised before any work is done."""
+    from edgekit.data.arrays import image_dims
+
+    dims = image_dims(spec)
+    if dims is None or pre.kind == "sequence":
+        return pre
+    channels, height, width = dims
+    declared = normalise_keys(declared or {}, "preprocessing")
+    if "input_size" in declared and pre.size is not None and tuple(pre.size) != (height, width):
+        raise UsageError(f"preprocessing resizes to {pre.size[0]}x{pre.size[1]} but {model_name} takes "
+                         f"{height}x{width} inputs; drop input-size (the model's input decides it) "
+                         "or match it")
+    if "grayscale" in declared and bool(declared["grayscale"]) != (channels == 1):
+        option = "--grayscale" if declared["grayscale"] else "--rgb"
+        raise UsageError(f"{option}, but {model_name} takes {channels}-channel inputs; drop {option}")
+    if "layout" in declared and str(declared["layout"]).upper() != spec.layout:
+        raise UsageError(f"--layout {str(declared['layout']).upper()}, but {model_name} takes {spec.layout} "
+                         "inputs; drop --layout")
+    return dataclasses.replace(pre, kind="image", size=(height, width), grayscale=channels == 1,
+                               layout=spec.layout)

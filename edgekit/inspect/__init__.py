@@ -166,7 +166,8 @@ def _int8_pairs(manifest: dict, formats: tuple[str, ...] | None) -> dict[str, tu
 def inspect_samples(manifest: dict, model, n: int) -> tuple[np.ndarray, str]:
     """``n`` samples from the run's calibration source, drawn with the run's seed.
 
-    As many as calibration + verification + ``n`` are loaded and the last ``n`` kept, so that for
+    A labelled source (calibrated from its train split) gives its val split. Otherwise as many
+    as calibration + verification + ``n`` are loaded and the last ``n`` kept, so that for
     sources that list samples in a fixed order they are not the ones the calibrator saw. Where
     the source has fewer, the last ``n`` it has (possibly calibration samples) are used.
     """
@@ -179,9 +180,15 @@ def inspect_samples(manifest: dict, model, n: int) -> tuple[np.ndarray, str]:
     if recorded:
         kind, _, where = recorded.partition(":")
         source = recorded if kind == "builtin" else where
+    seed = int(manifest["settings"].get("seed", 0))
+    if (manifest.get("calibration") or {}).get("split") == "train":  # labelled: its val split
+        from edgekit.data.datasets import load_dataset
+
+        data = load_dataset(source, model, "val", n, seed)
+        return data.x, f"{recorded} (val split)"
     seen = int((manifest.get("calibration") or {}).get("samples", 0))
     seen += int((manifest.get("verification") or {}).get("samples", 0))
-    loaded = load_samples(source, model, seen + n, seed=int(manifest["settings"].get("seed", 0)))
+    loaded = load_samples(source, model, seen + n, seed=seed)
     return loaded.x[-n:], loaded.source
 
 

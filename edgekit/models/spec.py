@@ -99,8 +99,11 @@ class Preprocessing:
 
     @classmethod
     def from_dict(cls, d: dict) -> Preprocessing:
-        """Inverse of ``to_dict``; records written before a field existed get its default."""
+        """Inverse of ``to_dict``; records written before a field existed get its default (and
+        images the crop resize, which was the only one then)."""
         known = {k: v for k, v in d.items() if k in cls.__dataclass_fields__}
+        if known.get("kind", "image") == "image" and "resize" not in known:
+            known["resize"] = "crop"  # recorded before resize modes existed: the crop transform
         for key in ("size", "mean", "std"):
             if known.get(key) is not None:
                 known[key] = tuple(known[key])

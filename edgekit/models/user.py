@@ -117,12 +117,12 @@ def _preprocessing(input_shape: tuple[int, ...]) -> Preprocessing:
     if len(input_shape) != 4:
         return Preprocessing(kind="none")
     channels, height, width = input_shape[1:]
-    return Preprocessing(
+    return Preprocessing(  # NCHW as described; declare_preprocessing refits it for NHWC inputs
         kind="image",
         size=(height, width),
         grayscale=channels == 1,
-        mean=(0.0,) * channels,
-        std=(1.0,) * channels,
+        mean=(0.0,),
+        std=(1.0,),
     )
 
 

@@ -89,3 +89,46 @@ def test_undeclared_preprocessing_warns_and_bad_declarations_exit_2(cli, tmp_pat
         r = cli("export", f"{MODEL}:Net", "--input-shape", "1,1,32,32", "--to", "onnx", "--out", out, *args)
         assert r.code == 2 and len(r.error_lines) == 1 and message in r.error_lines[0], (args, r.stderr)
         assert "Traceback" not in r.stderr and not Path(out).exists()
+
+
+NHWC_MODEL = '''
+import torch
+from torch import nn
+
+
+class Net(nn.Module):  # a Keras habit: channels last
+    def __init__(self):
+        super().__init__()
+        self.conv = nn.Conv2d(1, 4, 3)
+        self.head = nn.Linear(4 * 30 * 30, 10)
+
+    def forward(self, x):
+        return self.head(torch.relu(self.conv(x.permute(0, 3, 1, 2))).flatten(1))
+'''
+
+
+def test_nhwc_model_end_to_end_and_declarations_that_contradict_the_input(cli, tmp_path):
+    model = tmp_path / "nhwc.py"
+    model.write_text(NHWC_MODEL)
+    run = tmp_path / "run"
+    r = cli("export", f"{model}:Net", "--input-shape", "1,32,32,1", "--layout", "NHWC", "--to", "onnx",
+            "--int8", "--calib", MNIST, "--calib-size", "8", "--out", run, *DECLARED)
+    assert r.code == 0, r.stderr
+    pre = read_manifest(run)["model"]["preprocessing"]
+    assert (pre["layout"], pre["size"], pre["grayscale"]) == ("NHWC", [32, 32], True)
+    r = cli("eval", run, "--dataset", MNIST, "--limit", "50", "--json")
+    assert r.code == 0, r.stderr
+    assert json.loads(r.stdout)["preprocessing"] == pre
+    r = cli("eval", run, "--dataset", MNIST, "--limit", "50", "--layout", "NCHW")
+    assert r.code == 2 and "--layout NCHW, but" in r.error_lines[0], r.stderr
+
+    toml = tmp_path / "pre.toml"
+    toml.write_text("input-size = 28\n")
+    for args, message in [(["--preprocess", toml], "resizes to 28x28 but"),
+                          (["--rgb"], "--rgb, but"),
+                          (["--layout", "NHWC"], "--layout NHWC applies to your own models")]:
+        out = tmp_path / f"bad{len(message)}"
+        name = "lenet5" if "own models" in message else f"{MODEL}:Net"
+        shape = [] if name == "lenet5" else ["--input-shape", "1,1,32,32"]
+        r = cli("export", name, *shape, "--to", "onnx", "--out", out, *args)
+        assert r.code == 2 and message in r.error_lines[0] and not out.exists(), (args, r.stderr)

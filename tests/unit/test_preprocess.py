@@ -259,3 +259,26 @@ def test_every_source_calibrates_and_labelled_ones_only_from_train(tmp_path):
     assert labelled.source.startswith("dataset:") and len(labelled.x) == 24  # the train split
     assert len(load_samples("digits", model((1, 1, 32, 32), Preprocessing(size=(32, 32), grayscale=True)),
                             8).x) == 8
+
+
+def test_declared_scale_applies_to_built_in_digits_too():
+    grey = model((1, 1, 32, 32), Preprocessing(size=(32, 32), grayscale=True, mean=(0.1307,), std=(0.3081,)))
+    same = model((1, 1, 32, 32), Preprocessing(size=(32, 32), grayscale=True, scale=1.0,
+                                               mean=(0.1307 * 255,), std=(0.3081 * 255,)))
+    a, b = load_dataset("digits", grey, "test", n=20), load_dataset("digits", same, "test", n=20)
+    assert np.allclose(a.x, b.x, atol=1e-4)
+
+
+def test_records_from_before_resize_modes_keep_the_crop_transform():
+    old = {"kind": "image", "size": [32, 32], "grayscale": True, "mean": [0.5], "std": [0.5]}
+    assert Preprocessing.from_dict(old).resize == "crop"
+    assert Preprocessing.from_dict({**old, "resize": "pad"}).resize == "pad"
+
+
+def test_resize_none_names_the_file_of_the_wrong_size(tmp_path):
+    for i in range(3):
+        photo(16, 16).save(tmp_path / f"ok {i}.png")
+    photo(15, 16).save(tmp_path / "odd one.png")
+    m = model(pre=Preprocessing(size=(16, 16), resize="none"))
+    with pytest.raises(DataError, match=r"odd one\.png: an image is 15x16"):
+        load_samples(str(tmp_path), m, 10)

@@ -128,7 +128,6 @@ def test_a_failing_remedy_is_recorded_and_skipped(tmp_path, lenet):
 
 
 def test_keeping_the_worst_layers_in_float_brings_it_within_budget(tmp_path, lenet):
-    pytest.importorskip("edgekit.inspect")
     import onnx
 
     model, held_out, source = lenet
