@@ -6,7 +6,6 @@ name ("digits", "photos", "reber", or "builtin:NAME"), a folder of images, or a 
 
 from __future__ import annotations
 
-import dataclasses
 import hashlib
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -63,14 +62,9 @@ def image_preprocessing(model: LoadedModel) -> Preprocessing:
             f"{model.name} takes {spec.layout} inputs of shape {tuple(spec.shape)}, not images; "
             f"pass --calib FILE.npy holding (N, {', '.join(map(str, spec.shape[1:]))}) samples"
         )
-    channels, height, width = dims
-    return dataclasses.replace(
-        model.preprocessing,
-        kind="image",
-        size=(height, width),
-        grayscale=channels == 1,
-        layout=spec.layout,
-    )
+    from edgekit.data.preprocess import fit_to_input
+
+    return fit_to_input(model.preprocessing, spec, model.name)
 
 
 # A built-in source: (model, n, seed) -> (samples, warning or None)
