@@ -6,22 +6,8 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-import numpy as np
-
 from edgekit import manifest as mf
 from edgekit.errors import UsageError
-
-
-def primary(task: str) -> str:
-    """The headline accuracy: top-1 for classifiers, whole strings correct for sequence models."""
-    from edgekit.train import primary_metric
-
-    return primary_metric(task)
-
-
-def agreement(a: np.ndarray, b: np.ndarray) -> float:
-    """Fraction of predictions (samples, or time steps) on which two models' argmax agree."""
-    return float(np.mean(a.argmax(-1) == b.argmax(-1)))
 
 
 def evaluate_run(
@@ -37,13 +23,13 @@ def evaluate_run(
     from edgekit.data.datasets import load_dataset
     from edgekit.data.preprocess import fit_to_input, override_preprocessing
     from edgekit.formats import get_format
-    from edgekit.pipeline import load_planned_model, plan_from_manifest
-    from edgekit.train import metrics, predict
+    from edgekit.metrics import agreement, metrics, predict, primary_metric
+    from edgekit.models.resolve import load_run_model
     from edgekit.verify import run_session
 
     run_dir = Path(run_dir)
     manifest = mf.read_manifest(run_dir)
-    model = load_planned_model(plan_from_manifest(manifest, run_dir))
+    model = load_run_model(manifest, run_dir)
     pre = override_preprocessing(model.preprocessing, **(preprocessing_overrides or {}))
     pre = fit_to_input(pre, model.input_spec, model.name, preprocessing_overrides)  # what really runs
     data = load_dataset(source, model, split=split, n=limit, seed=seed, preprocessing=pre)
@@ -51,7 +37,7 @@ def evaluate_run(
         from edgekit.data.calibration import skipped_message
 
         report(f"warning: {skipped_message(source, data.extra['skipped'])}")
-    key = primary(model.task)
+    key = primary_metric(model.task)
     ref_logits = predict(model.module, data.x)
     ref = metrics(ref_logits, data)
     rows = [{"format": "pytorch", "precision": "fp32", "status": "ok", **ref,

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import json
 import os
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from xml.etree import ElementTree as ET
 
@@ -63,6 +63,19 @@ class GateRules:
             raise UsageError("--max-accuracy-regression/--max-latency-regression compare with a baseline; "
                              "pass --baseline FILE (from `edgekit baseline`)")
 
+    @classmethod
+    def from_mapping(cls, mapping: dict, where: str = "", base=None) -> GateRules:
+        """Rules from option names (``edgekit.settings``): ``gate``'s options over a rules file, or a
+        recipe's [gate] table (``base``: its folder, for the baseline). With a baseline, the accuracy
+        regression limit defaults to max-drop. ``check()`` is left to the caller: whether a rule must
+        be given depends on the run."""
+        from edgekit.settings import Reader
+
+        rules = _read_rules(Reader(mapping, where, base, what="gate rules"))
+        if rules.get("baseline") and "max_accuracy_regression" not in rules and "max_drop" in rules:
+            rules["max_accuracy_regression"] = rules["max_drop"]
+        return cls(**rules)
+
 
 def rules_from_toml(path: Path) -> dict:
     """The [gate] table of a rules or recipe file (or the whole file when it has no [gate])."""
@@ -79,30 +92,19 @@ _NUMERIC = ("max_drop", "min_agreement", "min_speedup", "max_accuracy_regression
 
 def check_rule_types(table: dict, where: str) -> dict:
     """Rules with their Python names, type-checked: numbers are numbers, formats known names."""
-    from edgekit.formats import FORMATS
+    from edgekit.settings import Reader
 
-    known = {f.name for f in fields(GateRules)}
-    unknown = sorted(set(table) - known)
-    if unknown:
-        raise UsageError(f"{where}: unknown gate rules {', '.join(unknown)}; "
-                         f"known: {', '.join(sorted(k.replace('_', '-') for k in known))}")
-    for key in _NUMERIC:
-        value = table.get(key)
-        if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float))):
-            raise UsageError(f"{where}: gate rule {key.replace('_', '-')} must be a number, got {value!r}")
-    for key in ("baseline", "target"):
-        if table.get(key) is not None and not isinstance(table[key], str):
-            raise UsageError(f"{where}: gate {key} must be a string, got {table[key]!r}")
-    if table.get("formats") is not None:
-        formats = table["formats"]
-        if isinstance(formats, str):
-            formats = [f.strip() for f in formats.split(",") if f.strip()]
-        if not isinstance(formats, (list, tuple)) or not all(isinstance(f, str) for f in formats):
-            raise UsageError(f"{where}: gate formats must be a list of format names, got {formats!r}")
-        for name in formats:
-            FORMATS.get(name)  # unknown: one line naming the known ones and the closest
-        table = {**table, "formats": tuple(formats)}
-    return table
+    return _read_rules(Reader(table, where, what="gate rules", dashes=False))
+
+
+def _read_rules(r) -> dict:
+    """The rules given to ``r`` (an ``edgekit.settings.Reader``), type-checked; unknown ones refused."""
+    rules = {key: r.number(key) for key in _NUMERIC}
+    baseline = r.path("baseline")
+    rules.update(baseline=None if baseline is None else str(baseline), target=r.text("target"),
+                 formats=r.formats("formats", None))
+    r.done()
+    return {k: v for k, v in rules.items() if v is not None}
 
 
 @dataclass

@@ -18,10 +18,7 @@ from edgekit.errors import OutputExistsError, UsageError
 
 SCHEMA_VERSION = 1
 MANIFEST = "manifest.json"
-TOOLS = (
-    "torch", "onnx", "onnxruntime", "onnxscript", "openvino", "nncf", "litert-torch",
-    "ai-edge-litert", "numpy", "torch-pruning",
-)  # fmt: skip
+TOOLS = ("torch", "numpy", "torch-pruning")  # and each registered format's own tools
 
 
 def sha256_file(path: Path, chunk: int = 1 << 20) -> str:
@@ -43,9 +40,12 @@ def utc_stamp() -> str:
 
 def tool_versions() -> dict[str, str]:
     from edgekit import __version__
+    from edgekit.formats import FORMATS
     from edgekit.formats._util import versions
 
     found = versions(*TOOLS)
+    for cls in dict(FORMATS.items()).values():
+        found.update(cls().tool_versions())
     found["edgekit"] = __version__
     found["python"] = platform.python_version()
     return found

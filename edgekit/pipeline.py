@@ -16,15 +16,14 @@ import numpy as np
 
 from edgekit import manifest as mf
 from edgekit.errors import DataError, EdgekitError, OutputExistsError, UsageError
+from edgekit.formats import default_names
 from edgekit.formats._util import quiet
+from edgekit.models.resolve import PRUNED_CHECKPOINT, load_planned_model, run_plan_fields
 from edgekit.models.spec import LoadedModel, ModelOptions
 from edgekit.prune import PruneSettings
 
-PRUNED_CHECKPOINT = "pytorch/model.pruned.pt"  # in a run made with --prune: the model it exported
-
 log = logging.getLogger("edgekit")
 
-DEFAULT_FORMATS = ("onnx", "tflite", "openvino")
 VERIFY_SAMPLES = 8
 
 
@@ -37,7 +36,7 @@ class ExportPlan:
     weights: Path | None = None
     input_shape: tuple[int, ...] | None = None
     model_args: dict | None = None
-    formats: tuple[str, ...] = DEFAULT_FORMATS
+    formats: tuple[str, ...] = field(default_factory=default_names)  # the registry's default formats
     int8: bool = False
     calib: str | None = None
     calib_size: int = 32
@@ -56,6 +55,44 @@ class ExportPlan:
         d["options"] = asdict(self.options)
         d.pop("command")
         return json.loads(json.dumps(d, default=str))
+
+    @classmethod
+    def from_mapping(cls, mapping: dict, where: str = "", base: Path | None = None,
+                     extra: tuple[str, ...] = ()) -> ExportPlan:
+        """The plan from option names (``edgekit.settings``): ``export``'s options (``prune`` a
+        ``PruneSettings``, ``preprocess`` the merged overrides), or a recipe's top level (``base``
+        its folder, ``prune``/``preprocess`` tables, ``extra`` the keys of its other steps)."""
+        from edgekit.settings import Reader, model_reference
+
+        r = Reader(mapping, where, base)
+        model = r.text("model")
+        if model is None:
+            raise r.error('name the model (model = "lenet5", a file.py:Class or a checkpoint)')
+        weights = r.path("weights")
+        if weights is not None and not weights.is_file():
+            raise r.error(f"weights file {weights} does not exist; pass the path of a state dict, "
+                          "checkpoint or .safetensors file")
+        prune = r.raw("prune")
+        if prune is not None and not isinstance(prune, PruneSettings):
+            prune = PruneSettings.from_mapping(r.table("prune"), f"{where} [prune]", base)
+        plan = cls(
+            model=model_reference(model, base),
+            options=ModelOptions(num_classes=r.integer("num_classes", least=1), width=r.number("width", 1.0),
+                                 input_size=r.integer("input_size", least=1)),
+            weights=weights.resolve() if weights else None,
+            input_shape=r.shape("input_shape"), model_args=r.kwargs("model_args"),
+            formats=r.formats("to", default_names()), int8=r.flag("int8"), calib=r.data("calib"),
+            calib_size=r.integer("calib_size", 32, least=1),
+            verify_samples=r.integer("verify_samples", VERIFY_SAMPLES, least=1),
+            out=r.path("out"), seed=r.integer("seed", 0), prune=prune, preprocess=r.preprocess("preprocess"),
+            max_drop=r.number("max_drop"), eval_data=r.data("eval", check=True),
+        )
+        r.done(extra)
+        if plan.max_drop is not None and not (plan.int8 and plan.eval_data):
+            raise r.error("--max-drop needs --int8 and --eval DATA (labelled data whose val split measures "
+                          "the int8 drop)" if r.cli else "max-drop needs int8 = true and an [eval] dataset, "
+                          "whose val split measures the int8 drop")
+        return plan
 
 
 @dataclass
@@ -90,110 +127,21 @@ def split_samples(x: np.ndarray, calib_size: int, verify: int) -> tuple[np.ndarr
     return x[: len(x) - n_verify][:calib_size], x[len(x) - n_verify :]
 
 
-CHECKPOINT_SUFFIXES = (".pt", ".pth", ".ckpt", ".safetensors", ".bin")
-
-
-def is_checkpoint(model: str) -> bool:
-    """``edgekit export ckpt.pt``: a checkpoint written by ``edgekit train`` names its own model."""
-    path = Path(model)
-    return path.suffix.lower() in CHECKPOINT_SUFFIXES and ":" not in path.name and path.is_file()
-
-
-def load_planned_model(plan: ExportPlan) -> LoadedModel:
-    """Build the model a plan names: a zoo name, a user's file.py:Class, or a training checkpoint."""
-    from edgekit.models import load_model
-
-    if is_checkpoint(plan.model):
-        from edgekit.train import load_checkpoint
-
-        if plan.options != ModelOptions() or plan.weights is not None:
-            raise UsageError(f"{plan.model} is a checkpoint that records its model and options; "
-                             "drop --weights/--width/--num-classes/--input-size, or name the model "
-                             "and pass the checkpoint with --weights")
-        return declare_preprocessing(load_checkpoint(Path(plan.model)), plan.preprocess)
-    import torch
-
-    # Seeded, so that a model without --weights is the same random model every time it is rebuilt
-    # (eval and bench of a run compare the artefacts with this rebuilt model).
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(plan.seed)
-        model = load_model(plan.model, plan.options, plan.weights, plan.input_shape, plan.model_args)
-    record = (model.weights or {}).get("edgekit") or {}
-    if record.get("preprocessing"):  # trained by edgekit with its own preprocessing
-        from edgekit.models.spec import Preprocessing
-        from edgekit.train import calibrate_like_training
-
-        model.preprocessing = Preprocessing.from_dict(record["preprocessing"])
-        calibrate_like_training(model, record)
-    return declare_preprocessing(model, plan.preprocess)
-
-
-def declare_preprocessing(model: LoadedModel, overrides: dict | None) -> LoadedModel:
-    """Apply declared preprocessing (``--mean``, ``--resize``, ``--preprocess FILE``...) to
-    ``model``; NHWC changes the input layout of a user's model, whose shape is then (1, H, W, C)."""
-    if not overrides:
-        return model
-    import dataclasses
-
-    from edgekit.data.preprocess import fit_to_input, override_preprocessing
-
-    pre = override_preprocessing(model.preprocessing, **overrides)
-    spec = model.input_spec
-    if pre.layout != spec.layout and spec.layout in ("NCHW", "NHWC"):
-        if ":" not in model.name:
-            raise UsageError(f"{model.name} takes {spec.layout} inputs; --layout {pre.layout} applies "
-                             "to your own models")
-        model.input_spec = dataclasses.replace(spec, layout=pre.layout)
-    model.preprocessing = fit_to_input(pre, model.input_spec, model.name, overrides)
-    return model
-
-
 def plan_from_manifest(manifest: dict, run_dir: Path | None = None) -> ExportPlan:
     """The plan a run was made with, to rebuild its PyTorch model (eval, bench). A pruned run
     rebuilds from the pruned (and fine-tuned) checkpoint it holds."""
-    s = manifest["settings"]
-    if manifest.get("pruning") and run_dir is not None:
-        ckpt = Path(run_dir) / PRUNED_CHECKPOINT
-        recorded = manifest["pruning"].get("checkpoint", {}).get("sha256")
-        if not ckpt.is_file() or (recorded and mf.sha256_file(ckpt) != recorded):
-            raise UsageError(f"the run's pruned model {ckpt} is gone or changed since the export; "
-                             "export again")
-        return ExportPlan(model=str(ckpt), formats=tuple(s["formats"]), int8=s["int8"], seed=s.get("seed", 0),
-                          preprocess=s.get("preprocess"))
-    weights = Path(s["weights"]) if s.get("weights") else None
-    model = s["model"]
-    for path in filter(None, [weights, Path(model) if is_checkpoint(model) else None]):
-        recorded = (manifest["model"].get("weights") or {}).get("sha256")
-        if not path.is_file():
-            raise UsageError(f"the run's weights file {path} is gone; restore it to evaluate the run")
-        if recorded and mf.sha256_file(path) != recorded:
-            raise UsageError(f"the run's weights file {path} changed since the export "
-                             "(sha256 differs); export again to evaluate these weights")
-    return ExportPlan(
-        model=model,
-        options=ModelOptions(**s["options"]),
-        weights=weights,
-        input_shape=tuple(s["input_shape"]) if s.get("input_shape") else None,
-        model_args=s.get("model_args"),
-        formats=tuple(s["formats"]),
-        int8=s["int8"],
-        seed=s.get("seed", 0),
-        preprocess=s.get("preprocess"),
-    )
+    return ExportPlan(**run_plan_fields(manifest, run_dir))
 
 
 def run_export(plan: ExportPlan, report: Reporter = print) -> ExportOutcome:
     from edgekit.data.calibration import load_samples
-    from edgekit.formats import get_format
+    from edgekit.formats import export_order, get_format
     from edgekit.verify import reference_outputs
 
-    # TFLite goes last whatever the --to order: litert-torch starts JAX threads, and NNCF later
-    # forks worker processes, which JAX warns may deadlock.
     if plan.max_drop is not None and not (plan.int8 and plan.eval_data):
         raise UsageError("--max-drop needs --int8 and --eval DATA (labelled data whose val split "
                          "measures the int8 drop)")
-    order = sorted(plan.formats, key=lambda n: n == "tflite")
-    formats = {name: get_format(name) for name in order}
+    formats = {name: get_format(name) for name in export_order(plan.formats)}
     for fmt in formats.values():
         fmt.check_available()
     if plan.out is not None and Path(plan.out).exists():
@@ -215,7 +163,7 @@ def run_export(plan: ExportPlan, report: Reporter = print) -> ExportOutcome:
         base_record = (model.weights or {}).get("edgekit")
         pruning = prune_and_finetune(model, plan.prune, plan.seed, report)
         if pruning.finetune and plan.calib is None:
-            from edgekit.train import calibrate_like_training
+            from edgekit.checkpoint import calibrate_like_training
 
             calibrate_like_training(model, {"dataset": pruning.finetune["dataset"]})
     need = (plan.calib_size if plan.int8 else 0) + plan.verify_samples
@@ -265,8 +213,8 @@ def _budget(plan: ExportPlan, model: LoadedModel) -> _Budget:
 
 def _save_pruned(model, pruning, base_record, stage) -> dict:
     """The pruned model as a checkpoint in the run (eval and bench rebuild it from there)."""
+    from edgekit.checkpoint import write_checkpoint
     from edgekit.prune import pruned_record
-    from edgekit.train import write_checkpoint
 
     path = stage / PRUNED_CHECKPOINT
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -402,6 +350,9 @@ def _step(fmt_name, precision, work, stage, fmt, report) -> dict:
     })
     if search and search[0]:
         entry["search"] = search[0]
+    details = fmt.details(path)
+    if details:
+        entry["details"] = details
     report(_summary_line(entry))
     return entry
 
@@ -425,4 +376,6 @@ def _summary_line(entry: dict) -> str:
     else:
         how = (f"top-1 agreement {v['top1_agreement']:.1%}, cosine {v['cosine']:.4f}, "
                f"SQNR {v['sqnr_db']:.1f} dB")
-    return f"ok {entry['format']:<8} {entry['precision']:<4} {size:8.2f} MB  {how}  ({entry['seconds']}s)"
+    line = f"ok {entry['format']:<8} {entry['precision']:<4} {size:8.2f} MB  {how}  ({entry['seconds']}s)"
+    summary = entry.get("details", {}).get("summary")
+    return f"{line}\n   {summary}" if summary else line

@@ -15,8 +15,9 @@ Unstructured pruning zeroes the smallest weights of all conv/linear layers globa
 runtimes do exactly the same work on zeros, so it helps compression, not latency (the output
 says so). The achieved sparsity is recorded.
 
-A pruned checkpoint stores its layer shapes implicitly in the state dict; ``reshape_to_state_dict``
-resizes a freshly built model to match before loading (no Torch-Pruning needed to load).
+A pruned checkpoint stores its layer shapes implicitly in the state dict;
+``edgekit.weights.reshape_to_state_dict`` resizes a freshly built model to match before loading
+(no Torch-Pruning needed to load).
 """
 
 from __future__ import annotations
@@ -63,6 +64,32 @@ class PruneSettings:
                              "(or drop --dataset)")
         if self.finetune_epochs < 0:
             raise UsageError("--finetune-epochs must be >= 0")
+
+    @classmethod
+    def from_mapping(cls, mapping: dict, where: str = "", base=None,
+                     required: bool = True) -> PruneSettings | None:
+        """Checked settings from option names (``edgekit.settings``): ``prune``'s options or a recipe's
+        [prune] table; ``required=False`` (``export --prune``): None when no ratio is given."""
+        from edgekit.settings import Reader, check_dataset
+
+        r = Reader(mapping, where, base)
+        ratio = r.number("ratio")
+        settings = cls(ratio=ratio or 0.0, method=r.text("method", "structured"),
+                       scope=r.text("scope", "uniform"), keep=r.texts("keep"),
+                       round_to=r.integer("round_to", least=1),
+                       finetune_epochs=r.integer("finetune_epochs", 0), dataset=r.data("dataset"),
+                       finetune_lr=r.number("finetune_lr", above=0))
+        r.done()
+        if ratio is None:
+            if required:
+                raise r.error("give the ratio (ratio = 0.3)")
+            if settings.finetune_epochs or settings.keep or settings.dataset:
+                raise r.error("--keep, --finetune-epochs and --dataset apply with --prune RATIO")
+            return None
+        if settings.dataset:
+            check_dataset(settings.dataset)
+        settings.check()
+        return settings
 
     def to_dict(self) -> dict:
         d = asdict(self)
@@ -249,49 +276,6 @@ def sparsity_of(module: nn.Module, kept_modules: list | None = None) -> float:
     return zeros / total if total else 0.0
 
 
-def reshape_to_state_dict(module: nn.Module, state: dict) -> list[str]:
-    """Resize conv, linear, batch-norm and LSTM layers of a freshly built ``module`` to the shapes
-    in ``state`` (a pruned model's state dict), so that ``load_state_dict`` fits. Returns the
-    names of the layers resized."""
-    import torch
-    import torch.nn as nn
-
-    resized = []
-    for name, m in module.named_modules():
-        prefix = f"{name}." if name else ""
-        own = {k[len(prefix):]: v for k, v in state.items()
-               if k.startswith(prefix) and "." not in k[len(prefix):]}
-        if not own:
-            continue
-        changed = False
-        for key, value in own.items():
-            current = getattr(m, key, None)
-            if isinstance(current, torch.Tensor) and tuple(current.shape) != tuple(value.shape):
-                fresh = torch.empty(value.shape, dtype=current.dtype)
-                if isinstance(current, nn.Parameter):
-                    setattr(m, key, nn.Parameter(fresh, requires_grad=current.requires_grad))
-                else:
-                    m.register_buffer(key, fresh)
-                changed = True
-        if not changed:
-            continue
-        resized.append(name)
-        if isinstance(m, nn.Conv2d):
-            depthwise = m.groups > 1 and m.groups == m.in_channels == m.out_channels
-            m.out_channels = m.weight.shape[0]
-            m.groups = m.out_channels if depthwise else m.groups
-            m.in_channels = m.weight.shape[1] * m.groups
-        elif isinstance(m, nn.Linear):
-            m.out_features, m.in_features = m.weight.shape
-        elif isinstance(m, nn.modules.batchnorm._BatchNorm):
-            m.num_features = m.running_mean.shape[0] if m.running_mean is not None else m.weight.shape[0]
-        elif isinstance(m, nn.LSTM):
-            m.hidden_size = m.weight_hh_l0.shape[1]
-            m.input_size = m.weight_ih_l0.shape[1]
-            m._init_flat_weights()
-    return resized
-
-
 # ---------------------------------------------------------------- fine-tune and checkpoint
 
 
@@ -299,7 +283,8 @@ def finetune(model: LoadedModel, settings: PruneSettings, seed: int = 0, report=
     """Train the pruned model for ``settings.finetune_epochs`` on ``settings.dataset`` (train split,
     best epoch on val, a tenth of the model's training LR unless given); returns what it did."""
     from edgekit.data.datasets import load_dataset, resolve_dataset
-    from edgekit.train import accuracy, default_config, train
+    from edgekit.metrics import accuracy
+    from edgekit.train import default_config, train
 
     kind, where = resolve_dataset(settings.dataset)
     key = str(where) if kind == "builtin" else "user"

@@ -80,7 +80,9 @@ def plot(items: list[dict], folder: Path, title: str) -> dict[str, Path]:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    colours = {"pytorch": "#555555", "onnx": "#1f77b4", "openvino": "#9467bd", "tflite": "#ff7f0e"}
+    from edgekit.formats import FORMATS
+
+    colours = {"pytorch": "#555555", **{name: cls.colour for name, cls in FORMATS.items()}}
     made = {}
     timed = [r for r in items if r["p50_ms"]]
     if timed:
@@ -212,6 +214,10 @@ def sections(manifest: dict) -> list[tuple[str, list[str], list[list[str]], list
                  f"{rec['held_out']['split']}, {rec['held_out']['samples']} samples; {verdict})")
         head = ["#", "stage", "settings", "drop pp", "agreement", "~p50 ms", "build s"]
         out.append((title, head, rows, []))
+    detailed = [a for a in manifest.get("artefacts", []) if a.get("details", {}).get("summary")]
+    if detailed:  # what a format records about its own artefacts (ExecuTorch: the delegated ops)
+        rows = [[f"{a['format']} {a['precision']}", a["details"]["summary"]] for a in detailed]
+        out.append(("Artefact details", ["artefact", "details"], rows, []))
     if manifest.get("inspect"):
         from edgekit.inspect import table_rows
 

@@ -92,12 +92,11 @@ def search_int8(
 
 class _Search:
     def __init__(self, fmt, model, fp32_path, path, held_out, settings, progress):
-        from edgekit.evaluate import primary
-        from edgekit.train import metrics, predict
+        from edgekit.metrics import metrics, predict, primary_metric
 
         self.fmt, self.model, self.fp32_path, self.path = fmt, model, fp32_path, path
         self.held_out, self.settings, self.progress = held_out, settings, progress or (lambda _: None)
-        self.key = primary(model.task)
+        self.key = primary_metric(model.task)
         self.ref_logits = predict(model.module, held_out.x)
         self.ref = metrics(self.ref_logits, held_out)[self.key]
         self.attempts: list[_Attempt] = []
@@ -208,8 +207,7 @@ class _Search:
         self.progress(attempt_line(self.fmt.name, a.record, self.settings.budget_pp))
 
     def _measure(self, path: Path) -> dict:
-        from edgekit.evaluate import agreement
-        from edgekit.train import metrics
+        from edgekit.metrics import agreement, metrics
         from edgekit.verify import run_session
 
         session = self.fmt.open(path)

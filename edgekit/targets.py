@@ -15,10 +15,16 @@ from edgekit.errors import UnknownNameError, UsageError
 from edgekit.tomlfile import read_toml
 
 TARGETS_ENV = "EDGEKIT_TARGETS_DIR"
-CONNECTS = ("local", "ssh")
-FORMATS = ("onnx", "openvino", "tflite")
-_KEYS = {"description", "connect", "host", "arch", "python", "threads", "accelerator", "runtimes",
-         "onnx", "openvino", "tflite", "ssh_options"}
+# Keys every profile may have; each connection kind adds its own (ssh: host, ssh_options) and each
+# format its table (``[onnx] providers = [...]``): both come from their registries.
+_COMMON_KEYS = {"description", "connect", "arch", "python", "threads", "accelerator", "runtimes"}
+
+
+def known_keys() -> set[str]:
+    from edgekit.devices import CONNECTIONS
+    from edgekit.formats import FORMATS
+
+    return _COMMON_KEYS | {k for _, cls in CONNECTIONS.items() for k in cls.profile_keys} | set(FORMATS)
 
 
 @dataclass(frozen=True)
@@ -33,21 +39,37 @@ class Target:
     threads: int | None = None  # None: the runtime's default; 0 in the file: one per core
     accelerator: bool = False  # only a GPU/NPU will do: never fall back to the CPU
     runtimes: dict[str, list[str]] = field(default_factory=dict)
-    onnx_providers: list[str] = field(default_factory=lambda: ["CPUExecutionProvider"])
-    openvino_device: str = "CPU"
+    # Per format, its table's settings with the format's defaults filled in ({"onnx": {"providers": [...]}}).
+    format_settings: dict[str, dict] = field(default_factory=dict)
     ssh_options: list[str] = field(default_factory=list)  # extra "-o Key=Value" for ssh and scp
 
     def formats(self) -> list[str]:
         """Formats this target can run: those with at least one runtime named."""
-        return [f for f in FORMATS if self.runtimes.get(f, ["x"])]
+        from edgekit.formats import names
+
+        return [f for f in names() if self.runtimes.get(f, ["x"])]
+
+    def runner_settings(self) -> dict:
+        """The formats' settings as the device runner's spec names them ("providers", ...)."""
+        from edgekit.formats import format_class
+
+        return {spec_key: self.format_settings[name][key]
+                for name, values in self.format_settings.items()
+                for key, (spec_key, _) in format_class(name).target_settings.items()}
+
+    def devices(self) -> str:
+        """Where each format runs, for people ("CPUExecutionProvider, OpenVINO CPU")."""
+        from edgekit.formats import format_class
+
+        found = [format_class(name).target_device(self.format_settings[name]) for name in self.formats()]
+        return ", ".join(d for d in found if d)
 
     def to_dict(self) -> dict:
         return {
             "name": self.name, "description": self.description, "connect": self.connect,
             "host": self.host, "arch": self.arch, "python": self.python, "threads": self.threads,
             "accelerator": self.accelerator, "runtimes": self.runtimes,
-            "onnx_providers": self.onnx_providers, "openvino_device": self.openvino_device,
-            "source": self.source,
+            "settings": self.format_settings, "source": self.source,
         }  # fmt: skip
 
 
@@ -117,15 +139,19 @@ def _str_list(path: Path, value, what: str) -> list[str]:
 
 
 def parse_target(path: Path) -> Target:
+    from edgekit.devices import CONNECTIONS
+
     data = read_toml(path, "target profile", hint="fix the TOML")
-    unknown = sorted(set(data) - _KEYS)
+    known = known_keys()
+    unknown = sorted(set(data) - known)
     if unknown:
         raise UsageError(f"target profile {path} has unknown keys {', '.join(unknown)}; "
-                         f"known: {', '.join(sorted(_KEYS))}")
+                         f"known: {', '.join(sorted(known))}")
     connect = data.get("connect", "local")
-    if connect not in CONNECTS:
-        raise UsageError(f"target profile {path}: connect must be one of {', '.join(CONNECTS)}, "
+    if connect not in CONNECTIONS:
+        raise UsageError(f"target profile {path}: connect must be one of {', '.join(CONNECTIONS)}, "
                          f"got {connect!r}")
+    CONNECTIONS.get(connect).check_profile(data, str(path))
     threads = data.get("threads")
     if threads is not None and (not isinstance(threads, int) or isinstance(threads, bool) or threads < 0):
         raise UsageError(f"target profile {path}: threads must be an integer >= 0 (0: one per core)")
@@ -133,15 +159,8 @@ def parse_target(path: Path) -> Target:
         _typed(path, data, key, str, "a string")
     accelerator = _typed(path, data, "accelerator", bool, "true or false")
     options = _str_list(path, data.get("ssh_options", []), "ssh_options")
-    check_ssh_options(options, str(path))
     runtimes = _typed(path, data, "runtimes", dict, "a table of format = [runtime names]") or {}
     runtimes = {k: _str_list(path, v, f"runtimes.{k}") for k, v in runtimes.items()}
-    onnx = _typed(path, data, "onnx", dict, "a table ([onnx] providers = [...])") or {}
-    providers = _str_list(path, onnx.get("providers", ["CPUExecutionProvider"]), "[onnx] providers")
-    if not providers:
-        raise UsageError(f"target profile {path}: [onnx] providers is empty; name at least one provider")
-    openvino = _typed(path, data, "openvino", dict, "a table ([openvino] device = \"CPU\")") or {}
-    device = _typed(path, openvino, "device", str, "a string") or "CPU"
     return Target(
         name=path.stem,
         description=str(data.get("description", "")),
@@ -153,28 +172,33 @@ def parse_target(path: Path) -> Target:
         threads=threads,
         accelerator=bool(accelerator),
         runtimes=runtimes,
-        onnx_providers=providers,
-        openvino_device=device,
+        format_settings=_format_settings(path, data),
         ssh_options=options,
     )
 
 
-_INSECURE = {"stricthostkeychecking": {"no", "off", "false"}, "userknownhostsfile": {"/dev/null"},
-             "globalknownhostsfile": {"/dev/null"}}
+def _format_settings(path: Path, data: dict) -> dict[str, dict]:
+    """Each format's table of the profile, checked against the keys and types of its defaults."""
+    from edgekit.formats import FORMATS
 
-
-def check_ssh_options(options: list[str], where: str) -> None:
-    """Refuse options that turn host-key checking off: edgekit never does that."""
-    import re
-
-    for option in options:
-        # ssh_config syntax: Key=Value, Key Value or Key = Value, whitespace of any kind, quotes
-        parts = re.split(r"\s*=\s*|\s+", option.strip(), maxsplit=1)
-        key = parts[0].lower()
-        value = parts[1].strip().strip("\"'").strip().lower() if len(parts) > 1 else ""
-        if value in _INSECURE.get(key, set()):
-            raise UsageError(
-                f"{where}: ssh option {option!r} turns host-key checking off, which edgekit refuses",
-                hint="add the device's key to known_hosts instead: ssh-keyscan HOST >> ~/.ssh/known_hosts, "
-                "after checking its fingerprint",
-            )
+    out = {}
+    for name, cls in FORMATS.items():
+        table = _typed(path, data, name, dict, f"a table ([{name}] key = value)") or {}
+        unknown = sorted(set(table) - set(cls.target_settings))
+        if unknown:
+            known = ", ".join(cls.target_settings) or "none"
+            raise UsageError(f"target profile {path}: [{name}] has unknown keys {', '.join(unknown)}; "
+                             f"known: {known}")
+        values = {}
+        for key, (_, default) in cls.target_settings.items():
+            value = table.get(key, default)
+            if isinstance(default, list):
+                value = _str_list(path, value, f"[{name}] {key}")
+                if not value:
+                    raise UsageError(f"target profile {path}: [{name}] {key} is empty; name at least one")
+            elif not isinstance(value, type(default)):
+                raise UsageError(f"target profile {path}: [{name}] {key} must be a "
+                                 f"{type(default).__name__}, got {value!r}")
+            values[key] = value
+        out[name] = values
+    return out

@@ -23,11 +23,13 @@ def run_training(
     """Train and write the checkpoint; returns its path and its "edgekit" record."""
     import torch
 
+    from edgekit.checkpoint import save_checkpoint
     from edgekit.data.datasets import load_dataset, resolve_dataset
     from edgekit.data.preprocess import override_preprocessing
+    from edgekit.metrics import accuracy
     from edgekit.models import MODELS, load_model
     from edgekit.models.spec import ModelOptions
-    from edgekit.train import accuracy, default_config, default_options, rich_progress, save_checkpoint
+    from edgekit.train import default_config, default_options, rich_progress
     from edgekit.train import train as train_loop
 
     MODELS.get(model_name)  # only zoo models: a user's class has its own training code

@@ -3,7 +3,8 @@
 Accepted files: a pickled state dict (``torch.save(model.state_dict(), f)``), a pickled checkpoint
 dict holding one (under ``state_dict``, ``model_state_dict``, ``model``, ...), or ``.safetensors``.
 Pickles are loaded with ``weights_only=True``: a file that needs arbitrary code to load (a whole
-pickled ``nn.Module``) is refused rather than executed.
+pickled ``nn.Module``) is refused rather than executed. ``reshape_to_state_dict`` resizes the layers
+of a freshly built model to a pruned model's state dict, so that its weights fit.
 """
 
 from __future__ import annotations
@@ -224,3 +225,46 @@ def _mismatches(expected: dict, given: dict) -> list[str]:
 
 def _shape(t) -> str:
     return "(" + ", ".join(str(d) for d in t.shape) + ")"
+
+
+def reshape_to_state_dict(module: nn.Module, state: dict) -> list[str]:
+    """Resize conv, linear, batch-norm and LSTM layers of a freshly built ``module`` to the shapes
+    in ``state`` (a pruned model's state dict), so that ``load_state_dict`` fits. Returns the
+    names of the layers resized."""
+    import torch
+    import torch.nn as nn
+
+    resized = []
+    for name, m in module.named_modules():
+        prefix = f"{name}." if name else ""
+        own = {k[len(prefix):]: v for k, v in state.items()
+               if k.startswith(prefix) and "." not in k[len(prefix):]}
+        if not own:
+            continue
+        changed = False
+        for key, value in own.items():
+            current = getattr(m, key, None)
+            if isinstance(current, torch.Tensor) and tuple(current.shape) != tuple(value.shape):
+                fresh = torch.empty(value.shape, dtype=current.dtype)
+                if isinstance(current, nn.Parameter):
+                    setattr(m, key, nn.Parameter(fresh, requires_grad=current.requires_grad))
+                else:
+                    m.register_buffer(key, fresh)
+                changed = True
+        if not changed:
+            continue
+        resized.append(name)
+        if isinstance(m, nn.Conv2d):
+            depthwise = m.groups > 1 and m.groups == m.in_channels == m.out_channels
+            m.out_channels = m.weight.shape[0]
+            m.groups = m.out_channels if depthwise else m.groups
+            m.in_channels = m.weight.shape[1] * m.groups
+        elif isinstance(m, nn.Linear):
+            m.out_features, m.in_features = m.weight.shape
+        elif isinstance(m, nn.modules.batchnorm._BatchNorm):
+            m.num_features = m.running_mean.shape[0] if m.running_mean is not None else m.weight.shape[0]
+        elif isinstance(m, nn.LSTM):
+            m.hidden_size = m.weight_hh_l0.shape[1]
+            m.input_size = m.weight_ih_l0.shape[1]
+            m._init_flat_weights()
+    return resized

@@ -41,3 +41,15 @@ def read_manifest(run_dir: Path) -> dict:
 @pytest.fixture
 def cli():
     return run_cli
+
+
+def loaded_model(module, shape, static=True, task="classification", layout="NCHW"):
+    """A small ``nn.Module`` as the ``LoadedModel`` the format classes take (for unit tests)."""
+    from edgekit.models.spec import InputSpec, LoadedModel, Preprocessing
+
+    return LoadedModel(
+        name="tiny", module=module.eval(), task=task, input_spec=InputSpec(shape, layout=layout),
+        preprocessing=Preprocessing(), num_classes=10, options={},
+        params=sum(p.numel() for p in module.parameters()), macs=0, weights=None,
+        builtin_calibration=None, static_int8=static,
+    )

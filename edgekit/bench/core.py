@@ -38,6 +38,22 @@ class BenchSettings:
                 "min_iters": 1 if self.iters is not None else MIN_ITERS, "batch": self.batch,
                 "seed": self.seed}
 
+    @classmethod
+    def from_mapping(cls, mapping: dict, where: str = "", base=None,
+                     extra: tuple[str, ...] = ()) -> BenchSettings:
+        """Checked settings from option names (``edgekit.settings``): ``bench``'s options or a recipe's
+        [[bench]] table; ``extra``: the keys the caller reads itself (target, host, ...)."""
+        from edgekit.settings import Reader
+
+        r = Reader(mapping, where, base)
+        settings = cls(threads=r.integer("threads", least=0), batch=r.integer("batch", 1, least=1),
+                       warmup=r.integer("warmup", 5, least=0), iters=r.integer("iters", least=1),
+                       seconds=r.number("seconds", above=0), torch_baseline=not r.flag("no_torch"))
+        r.done(extra)
+        if settings.iters is not None and settings.seconds is not None:
+            raise r.error(f"pass {r.name('iters')} or {r.name('seconds')}, not both")
+        return settings
+
 
 @dataclass
 class Item:
@@ -98,18 +114,9 @@ def check_files(item: Item) -> str | None:
 
 
 def make_device(target: Target, host: str | None, python: str | None, ssh_config: Path | None):
-    if target.connect == "local":
-        if host:
-            raise UsageError(f"--host is for SSH targets; {target.name} runs on this machine",
-                             hint="use --target raspberrypi (or another SSH target) with --host")
-        from edgekit.devices.local import LocalDevice
+    from edgekit.devices import connection
 
-        return LocalDevice(python)
-    from edgekit.devices.ssh import SSHDevice
-
-    if not (host or target.host):
-        raise UsageError(f"target {target.name} needs --host USER@ADDR")
-    return SSHDevice(host or target.host, python or target.python, ssh_config, target.ssh_options)
+    return connection(target.connect).from_target(target, host, python, ssh_config)
 
 
 def spec_for(item: Item, where: str, target: Target, settings: BenchSettings) -> dict:
@@ -119,8 +126,7 @@ def spec_for(item: Item, where: str, target: Target, settings: BenchSettings) ->
         "format": item.format,
         "threads": threads,
         "runtimes": target.runtimes,
-        "providers": target.onnx_providers,
-        "openvino_device": target.openvino_device,
+        **target.runner_settings(),
         "require_accelerator": target.accelerator,
         **settings.loop(),
     }
@@ -141,7 +147,7 @@ def bench(
     report: Callable[[str], None] = print,
 ) -> dict:
     """Time every artefact on ``target``; store the results in the run's manifest; return them."""
-    from edgekit.devices import check_no_device_everywhere, check_runtime_somewhere
+    from edgekit.devices.base import check_no_device_everywhere, check_runtime_somewhere
 
     path = Path(path)
     manifest, items = collect(path)
@@ -171,7 +177,9 @@ def bench(
     for r in results:  # a device that runs some formats: the others are skipped, not failures
         if r.get("kind") == "no_runtime":
             r["status"] = "skipped"
-    local_cpu = target.connect == "local" and not target.accelerator
+    from edgekit.devices import connection
+
+    local_cpu = connection(target.connect).this_machine and not target.accelerator
     if manifest is not None and settings.torch_baseline and local_cpu:
         report("timing the PyTorch fp32 model (eager) ...")
         results.insert(0, torch_baseline(path, settings, target))

@@ -4,13 +4,14 @@ This file is copied as it is to devices (a Raspberry Pi, a Jetson, this machine)
 
     python3 runner.py SPEC.json        (or "-" to read the spec from stdin)
 
-It imports only the standard library, numpy and the runtime that runs the file: onnxruntime for
-.onnx, openvino for .xml, ai-edge-litert (or the older tflite-runtime) for .tflite. Nothing from
+It imports only the standard library, numpy and the runtime that runs the file (the table
+SESSIONS at the end of the sessions section: one class per format, which names its runtimes in
+the order tried and its companion files; edgekit's Format classes must agree). Nothing from
 edgekit. It prints exactly one line that starts with RESULT_MARKER, then a JSON object: either
 the measurements or {"error": ..., "kind": ...} with kind "no_runtime", "no_device", "bad_model"
 or "failed". The exit status is 0 when the measurement succeeded.
 
-The spec (JSON): path, format ("onnx" | "openvino" | "tflite"), threads (int or null: the
+The spec (JSON): path, format (a key of SESSIONS), threads (int or null: the
 runtime's default), batch, warmup, iters (int or null), seconds (float or null), min_iters,
 seed, and per format the runtimes to try ("runtimes": {"tflite": ["ai-edge-litert",
 "tflite-runtime"], ...}), onnxruntime execution providers ("providers"), the OpenVINO device
@@ -34,11 +35,6 @@ import time
 
 RESULT_MARKER = "EDGEKIT_BENCH_RESULT "
 RUNNER_VERSION = 1
-DEFAULT_RUNTIMES = {
-    "onnx": ["onnxruntime"],
-    "openvino": ["openvino"],
-    "tflite": ["ai-edge-litert", "tflite-runtime"],
-}
 ACCELERATOR_PROVIDERS = ("TensorrtExecutionProvider", "CUDAExecutionProvider", "ROCMExecutionProvider",
                          "DmlExecutionProvider", "CoreMLExecutionProvider", "OpenVINOExecutionProvider")
 
@@ -167,6 +163,9 @@ def _fix_shape(name: str, shape, batch: int, fmt: str) -> list[int]:
 
 
 class OnnxSession:
+    runtimes = ("onnxruntime",)
+    companions = ()
+
     def __init__(self, spec: dict):
         import onnxruntime as ort
 
@@ -224,6 +223,9 @@ class OnnxSession:
 
 
 class OpenVinoSession:
+    runtimes = ("openvino",)
+    companions = (".bin",)
+
     def __init__(self, spec: dict):
         import openvino as ov
 
@@ -292,7 +294,7 @@ class OpenVinoSession:
 def _tflite_interpreter(spec: dict):
     """(Interpreter class, runtime name, version) from the first importable runtime."""
     tried = []
-    for name in (spec.get("runtimes") or {}).get("tflite") or DEFAULT_RUNTIMES["tflite"]:
+    for name in (spec.get("runtimes") or {}).get("tflite") or TFLiteSession.runtimes:
         try:
             if name == "ai-edge-litert":
                 from ai_edge_litert.interpreter import Interpreter
@@ -310,6 +312,9 @@ def _tflite_interpreter(spec: dict):
 
 
 class TFLiteSession:
+    runtimes = ("ai-edge-litert", "tflite-runtime")  # tried in order; tflite-runtime needs numpy < 2
+    companions = ()
+
     def __init__(self, spec: dict):
         if spec.get("require_accelerator"):
             raise BenchError("no_device", "edgekit has no TFLite GPU delegate path on this target")
@@ -347,22 +352,25 @@ class TFLiteSession:
         self.interpreter.invoke()
 
 
-SESSIONS = {"onnx": OnnxSession, "openvino": OpenVinoSession, "tflite": TFLiteSession}
-RUNTIME_MODULES = {"onnx": "onnxruntime", "openvino": "openvino"}
+# The one table of runtime sessions: format name -> session class.
+SESSIONS = {
+    "onnx": OnnxSession,
+    "openvino": OpenVinoSession,
+    "tflite": TFLiteSession,
+}
 
 
 def open_session(spec: dict):
     fmt = spec["format"]
     if fmt not in SESSIONS:
         raise BenchError("bad_model", f"unknown format {fmt!r}; known: {', '.join(SESSIONS)}")
-    module = RUNTIME_MODULES.get(fmt)
-    if module:
-        try:
-            __import__(module)
-        except ImportError as exc:
-            raise BenchError("no_runtime", f"{module} is not installed here ({exc}); install it "
-                             f"on the device (pip install {module})") from exc
-    return SESSIONS[fmt](spec)
+    session = SESSIONS[fmt]
+    try:
+        return session(spec)
+    except ImportError as exc:  # the runtime itself is missing (sessions import it first)
+        runtime = session.runtimes[0]
+        raise BenchError("no_runtime", f"{runtime} is not installed here ({exc}); install it "
+                         f"on the device (pip install {runtime})") from exc
 
 
 # ---------------------------------------------------------------- timing
@@ -443,10 +451,10 @@ def measure(spec: dict) -> dict:
 
 def file_bytes(path: str, fmt: str) -> int:
     size = os.path.getsize(path)
-    if fmt == "openvino":
-        weights = os.path.splitext(path)[0] + ".bin"
-        if os.path.exists(weights):
-            size += os.path.getsize(weights)
+    for suffix in SESSIONS[fmt].companions:
+        companion = os.path.splitext(path)[0] + suffix
+        if os.path.exists(companion):
+            size += os.path.getsize(companion)
     return size
 
 

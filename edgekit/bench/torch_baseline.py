@@ -22,11 +22,11 @@ def measure(spec: dict) -> dict:
     import torch
 
     from edgekit import manifest as mf
-    from edgekit.pipeline import load_planned_model, plan_from_manifest
+    from edgekit.models.resolve import load_run_model
 
     torch.set_num_threads(int(spec["threads"]))
     run_dir = Path(spec["run_dir"])
-    model = load_planned_model(plan_from_manifest(mf.read_manifest(run_dir), run_dir))
+    model = load_run_model(mf.read_manifest(run_dir), run_dir)
     module = model.module.eval()
     load = time.perf_counter() - start
     batch = int(spec.get("batch") or 1)

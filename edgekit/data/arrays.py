@@ -7,6 +7,7 @@ without the batch dimension. For image models a uint8 array is taken as raw pixe
 
 from __future__ import annotations
 
+import hashlib
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -19,6 +20,13 @@ if TYPE_CHECKING:
     from edgekit.models.spec import InputSpec, Preprocessing
 
 ARRAY_SUFFIXES = (".npy", ".npz")
+
+
+def array_sha256(x: np.ndarray) -> str:
+    """sha256 of an array's shape, dtype and bytes."""
+    h = hashlib.sha256(f"{tuple(x.shape)}|{x.dtype.str}|".encode())
+    h.update(np.ascontiguousarray(x).tobytes())
+    return h.hexdigest()
 
 
 def read_array(path: Path) -> np.ndarray:

@@ -10,21 +10,16 @@ from __future__ import annotations
 import dataclasses
 import functools
 import os
-import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
 
-from edgekit.data import reber
 from edgekit.data.images import image_to_array, normalize
+from edgekit.data.reber import encode, generate_strings
 from edgekit.errors import DataError, UsageError
-
-if sys.version_info >= (3, 11):
-    import tomllib
-else:  # pragma: no cover
-    import tomli as tomllib
+from edgekit.tomlfile import tomllib
 
 if TYPE_CHECKING:
     from edgekit.models.spec import Preprocessing
@@ -232,9 +227,9 @@ def reber_strings(n: int, seed: int, seq_len: int) -> list[str]:
     recipe: ReberRecipe = load_recipe("reber", ReberRecipe)
     max_len = min(recipe.max_len, seq_len)
     rng_seed = int(np.random.default_rng([recipe.seed, seed]).integers(2**63))
-    return reber.generate_strings(n, rng_seed, max_len, recipe.branch_p)
+    return generate_strings(n, rng_seed, max_len, recipe.branch_p)
 
 
 def reber_samples(seq_len: int, n: int, seed: int) -> np.ndarray:
     """``n`` one-hot encoded strings (N, seq_len, 7) float32."""
-    return reber.encode(reber_strings(n, seed, seq_len), seq_len).x
+    return encode(reber_strings(n, seed, seq_len), seq_len).x

@@ -6,7 +6,6 @@ name ("digits", "photos", "reber", or "builtin:NAME"), a folder of images, or a 
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -14,14 +13,15 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from edgekit.data import builtin
-from edgekit.data.arrays import ARRAY_SUFFIXES, image_dims, is_image_input, load_array_file
+from edgekit.data.arrays import ARRAY_SUFFIXES, array_sha256, is_image_input, load_array_file
+from edgekit.data.builtin import digits_samples, photo_crops, photos_warning, reber_samples
 from edgekit.data.images import load_image_folder
+from edgekit.data.preprocess import image_preprocessing
 from edgekit.errors import DataError, UnknownNameError, UsageError
 from edgekit.registry import Registry
 
 if TYPE_CHECKING:
-    from edgekit.models.spec import LoadedModel, Preprocessing
+    from edgekit.models.spec import LoadedModel
 
 HOW_TO_PASS = "pass --calib FOLDER of images, --calib FILE.npy/.npz, or a built-in name"
 
@@ -47,26 +47,6 @@ class SampleSet:
         }
 
 
-def array_sha256(x: np.ndarray) -> str:
-    h = hashlib.sha256(f"{tuple(x.shape)}|{x.dtype.str}|".encode())
-    h.update(np.ascontiguousarray(x).tobytes())
-    return h.hexdigest()
-
-
-def image_preprocessing(model: LoadedModel) -> Preprocessing:
-    """The model's preprocessing made consistent with its image input (size, grey/RGB, layout)."""
-    spec = model.input_spec
-    dims = image_dims(spec)
-    if dims is None:
-        raise DataError(
-            f"{model.name} takes {spec.layout} inputs of shape {tuple(spec.shape)}, not images; "
-            f"pass --calib FILE.npy holding (N, {', '.join(map(str, spec.shape[1:]))}) samples"
-        )
-    from edgekit.data.preprocess import fit_to_input
-
-    return fit_to_input(model.preprocessing, spec, model.name)
-
-
 # A built-in source: (model, n, seed) -> (samples, warning or None)
 BuiltinLoader = Callable[["LoadedModel", int, int], "tuple[np.ndarray, str | None]"]
 BUILTIN_SOURCES: Registry[BuiltinLoader] = Registry("calibration source")
@@ -74,12 +54,12 @@ BUILTIN_SOURCES: Registry[BuiltinLoader] = Registry("calibration source")
 
 @BUILTIN_SOURCES.register("digits")
 def _digits(model: LoadedModel, n: int, seed: int) -> tuple[np.ndarray, str | None]:
-    return builtin.digits_samples(image_preprocessing(model), n, seed), None
+    return digits_samples(image_preprocessing(model), n, seed), None
 
 
 @BUILTIN_SOURCES.register("photos")
 def _photos(model: LoadedModel, n: int, seed: int) -> tuple[np.ndarray, str | None]:
-    return builtin.photo_crops(image_preprocessing(model), n, seed), builtin.photos_warning()
+    return photo_crops(image_preprocessing(model), n, seed), photos_warning()
 
 
 @BUILTIN_SOURCES.register("reber")
@@ -92,7 +72,7 @@ def _reber(model: LoadedModel, n: int, seed: int) -> tuple[np.ndarray, str | Non
             f"the reber source feeds (N, T, {len(SYMBOLS)}) one-hot sequences with T >= 9, "
             f"but {model.name} takes {shape}; {HOW_TO_PASS}"
         )
-    return builtin.reber_samples(shape[1], n, seed), None
+    return reber_samples(shape[1], n, seed), None
 
 
 @BUILTIN_SOURCES.register("shapes")
@@ -122,10 +102,10 @@ def default_source(model: LoadedModel) -> str:
 def _is_labelled(path: Path) -> bool:
     """A dataset rather than loose samples: IDX files, a class-per-folder image tree (maybe
     under train/ val/ test/), or an .npz holding labels."""
-    from edgekit.data import idx
+    from edgekit.data.idx import find_idx_pairs
     from edgekit.data.images import list_image_folder
 
-    if idx.find_idx_pairs(path):
+    if find_idx_pairs(path):
         return True
     if path.is_dir():
         return list_image_folder(path)[2] is not None

@@ -12,11 +12,11 @@ import dataclasses
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from edgekit.errors import UsageError
+from edgekit.errors import DataError, UsageError
 from edgekit.tomlfile import read_toml
 
 if TYPE_CHECKING:
-    from edgekit.models.spec import Preprocessing
+    from edgekit.models.spec import LoadedModel, Preprocessing
 
 # key -> (type check, how to write it)
 KEYS: dict[str, tuple[type | tuple[type, ...], str]] = {
@@ -123,3 +123,17 @@ def fit_to_input(pre: Preprocessing, spec, model_name: str, declared: dict | Non
                          "inputs; drop --layout")
     return dataclasses.replace(pre, kind="image", size=(height, width), grayscale=channels == 1,
                                layout=spec.layout)
+
+
+def image_preprocessing(model: LoadedModel) -> Preprocessing:
+    """The model's preprocessing made consistent with its image input (size, grey/RGB, layout)."""
+    from edgekit.data.arrays import image_dims
+
+    spec = model.input_spec
+    dims = image_dims(spec)
+    if dims is None:
+        raise DataError(
+            f"{model.name} takes {spec.layout} inputs of shape {tuple(spec.shape)}, not images; "
+            f"pass --calib FILE.npy holding (N, {', '.join(map(str, spec.shape[1:]))}) samples"
+        )
+    return fit_to_input(model.preprocessing, spec, model.name)

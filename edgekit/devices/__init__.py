@@ -1,71 +1,31 @@
-"""Where the benchmark runner runs: this machine (``LocalDevice``) or a device over SSH (``SSHDevice``).
-
-A device copies the runner (edgekit/bench/runner.py) and the model files somewhere it can run
-them, runs the runner once per model file in a fresh process, and returns the runner's JSON.
+"""Connection kinds of targets: the registry. A kind (``local``, ``ssh``) is one module with one
+``Device`` subclass (``edgekit/devices/base.py``) whose class attributes and classmethods are its
+facts; registering it is one line below. Target profiles name it with ``connect = "..."``.
 """
 
 from __future__ import annotations
 
-import json
-from pathlib import Path
+import importlib
 
-from edgekit.errors import DeviceError
+from edgekit.devices.base import Device
+from edgekit.registry import Registry
 
-RUNNER = Path(__file__).resolve().parent.parent / "bench" / "runner.py"
-
-
-def parse_result(stdout: str, stderr: str, returncode: int, where: str) -> dict:
-    """The runner's result line, or a failure that says how the runner died."""
-    from edgekit.bench.runner import RESULT_MARKER
-
-    for line in reversed(stdout.splitlines()):
-        if line.startswith(RESULT_MARKER):
-            try:
-                return json.loads(line[len(RESULT_MARKER):])
-            except json.JSONDecodeError:
-                break
-    tail = " | ".join(line.strip() for line in stderr.strip().splitlines()[-3:] if line.strip())
-    how = f"killed by signal {-returncode}" if returncode < 0 else f"exit status {returncode}"
-    return {"status": "failed", "kind": "crashed",
-            "error": f"the runner died on {where} ({how}) without a result" + (f": {tail}" if tail else "")}
+CONNECTIONS: Registry[type[Device]] = Registry("connection kind")
 
 
-class Device:
-    """Base class: ``stage(files)`` once, ``run(spec)`` per model file, ``close()`` at the end."""
-
-    name = "device"
-
-    def stage(self, files: dict[str, list[Path]]) -> dict[str, str]:
-        """Make each key's files runnable; return key -> path of its main file where it runs."""
-        raise NotImplementedError
-
-    def run(self, spec: dict, timeout: float) -> dict:
-        raise NotImplementedError
-
-    def close(self) -> None:
-        pass
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.close()
+def register(where: str) -> type[Device]:
+    """Register the ``Device`` subclass at ``"package.module:ClassName"`` under its ``connect``."""
+    module, _, attr = where.partition(":")
+    cls = getattr(importlib.import_module(module), attr)
+    if not (isinstance(cls, type) and issubclass(cls, Device) and cls.connect):
+        raise TypeError(f"{where} is not a Device subclass with a connect name")
+    return CONNECTIONS.register(cls.connect, cls)
 
 
-def check_no_device_everywhere(results: list[dict], target_name: str) -> None:
-    """An accelerator target where no artefact ran on its device: say so, never a silent CPU run."""
-    tried = [r for r in results if r.get("status") != "skipped"]
-    if tried and not any(r.get("status") == "ok" for r in tried) and any(
-        r.get("kind") in ("no_device", "no_runtime") for r in tried
-    ):
-        missing = [r["error"] for r in tried if r.get("kind") in ("no_device", "no_runtime")]
-        reasons = "; ".join(dict.fromkeys(missing))
-        raise DeviceError(f"no usable GPU for target {target_name}: {reasons}",
-                          hint="use --target local-cpu to bench on the CPU")
+# The registration lines.
+register("edgekit.devices.local:LocalDevice")
+register("edgekit.devices.ssh:SSHDevice")
 
 
-def check_runtime_somewhere(results: list[dict], where: str) -> None:
-    tried = [r for r in results if r.get("status") != "skipped"]
-    if tried and all(r.get("kind") == "no_runtime" for r in tried):
-        reasons = "; ".join(dict.fromkeys(r["error"] for r in tried))
-        raise DeviceError(f"{where} has no usable runtime: {reasons}")
+def connection(connect: str) -> type[Device]:
+    return CONNECTIONS.get(connect)

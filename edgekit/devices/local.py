@@ -7,11 +7,21 @@ import subprocess
 import sys
 from pathlib import Path
 
-from edgekit.devices import RUNNER, Device, parse_result
+from edgekit.devices.base import RUNNER, Device, parse_result
+from edgekit.errors import UsageError
 
 
 class LocalDevice(Device):
     name = "this machine"
+    connect = "local"
+    this_machine = True
+
+    @classmethod
+    def from_target(cls, target, host: str | None, python: str | None, ssh_config: Path | None) -> Device:
+        if host:
+            raise UsageError(f"--host is for SSH targets; {target.name} runs on this machine",
+                             hint="use --target raspberrypi (or another SSH target) with --host")
+        return cls(python)
 
     def __init__(self, python: str | None = None):
         self.python = python or sys.executable

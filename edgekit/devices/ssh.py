@@ -20,9 +20,8 @@ import subprocess
 import tempfile
 from pathlib import Path
 
-from edgekit.devices import RUNNER, Device, parse_result
+from edgekit.devices.base import RUNNER, Device, parse_result
 from edgekit.errors import DeviceError, UsageError
-from edgekit.targets import check_ssh_options
 
 CONNECT_TIMEOUT_S = 10
 _BASE_OPTIONS = [
@@ -63,7 +62,41 @@ def remote_words(words: list[str]) -> str:
     return " ".join(out)
 
 
+_INSECURE = {"stricthostkeychecking": {"no", "off", "false"}, "userknownhostsfile": {"/dev/null"},
+             "globalknownhostsfile": {"/dev/null"}}
+
+
+def check_ssh_options(options: list[str], where: str) -> None:
+    """Refuse options that turn host-key checking off: edgekit never does that."""
+    import re
+
+    for option in options:
+        # ssh_config syntax: Key=Value, Key Value or Key = Value, whitespace of any kind, quotes
+        parts = re.split(r"\s*=\s*|\s+", option.strip(), maxsplit=1)
+        key = parts[0].lower()
+        value = parts[1].strip().strip("\"'").strip().lower() if len(parts) > 1 else ""
+        if value in _INSECURE.get(key, set()):
+            raise UsageError(
+                f"{where}: ssh option {option!r} turns host-key checking off, which edgekit refuses",
+                hint="add the device's key to known_hosts instead: ssh-keyscan HOST >> ~/.ssh/known_hosts, "
+                "after checking its fingerprint",
+            )
+
+
 class SSHDevice(Device):
+    connect = "ssh"
+    profile_keys = ("host", "ssh_options")
+
+    @classmethod
+    def check_profile(cls, data: dict, where: str) -> None:
+        check_ssh_options(data.get("ssh_options", []), where)
+
+    @classmethod
+    def from_target(cls, target, host: str | None, python: str | None, ssh_config: Path | None) -> SSHDevice:
+        if not (host or target.host):
+            raise UsageError(f"target {target.name} needs --host USER@ADDR")
+        return cls(host or target.host, python or target.python, ssh_config, target.ssh_options)
+
     def __init__(self, host: str, python: str = "python3", ssh_config: Path | None = None,
                  options: list[str] | None = None):
         self.dest, self.port = split_host(host)

@@ -10,6 +10,12 @@ import os
 import sys
 import warnings
 from collections.abc import Iterator
+from typing import TYPE_CHECKING
+
+from edgekit.errors import UsageError
+
+if TYPE_CHECKING:
+    from edgekit.models.spec import LoadedModel
 
 
 def dist_version(name: str) -> str | None:
@@ -55,3 +61,25 @@ def quiet(debug: bool | None = None) -> Iterator[None]:
         for fd in saved:
             os.close(fd)
         logging.disable(previous)
+
+
+def module_path(recorded: str) -> str:
+    """"L['self'].features[0]" or "features.0" -> "features.0"."""
+    import re
+
+    path = re.sub(r"^L\['self'\]\.?", "", str(recorded))
+    return re.sub(r"\[['\"]?([^\]'\"]+)['\"]?\]", r".\1", path).lstrip(".")
+
+
+def check_module_names(model: LoadedModel, names: tuple[str, ...]) -> None:
+    """Refuse layers to keep in float that are not modules of ``model`` (PyTorch module paths)."""
+    if not names:
+        return
+    import difflib
+
+    known = [n for n, _ in model.module.named_modules() if n]
+    unknown = [n for n in names if n not in set(known)]
+    if unknown:
+        close = difflib.get_close_matches(unknown[0], known, n=3)
+        raise UsageError(f"no module named {', '.join(unknown)} in {model.name} to keep in float"
+                         + (f"; closest: {', '.join(close)}" if close else ""))

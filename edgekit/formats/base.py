@@ -65,12 +65,33 @@ class Session(ABC):
 
 
 class Format(ABC):
-    """One export target. ``extension`` is the main file's suffix (".onnx", ".tflite", ".xml")."""
+    """One export target. Everything the rest of edgekit needs to know about a format is here.
+
+    The class attributes are the format's facts: the registry (``edgekit.formats``), the manifest,
+    the CLI and recipe defaults, target profiles, the bench runner's spec and the report's plots
+    all read them, so adding a format is this class plus one registration line.
+    """
 
     name: str = ""
-    extension: str = ""
+    extension: str = ""  # the main file's suffix (".onnx", ".tflite", ".xml", ".pte")
+    companions: tuple[str, ...] = ()  # suffixes of files that travel beside the main one (".bin")
+    default: bool = True  # written by `export` when --to is not given
+    export_last: bool = False  # export after the others (its converter starts threads that a fork dislikes)
     extra: str = ""  # the pip extra that installs this format's tools
     requires: tuple[tuple[str, str], ...] = ()  # (module to import, package that provides it)
+    tools: tuple[str, ...] = ()  # distributions whose versions the manifest records
+    # The runtimes the device runner tries, in order (distribution names; a target profile may
+    # narrow them); the runner's own table (edgekit/bench/runner.py SESSIONS) must agree.
+    runtimes: tuple[str, ...] = ()
+    colour: str = "grey"  # the format's colour in the report's plots
+    # What a target profile may set in this format's table (``[onnx] providers = [...]``):
+    # profile key -> (the key the device runner reads in its spec, the default value).
+    target_settings: dict[str, tuple[str, Any]] = {}
+
+    @classmethod
+    def target_device(cls, settings: dict) -> str | None:
+        """How ``edgekit targets`` names where this format runs under a profile's ``settings``."""
+        return None
     validated_methods: tuple[str, ...] = ()  # int8 methods that need Int8Options.validation
 
     def check_available(self) -> None:
@@ -117,10 +138,18 @@ class Format(ABC):
         """Open with settings that keep fp32 numerics exact (used to verify fp32 artefacts)."""
         return self.open(path)
 
-    @abstractmethod
     def tool_versions(self) -> dict[str, str]:
-        """Versions of the converters and runtimes this format uses."""
+        """Versions of the converters and runtimes this format uses (those installed)."""
+        from edgekit.formats._util import versions
+
+        return versions(*self.tools)
+
+    def details(self, path: Path) -> dict:
+        """Facts about the artefact just written at ``path`` that the manifest records beside it
+        (ExecuTorch: which ops its backend took). A ``"summary"`` key is shown after the artefact's
+        line in the export output and in the report. {} when the format has none."""
+        return {}
 
     def files(self, path: Path) -> list[Path]:
         """All files that make up the artefact at ``path`` (OpenVINO has a .bin beside the .xml)."""
-        return [path]
+        return [path, *(path.with_suffix(s) for s in self.companions)]

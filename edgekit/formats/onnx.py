@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 
 from edgekit.errors import ExportError, UsageError, require
-from edgekit.formats._util import quiet, versions
+from edgekit.formats._util import quiet
 from edgekit.formats.base import Format, Int8Options, Int8Result, Session, scheme_options
 
 OPSET = 18
@@ -49,6 +49,14 @@ class OnnxFormat(Format):
     extension = ".onnx"
     extra = "onnx"
     requires = (("onnx", "onnx"), ("onnxscript", "onnxscript"), ("onnxruntime", "onnxruntime"))
+    tools = ("onnx", "onnxruntime", "onnxscript")
+    runtimes = ("onnxruntime",)
+    colour = "#1f77b4"
+    target_settings = {"providers": ("providers", ["CPUExecutionProvider"])}  # tried in order
+
+    @classmethod
+    def target_device(cls, settings: dict) -> str | None:
+        return settings["providers"][0]
 
     def export_fp32(self, model, path: Path) -> Path:
         import torch
@@ -135,9 +143,6 @@ class OnnxFormat(Format):
 
     def open(self, path: Path, threads: int | None = None) -> Session:
         return OnnxSession(path, threads=threads)
-
-    def tool_versions(self) -> dict[str, str]:
-        return versions("onnx", "onnxruntime", "onnxscript")
 
 
 def _reader(calib: np.ndarray):

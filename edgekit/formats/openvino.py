@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 
 from edgekit.errors import UsageError, require
-from edgekit.formats._util import quiet, versions
+from edgekit.formats._util import quiet
 from edgekit.formats.base import Format, Int8Options, Int8Result, Session, scheme_options
 
 NNCF_METHODS = {
@@ -55,6 +55,15 @@ class OpenVinoFormat(Format):
     extension = ".xml"
     extra = "openvino"
     requires = (("openvino", "openvino"), ("nncf", "nncf"))
+    companions = (".bin",)  # the weights
+    tools = ("openvino", "nncf")
+    runtimes = ("openvino",)
+    colour = "#9467bd"
+    target_settings = {"device": ("openvino_device", "CPU")}  # CPU, GPU, NPU, AUTO
+
+    @classmethod
+    def target_device(cls, settings: dict) -> str | None:
+        return f"OpenVINO {settings['device']}"
     validated_methods = ("accuracy_control",)
 
     def export_fp32(self, model, path: Path) -> Path:
@@ -120,12 +129,6 @@ class OpenVinoFormat(Format):
     def open_exact(self, path: Path) -> Session:
         return self.open(path, precision="f32")
 
-    def tool_versions(self) -> dict[str, str]:
-        return versions("openvino", "nncf")
-
-    def files(self, path: Path) -> list[Path]:
-        return [path, path.with_suffix(".bin")]
-
 
 def _nncf_settings(nncf, method: str) -> tuple[dict, str]:
     """nncf.quantize keyword arguments for ``method`` and the activations line of the scheme."""
@@ -165,7 +168,7 @@ def _accuracy_control(nncf, ov_model, dataset, options: Int8Options, subset_size
     if options.validation is None or options.max_drop_pp is None:
         raise UsageError("the OpenVINO accuracy_control method needs labelled held-out data and a budget; "
                          "it runs from `export --int8 --max-drop PP --eval DATA`")
-    from edgekit.train import metrics
+    from edgekit.metrics import metrics
 
     held, key = options.validation
 

@@ -19,7 +19,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from edgekit.errors import DataError, ExportError, MissingDependencyError, UsageError
-from edgekit.formats.base import Format, Int8Options, Int8Result, Session, scheme_options
+from edgekit.formats._tflite_runtime import TFLiteSession, _interpreter, _quiet_environment
+from edgekit.formats._util import check_module_names, module_path
+from edgekit.formats.base import Format, Int8Options, Int8Result, scheme_options
 
 if TYPE_CHECKING:
     import numpy as np
@@ -36,12 +38,6 @@ METHODS = {
 }
 
 
-def _quiet_environment() -> None:
-    """Defaults read when the converters load: no C++ info logs, no progress lines on stdout."""
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    os.environ.setdefault("LITERT_TORCH_SHOW_PROGRESS", "n")
-
-
 _quiet_environment()  # before check_available() first imports litert_torch
 
 
@@ -52,6 +48,11 @@ class TFLiteFormat(Format):
     extension = ".tflite"
     extra = "tflite"
     requires = (("litert_torch", CONVERTER),)
+    export_last = True  # litert-torch starts JAX threads; NNCF later forks workers (JAX warns: deadlocks)
+    # litert-torch converts, torchao runs its PT2E prepare/convert, ai-edge-litert runs
+    tools = (CONVERTER, "torchao", "ai-edge-litert", "tflite-runtime")
+    runtimes = ("ai-edge-litert", "tflite-runtime")  # tflite-runtime: what many Raspberry Pis run
+    colour = "#ff7f0e"
 
     def export_fp32(self, model: LoadedModel, path: Path) -> Path:
         litert_torch = _import_litert_torch()
@@ -75,7 +76,7 @@ class TFLiteFormat(Format):
         options = options or Int8Options()
         if options.method not in METHODS:
             raise UsageError(f"unknown TFLite int8 method {options.method!r}; known: {', '.join(METHODS)}")
-        _check_module_names(model, options.exclude)
+        check_module_names(model, options.exclude)
         if not model.static_int8:
             return _export_dynamic(model, Path(path), options)
         if options.method == "aeq":
@@ -99,11 +100,7 @@ class TFLiteFormat(Format):
         return TFLiteSession(Path(path), num_threads=threads)
 
     def tool_versions(self) -> dict[str, str]:
-        """litert-torch converts, torchao runs its PT2E prepare/convert, ai-edge-litert runs."""
-        versions = {}
-        for package in (CONVERTER, "torchao", "ai-edge-litert", "tflite-runtime"):
-            with contextlib.suppress(importlib.metadata.PackageNotFoundError):
-                versions[package] = importlib.metadata.version(package)
+        versions = super().tool_versions()
         if "ai-edge-litert" in versions:  # tflite-runtime is only the fallback runtime
             versions.pop("tflite-runtime", None)
         return versions
@@ -234,31 +231,10 @@ def _quantizer(config: Any, exclude: tuple[str, ...]) -> Any:
             return self._annotate_all_dynamic_patterns(model, self.global_config, keep)
 
     def keep(node: Any) -> bool:
-        paths = {_module_path(p) for p, _ in node.meta.get("nn_module_stack", {}).values()}
+        paths = {module_path(p) for p, _ in node.meta.get("nn_module_stack", {}).values()}
         return not any(p == name or p.startswith(f"{name}.") for p in paths for name in exclude)
 
     return Quantizer().set_global(config)
-
-
-def _module_path(recorded: str) -> str:
-    """"L['self'].features[0]" or "features.0" -> "features.0"."""
-    import re
-
-    path = re.sub(r"^L\['self'\]\.?", "", str(recorded))
-    return re.sub(r"\[['\"]?([^\]'\"]+)['\"]?\]", r".\1", path).lstrip(".")
-
-
-def _check_module_names(model: LoadedModel, names: tuple[str, ...]) -> None:
-    if not names:
-        return
-    import difflib
-
-    known = [n for n, _ in model.module.named_modules() if n]
-    unknown = [n for n in names if n not in set(known)]
-    if unknown:
-        close = difflib.get_close_matches(unknown[0], known, n=3)
-        raise UsageError(f"no module named {', '.join(unknown)} in {model.name} to keep in float"
-                         + (f"; closest: {', '.join(close)}" if close else ""))
 
 
 def _has_aeq() -> bool:
@@ -328,66 +304,6 @@ def _io_dtypes(path: Path) -> str:
     return f"{session.input_dtype} in, {session.output_dtype} out"
 
 
-class TFLiteSession(Session):
-    """A ``.tflite`` file in ai-edge-litert (or tflite-runtime); float32 in, float32 out."""
-
-    device = "CPU"
-
-    def __init__(self, path: Path, num_threads: int | None = None):
-        interpreter_cls, self.runtime, self.runtime_version = _interpreter()
-        self._interp = interpreter_cls(model_path=str(path), num_threads=num_threads)
-        self._interp.allocate_tensors()
-        inputs, outputs = self._interp.get_input_details(), self._interp.get_output_details()
-        if len(inputs) != 1 or len(outputs) != 1:
-            raise ExportError(
-                f"{path} has {len(inputs)} inputs and {len(outputs)} outputs; "
-                "edgekit runs models with one input and one output"
-            )
-        self._in, self._out = inputs[0], outputs[0]
-        self.input_shape = tuple(int(d) for d in self._in["shape"])
-        self.input_dtype = _dtype_name(self._in["dtype"])
-        self.output_dtype = _dtype_name(self._out["dtype"])
-
-    def run(self, x: np.ndarray) -> np.ndarray:
-        import numpy as np
-
-        x = np.asarray(x, dtype=np.float32)
-        if x.shape == self.input_shape:
-            return self._invoke(x)
-        if self.input_shape[0] == 1 and x.shape[1:] == self.input_shape[1:]:
-            return np.concatenate([self._invoke(x[i : i + 1]) for i in range(len(x))])
-        raise DataError(
-            f"input of shape {list(x.shape)} does not fit the TFLite model's input {list(self.input_shape)}"
-        )
-
-    def _invoke(self, x: np.ndarray) -> np.ndarray:
-        self._interp.set_tensor(self._in["index"], _quantize(x, self._in))
-        self._interp.invoke()
-        return _dequantize(self._interp.get_tensor(self._out["index"]), self._out)
-
-
-def _quantize(x: np.ndarray, detail: dict) -> np.ndarray:
-    """float32 -> the tensor's dtype with its own scale/zero point (unchanged if not quantized)."""
-    import numpy as np
-
-    dtype = np.dtype(detail["dtype"])
-    scale, zero_point = detail["quantization"]
-    if dtype.kind == "f" or scale == 0:
-        return x.astype(dtype)
-    info = np.iinfo(dtype)
-    q = np.round(x / np.float32(scale)) + zero_point
-    return np.clip(q, info.min, info.max).astype(dtype)
-
-
-def _dequantize(y: np.ndarray, detail: dict) -> np.ndarray:
-    import numpy as np
-
-    scale, zero_point = detail["quantization"]
-    if np.dtype(detail["dtype"]).kind == "f" or scale == 0:
-        return y.astype(np.float32)
-    return ((y.astype(np.float32) - np.float32(zero_point)) * np.float32(scale)).astype(np.float32)
-
-
 def _samples(calib: np.ndarray, shape: tuple[int, ...]) -> list[Any]:
     """Calibration samples as batch-1 tensors shaped like the example input (views, no copy)."""
     import numpy as np
@@ -430,31 +346,6 @@ def _import_litert_torch() -> Any:
     except ImportError as exc:
         raise MissingDependencyError(CONVERTER, "tflite") from exc
     return litert_torch
-
-
-def _interpreter() -> tuple[Any, str, str]:
-    """The interpreter class, runtime name and runtime version."""
-    _quiet_environment()
-    for module, package in (
-        ("ai_edge_litert.interpreter", "ai-edge-litert"),
-        ("tflite_runtime.interpreter", "tflite-runtime"),
-    ):
-        try:
-            interpreter = __import__(module, fromlist=["Interpreter"])
-        except ImportError:
-            continue
-        try:
-            version = importlib.metadata.version(package)
-        except importlib.metadata.PackageNotFoundError:
-            version = ""
-        return interpreter.Interpreter, package, version
-    raise MissingDependencyError("ai-edge-litert", "tflite")
-
-
-def _dtype_name(dtype: Any) -> str:
-    import numpy as np
-
-    return np.dtype(dtype).name
 
 
 @contextlib.contextmanager

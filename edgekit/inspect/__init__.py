@@ -107,7 +107,16 @@ def _errors_of(fmt_name: str) -> Callable:
     return importlib.import_module(f"edgekit.inspect.{fmt_name}").errors
 
 
-FORMATS = ("onnx", "openvino", "tflite")
+def _inspectable() -> tuple[str, ...]:
+    """Registered formats that have a per-layer module here (``edgekit/inspect/<format>.py``)."""
+    import importlib.util
+
+    from edgekit.formats import names
+
+    return tuple(n for n in names() if importlib.util.find_spec(f"edgekit.inspect.{n}") is not None)
+
+
+FORMATS = _inspectable()
 
 
 def inspect_run(run_dir: Path, samples: int = DEFAULT_SAMPLES, formats: tuple[str, ...] | None = None,
@@ -118,12 +127,12 @@ def inspect_run(run_dir: Path, samples: int = DEFAULT_SAMPLES, formats: tuple[st
     ``inspect_samples``). Each format also gets ``report/inspect_<format>.png``, a bar chart of
     its worst layers. The result is stored as ``manifest["inspect"]``.
     """
-    from edgekit.pipeline import load_planned_model, plan_from_manifest
+    from edgekit.models.resolve import load_run_model
 
     run_dir = Path(run_dir)
     manifest = mf.read_manifest(run_dir)
     pairs = _int8_pairs(manifest, formats)
-    model = load_planned_model(plan_from_manifest(manifest, run_dir))
+    model = load_run_model(manifest, run_dir)
     x, source = inspect_samples(manifest, model, samples)
     results = {}
     for fmt, (fp32, int8) in pairs.items():

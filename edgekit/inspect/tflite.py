@@ -89,7 +89,7 @@ def _tflite_locations(module) -> dict[str, str]:
 
 
 def _tflite_interpreter(path: Path):
-    from edgekit.formats.tflite import _interpreter
+    from edgekit.formats._tflite_runtime import _interpreter
 
     interpreter_cls, _, _ = _interpreter()
     module = __import__(interpreter_cls.__module__, fromlist=["OpResolverType"])
@@ -116,7 +116,7 @@ def _tflite_ops(interp) -> list[dict]:
 
 
 def _tflite_invoke(interp, x: np.ndarray, tensors: list[dict]) -> list[np.ndarray]:
-    from edgekit.formats.tflite import _quantize
+    from edgekit.formats._tflite_runtime import _quantize
 
     detail = interp.get_input_details()[0]
     interp.set_tensor(detail["index"], _quantize(x, detail))

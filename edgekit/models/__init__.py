@@ -271,12 +271,10 @@ def _load_user_model(
 def _load_weights(module: nn.Module, path: Path | None) -> dict | None:
     if path is None:
         return None
-    from edgekit.weights import apply_weights, load_weights_file
+    from edgekit.weights import apply_weights, load_weights_file, reshape_to_state_dict
 
     state, info = load_weights_file(Path(path))
     if (info.get("edgekit") or {}).get("pruning", {}).get("settings", {}).get("method") == "structured":
-        from edgekit.prune import reshape_to_state_dict
-
         reshape_to_state_dict(module, state)  # a pruned checkpoint: its layers are smaller
     notes = apply_weights(module, state, str(path))
     return {**info, "notes": notes} if notes else info

@@ -10,9 +10,10 @@ import onnx
 import pytest
 from onnx import TensorProto, helper
 
+from edgekit.formats import default_names
 from tests.conftest import read_manifest, run_cli
 
-FORMATS = ("onnx", "openvino", "tflite")
+FORMATS = default_names()  # what `export` writes without --to
 
 
 @pytest.fixture(scope="module")

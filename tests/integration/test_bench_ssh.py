@@ -15,10 +15,11 @@ import time
 
 import pytest
 
+from edgekit.formats import default_names
 from tests.conftest import REPO, read_manifest, run_cli
 from tests.integration.sshd import find_sshd, start_sshd
 
-FORMATS = ("onnx", "openvino", "tflite")
+FORMATS = default_names()  # what `export` writes without --to
 
 if find_sshd() is None:
     # CI installs openssh-server (Makefile: ssh-server); only a developer's machine can lack it.

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import pytest
 
+from edgekit.formats import default_names
 from tests.conftest import read_manifest, run_cli
 
-FORMATS = ("onnx", "tflite", "openvino")
+FORMATS = default_names()  # what `export` writes without --to
 # Small real variants of each architecture keep the matrix fast; one full-size test runs below.
 SMALL = {
     "lenet5": [],

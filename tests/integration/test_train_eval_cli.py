@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from edgekit.formats import default_names
 from tests.conftest import read_manifest, run_cli
 
 
@@ -29,8 +30,7 @@ def test_export_of_a_checkpoint_prints_and_records_accuracy_per_format(trained_r
     ev = m["eval"]
     assert ev["dataset"] == "digits" and ev["split"] == "test" and ev["samples"] == 269
     rows = {(x["format"], x["precision"]): x for x in ev["results"]}
-    assert set(rows) == {("pytorch", "fp32")} | {(f, p) for f in ("onnx", "tflite", "openvino")
-                                                  for p in ("fp32", "int8")}
+    assert set(rows) == {("pytorch", "fp32")} | {(f, p) for f in default_names() for p in ("fp32", "int8")}
     base = rows[("pytorch", "fp32")]["top1"]
     assert base > 0.8  # 4 epochs on real digits; chance is 0.1
     for (_fmt, precision), row in rows.items():
@@ -45,8 +45,9 @@ def test_export_of_a_checkpoint_prints_and_records_accuracy_per_format(trained_r
 def test_eval_numbers_match_a_direct_computation(trained_run):
     import onnxruntime as ort
 
+    from edgekit.checkpoint import load_checkpoint
     from edgekit.data.datasets import load_dataset
-    from edgekit.train import load_checkpoint, predict
+    from edgekit.metrics import predict
 
     ckpt, out, _ = trained_run
     r = run_cli("eval", out, "--dataset", "digits", "--json")

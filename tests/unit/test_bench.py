@@ -9,10 +9,10 @@ import numpy as np
 import pytest
 
 from edgekit.bench import runner
-from edgekit.devices import parse_result
-from edgekit.devices.ssh import remote_words, split_host
+from edgekit.devices.base import parse_result
+from edgekit.devices.ssh import check_ssh_options, remote_words, split_host
 from edgekit.errors import UnknownNameError, UsageError
-from edgekit.targets import check_ssh_options, get_target, load_targets, parse_target
+from edgekit.targets import get_target, load_targets, parse_target
 
 
 @pytest.mark.parametrize("host, want", [
@@ -61,7 +61,8 @@ def test_builtin_profiles_load_and_say_how_to_reach_the_device():
     assert pi.connect == "ssh" and pi.arch == "aarch64" and pi.threads == 4
     assert pi.runtimes["tflite"] == ["ai-edge-litert", "tflite-runtime"]  # the old runtime as fallback
     gpu = targets["local-gpu"]
-    assert gpu.accelerator and "CUDAExecutionProvider" in gpu.onnx_providers and gpu.openvino_device == "GPU"
+    assert gpu.accelerator and "CUDAExecutionProvider" in gpu.format_settings["onnx"]["providers"]
+    assert gpu.format_settings["openvino"]["device"] == "GPU"
     assert "tflite" not in gpu.formats()
     with pytest.raises(UnknownNameError, match="did you mean 'jetson'"):
         get_target("jetsn")

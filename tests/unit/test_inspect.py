@@ -16,8 +16,9 @@ import pytest
 from edgekit import inspect as insp
 from edgekit.errors import UsageError
 from edgekit.inspect import tflite as insp_tflite
+from edgekit.models.resolve import load_planned_model
 from edgekit.models.spec import ModelOptions
-from edgekit.pipeline import ExportPlan, load_planned_model, plan_from_manifest, run_export
+from edgekit.pipeline import ExportPlan, plan_from_manifest, run_export
 
 FORMATS = ("onnx", "openvino", "tflite")
 CONV_OPS = {"Conv", "Convolution", "CONV_2D", "DEPTHWISE_CONV_2D"}

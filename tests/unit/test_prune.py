@@ -10,7 +10,8 @@ import torch.nn as nn
 from edgekit.errors import UsageError
 from edgekit.models import load_model
 from edgekit.models.spec import ModelOptions
-from edgekit.prune import PruneSettings, prune_model, reshape_to_state_dict, sparsity_of
+from edgekit.prune import PruneSettings, prune_model, sparsity_of
+from edgekit.weights import reshape_to_state_dict
 
 QUIET = dict(report=lambda line: None)
 

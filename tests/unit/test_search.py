@@ -11,8 +11,9 @@ import pytest
 
 from edgekit.data.datasets import load_dataset
 from edgekit.formats import get_format
+from edgekit.metrics import metrics, predict
 from edgekit.search import SearchSettings, search_int8, summary_lines
-from edgekit.train import TrainConfig, metrics, predict, train
+from edgekit.train import TrainConfig, train
 from edgekit.verify import run_session
 
 

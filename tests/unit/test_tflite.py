@@ -9,8 +9,8 @@ import torch.nn as nn
 
 from edgekit.errors import DataError, MissingDependencyError
 from edgekit.formats.tflite import TFLiteFormat
-from edgekit.models.spec import InputSpec, LoadedModel, Preprocessing
 from edgekit.verify import compare, reference_outputs, run_session
+from tests.conftest import loaded_model as loaded
 
 
 class Inception(nn.Module):
@@ -41,23 +41,6 @@ class SeqLSTM(nn.Module):
 
     def forward(self, x):
         return self.fc(self.lstm(x)[0])
-
-
-def loaded(module, shape, static=True, task="classification", layout="NCHW"):
-    return LoadedModel(
-        name="tiny",
-        module=module.eval(),
-        task=task,
-        input_spec=InputSpec(shape, layout=layout),
-        preprocessing=Preprocessing(),
-        num_classes=10,
-        options={},
-        params=sum(p.numel() for p in module.parameters()),
-        macs=0,
-        weights=None,
-        builtin_calibration=None,
-        static_int8=static,
-    )
 
 
 def images(n, seed):

@@ -9,21 +9,15 @@ import numpy as np
 import pytest
 import torch
 
+from edgekit.checkpoint import load_checkpoint, save_checkpoint
 from edgekit.data import reber
 from edgekit.data.datasets import LabelledSet, load_dataset
 from edgekit.errors import DataError, UsageError, WeightsError
+from edgekit.metrics import accuracy, metrics
 from edgekit.models import load_model
 from edgekit.models.googlenet import GoogLeNet
 from edgekit.models.spec import ModelOptions
-from edgekit.train import (
-    TrainConfig,
-    accuracy,
-    default_config,
-    load_checkpoint,
-    metrics,
-    save_checkpoint,
-    train,
-)
+from edgekit.train import TrainConfig, default_config, train
 from edgekit.weights import load_weights_file
 
 TINY = ModelOptions(num_classes=10, width=0.0625, input_size=32)
@@ -255,7 +249,7 @@ def test_rich_progress_prints_a_line_per_epoch():
 
 
 def test_augmentation_is_label_safe_per_dataset(monkeypatch):
-    from edgekit.train import AUGMENT, _augmenter
+    from edgekit.train.augment import AUGMENT, _augmenter
 
     gen = torch.Generator().manual_seed(0)
     lenet = seeded("lenet5")

@@ -1,0 +1,117 @@
+"""``edgekit gate``, ``baseline``, ``report`` and ``run``: the commands a CI job calls."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import click
+
+from edgekit.cli.common import err, print_table, report
+from edgekit.errors import EXIT_GATE, UsageError
+
+
+@click.command("gate")
+@click.argument("run_dir", type=click.Path(path_type=Path))
+@click.option("--max-drop", type=float, metavar="PP",
+              help="Most accuracy points an artefact may lose against the run's PyTorch fp32 model.")
+@click.option("--min-agreement", type=float, metavar="F", help="Least top-1 agreement with PyTorch (0..1).")
+@click.option("--min-speedup", type=float, metavar="X",
+              help="Least int8 p50 speed-up over the same format's fp32.")
+@click.option("--baseline", metavar="FILE", help="A baseline file (edgekit baseline) or run directory.")
+@click.option("--max-accuracy-regression", type=float, metavar="PP",
+              help="Most accuracy points lost against the baseline (default: --max-drop).")
+@click.option("--max-latency-regression", type=float, metavar="PCT",
+              help="Most percent the p50 latency may rise against the baseline.")
+@click.option("--min-accuracy", type=float, metavar="F",
+              help="Absolute accuracy floor (0..1) for every artefact.")
+@click.option("--max-latency-ms", type=float, metavar="MS", help="Absolute p50 ceiling.")
+@click.option("--max-size-mb", type=float, metavar="MB", help="Absolute size ceiling.")
+@click.option("--max-peak-mb", type=float, metavar="MB", help="Absolute peak-memory ceiling.")
+@click.option("--target", help="Which bench results the speed rules read (default local-cpu).")
+@click.option("--formats", help="Gate only these formats, e.g. onnx,tflite.")
+@click.option("--rules", "rules_file", type=click.Path(path_type=Path),
+              help="A TOML file of rules ([gate] table); options given here override it.")
+@click.option("--junit", type=click.Path(path_type=Path),
+              help="JUnit XML to write (default RUN_DIR/gate/junit.xml).")
+@click.option("--markdown", type=click.Path(path_type=Path),
+              help="Markdown summary to write (default RUN_DIR/gate/summary.md).")
+@click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
+def gate_cmd(run_dir, rules_file, junit, markdown, as_json, **rules) -> int:
+    """Pass/fail rules on RUN_DIR's accuracy, speed and size. Exit 0 when every rule holds, 4 when
+    one fails or its measurement is missing."""
+    from edgekit.evaluate import check_run_dir
+    from edgekit.gate import GateRules, rules_from_toml, run_gate
+
+    table = rules_from_toml(rules_file) if rules_file else {}
+    given = GateRules.from_mapping({**table, **{k: v for k, v in rules.items() if v is not None}})
+    result = run_gate(check_run_dir(run_dir), given, junit, markdown)
+    if as_json:
+        click.echo(json.dumps(result, indent=2))
+    else:
+        print_gate(result)
+    return 0 if result["passed"] else EXIT_GATE
+
+
+def print_gate(result: dict) -> None:
+    styles = {"pass": "green", "fail": "bold red", "missing": "bold yellow"}
+    rows = [(f"{c['format']}/{c['precision']}", c["rule"],
+             "missing" if c["measured"] is None else f"{c['measured']:.4g}", f"{c['op']} {c['limit']:g}",
+             f"[{styles[c['status']]}]{c['status']}[/]") for c in result["checks"]]
+    print_table(("artefact", "rule", "measured", "limit", "result"), rows,
+                title=f"edgekit gate: {'PASSED' if result['passed'] else 'FAILED'}",
+                caption=f"JUnit: {result['junit']}  summary: {result['markdown']}",
+                right=("measured", "limit"))
+    for c in result["checks"]:
+        if c["status"] != "pass":
+            err(f"gate: {c['format']}/{c['precision']} {c['rule']}: "
+                + ("missing: " + c["detail"] if c["measured"] is None
+                   else f"{c['measured']:.4g} is not {c['op']} {c['limit']:g} {c['detail']}".rstrip()))
+
+
+@click.command("baseline")
+@click.argument("run_dir", type=click.Path(path_type=Path))
+@click.option("--out", type=click.Path(path_type=Path), required=True, help="Baseline JSON file to write.")
+@click.option("--target", default="local-cpu", show_default=True, help="Which bench results to store.")
+def baseline_cmd(run_dir, out, target) -> int:
+    """Store RUN_DIR's accuracy, latency and size per artefact, for `edgekit gate --baseline`."""
+    from edgekit import manifest as mf
+    from edgekit.evaluate import check_run_dir
+    from edgekit.gate import make_baseline
+
+    if Path(out).is_dir():
+        raise UsageError(f"--out {out} is a folder; give a file path, e.g. {Path(out) / 'baseline.json'}")
+    data = make_baseline(check_run_dir(run_dir), target)
+    Path(out).parent.mkdir(parents=True, exist_ok=True)
+    mf.write_json_atomic(Path(out), data)
+    stored = sorted({k for a in data["artefacts"].values() for k in a})
+    click.echo(f"baseline: {out} ({len(data['artefacts'])} artefacts; {', '.join(stored)})")
+    return 0
+
+
+@click.command("report")
+@click.argument("run_dir", type=click.Path(path_type=Path))
+@click.option("--html", "want_html", is_flag=True, help="Also write a self-contained report.html.")
+@click.option("--target", default="local-cpu", show_default=True, help="Whose latency to show.")
+def report_cmd(run_dir, want_html, target) -> int:
+    """One page for RUN_DIR: settings, tool versions, a table per artefact (size, latency, accuracy,
+    agreement) and plots (latency, accuracy against latency, size), in RUN_DIR/report/."""
+    from edgekit.evaluate import check_run_dir
+    from edgekit.report import build
+
+    made = build(check_run_dir(run_dir), target, want_html)
+    for kind, path in made.items():
+        click.echo(f"{kind}: {path}")
+    return 0
+
+
+@click.command("run")
+@click.argument("recipe", type=click.Path(path_type=Path))
+@click.option("--out", type=click.Path(path_type=Path), help="Run directory (overrides the recipe's out).")
+def run_cmd(recipe, out) -> int:
+    """The whole pipeline from a recipe file: [train], export (prune, int8, formats, calibration),
+    [eval], [[bench]] per target, a report, and the [gate] (exit 4 when it fails)."""
+    from edgekit.recipe import run_recipe
+
+    status, _ = run_recipe(recipe, out, report=report)
+    return status

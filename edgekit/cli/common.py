@@ -1,0 +1,132 @@
+"""What the commands share: option groups, the preprocessing and pruning options turned into
+settings, output (one table printer, progress lines, one-line errors).
+
+Option values become settings through the settings classes' ``from_mapping`` (``edgekit.settings``),
+so a command passes its options on by name and checks nothing itself.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Sequence
+from pathlib import Path
+
+import click
+
+
+def err(message: str) -> None:
+    click.echo(f"error: {message}", err=True)
+
+
+def report(line: str) -> None:
+    """Progress lines on stdout; warnings and failures on stderr."""
+    click.echo(line, err=line.startswith(("warning", "FAILED")))
+
+
+def quiet(line: str) -> None:
+    """The reporter of a command that prints JSON."""
+
+
+def print_table(head: Sequence[str], rows: Iterable[Sequence[str]], *, title: str | None = None,
+                caption: str | None = None, right: Iterable[str] = (), width: int = 100,
+                no_wrap: bool = False) -> None:
+    """A rich table of ``rows`` under ``head``; the columns named in ``right`` are right-aligned.
+    The console is at least ``width`` characters wide, so that a narrow terminal keeps the rows."""
+    from rich.console import Console
+    from rich.table import Table
+
+    right = set(right)
+    table = Table(title=title, caption=caption)
+    for col in head:
+        table.add_column(col, justify="right" if col in right else "left", no_wrap=no_wrap)
+    for row in rows:
+        table.add_row(*row)
+    Console(width=max(Console().width, width)).print(table)
+
+
+class ComputedDefault(click.Option):
+    """An option whose default is a function, called for ``--help`` too (which then shows the value
+    rather than click's "(dynamic)")."""
+
+    def get_default(self, ctx: click.Context, call: bool = True):
+        return super().get_default(ctx, call=True)
+
+
+def default_formats() -> str:
+    from edgekit.formats import default_names
+
+    return ",".join(default_names())
+
+
+def prune_options(f: Callable) -> Callable:
+    """--method, --scope, --keep, --round-to, --finetune-epochs, --finetune-lr, --dataset: the
+    ``PruneSettings`` keys besides the ratio (``prune --ratio``, ``export --prune``)."""
+    f = click.option("--dataset", "dataset", metavar="DATASET",
+                     help="Fine-tune on this dataset after pruning (digits, shapes, reber or a path).")(f)
+    f = click.option("--finetune-lr", type=click.FloatRange(0, min_open=True),
+                     help="Peak learning rate of the fine-tune (default: a tenth of the training LR).")(f)
+    f = click.option("--finetune-epochs", type=click.IntRange(0), default=0, show_default=True,
+                     help="Epochs of fine-tuning after pruning (needs --dataset).")(f)
+    f = click.option("--round-to", type=click.IntRange(1), help="Keep channel counts a multiple of N.")(f)
+    f = click.option("--keep", multiple=True, metavar="LAYER",
+                     help="A layer to leave unpruned (repeatable); the final classifier always is.")(f)
+    f = click.option("--scope", type=click.Choice(["uniform", "global"]), default="uniform",
+                     show_default=True, help="Structured: one ratio per layer, or ranked across layers.")(f)
+    f = click.option("--method", type=click.Choice(["structured", "unstructured"]), default="structured",
+                     show_default=True, help="structured removes channels (faster everywhere); "
+                     "unstructured zeroes weights (smaller when compressed, not faster).")(f)
+    return f
+
+
+def prune_settings(options: dict, ratio: float | None, required: bool = True):
+    """``PruneSettings`` from the pruning options (popped from ``options``) and ``ratio``; with
+    ``required=False``, None when no ratio was given."""
+    from dataclasses import fields
+
+    from edgekit.prune import PruneSettings
+
+    keys = [f.name for f in fields(PruneSettings) if f.name != "ratio"]
+    given = {k: options.pop(k) for k in keys if k in options}
+    return PruneSettings.from_mapping({**given, "ratio": ratio}, required=required)
+
+
+def preprocessing_options(f: Callable) -> Callable:
+    """The declared preprocessing, the same on export, train, prune and eval (and in recipes)."""
+    from edgekit.models.spec import INTERPOLATIONS, RESIZE_MODES
+
+    f = click.option("--preprocess", "preprocess_file", type=click.Path(path_type=Path), metavar="FILE.toml",
+                     help="Preprocessing from a TOML file (keys as these options); options override it.")(f)
+    f = click.option("--layout", type=click.Choice(["NCHW", "NHWC"], case_sensitive=False),
+                     help="Channel layout of the input tensor (NHWC: your own model takes (1, H, W, C)).")(f)
+    f = click.option("--interpolation", type=click.Choice(INTERPOLATIONS),
+                     help="Resampling filter of the resize (default bilinear).")(f)
+    f = click.option("--crop-fraction", type=click.FloatRange(0, 1, min_open=True),
+                     help="--resize crop: resize to size / F, then centre-crop (default 0.875).")(f)
+    f = click.option("--resize", type=click.Choice(RESIZE_MODES),
+                     help="crop: shorter side to size/crop-fraction, centre crop (ImageNet); squash: to "
+                     "exactly HxW; pad: letterbox keeping the aspect; none: images are already HxW.")(f)
+    f = click.option("--scale", type=click.FloatRange(0, min_open=True),
+                     help="Multiply pixel values by this before mean/std (default 1/255).")(f)
+    f = click.option("--mean", help="Per-channel mean after scaling, e.g. 0.1307 or 0.485,0.456,0.406.")(f)
+    f = click.option("--std", help="Per-channel std, e.g. 0.3081 or 0.229,0.224,0.225.")(f)
+    f = click.option("--grayscale/--rgb", default=None, help="Grey or RGB input.")(f)
+    return f
+
+
+PREPROCESS_PARAMS = ("preprocess_file", "layout", "interpolation", "crop_fraction", "resize", "scale", "mean",
+                     "std", "grayscale")
+
+
+def preprocess_overrides(options: dict, input_size: int | None = None) -> dict | None:
+    """The declared preprocessing overrides from the options of ``preprocessing_options`` (popped
+    from ``options``), or None when none was given."""
+    from edgekit.data.preprocess import merge_overrides
+    from edgekit.settings import parse_floats
+
+    values = {k: options.pop(k, None) for k in PREPROCESS_PARAMS}
+    file = values.pop("preprocess_file")
+    values["mean"] = parse_floats(values["mean"], "--mean")
+    values["std"] = parse_floats(values["std"], "--std")
+    if values["layout"]:
+        values["layout"] = values["layout"].upper()
+    merged = merge_overrides(file, input_size=input_size, **values)
+    return merged or None

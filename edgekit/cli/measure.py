@@ -1,0 +1,126 @@
+"""``edgekit eval``, ``bench`` and ``inspect``: the commands that measure a run's artefacts."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import click
+
+from edgekit.cli.common import err, preprocess_overrides, preprocessing_options, print_table, quiet, report
+from edgekit.errors import EXIT_FAILED
+
+
+@click.command("eval")
+@click.argument("run_dir", type=click.Path(path_type=Path))
+@click.option("--dataset", required=True, help="digits, shapes, reber, an image folder with one "
+              "sub-folder per class, IDX files, or an .npz with x and y.")
+@click.option("--split", type=click.Choice(["train", "val", "test", "all"]), default="test",
+              show_default=True, help="Which part to score. A folder or file that is not split into "
+              "train/val/test is split 80/10/10 by a fixed hash, so 'test' is 10% of it; pass 'all' "
+              "to score a held-out set of your own in full.")
+@click.option("--limit", type=click.IntRange(1), help="Evaluate at most N samples.")
+@click.option("--input-size", type=click.IntRange(1), help="Override the input size of the data.")
+@preprocessing_options
+@click.option("--json", "as_json", is_flag=True, help="Print the results as JSON.")
+def eval_cmd(run_dir, dataset, split, limit, input_size, as_json, **pre) -> int:
+    """Accuracy of the PyTorch model and every artefact of RUN_DIR on the same samples. The run's
+    declared preprocessing is used; options given here override it (and are recorded)."""
+    from edgekit.evaluate import check_run_dir, evaluate_run
+
+    overrides = preprocess_overrides(pre, input_size)
+    result = evaluate_run(check_run_dir(run_dir), dataset, split=split, limit=limit,
+                          preprocessing_overrides=overrides, report=report)
+    if as_json:
+        click.echo(json.dumps(result, indent=2))
+    else:
+        print_eval(result)
+    return 0
+
+
+def print_eval(result: dict) -> None:
+    from edgekit.evaluate import table_rows
+
+    head, rows = table_rows(result)
+    title = f"accuracy on {result['dataset']} ({result['split']}, {result['samples']} samples)"
+    print_table(head, rows, title=title, right=[c for c in head if c not in ("format", "precision")])
+
+
+@click.command("bench")
+@click.argument("path", type=click.Path(path_type=Path))
+@click.option("--target", default="local-cpu", show_default=True,
+              help="Target profile (see `edgekit targets`).")
+@click.option("--host", help="SSH targets: USER@ADDR[:PORT] or an ~/.ssh/config alias (overrides the "
+              "profile).")
+@click.option("--python", "python", help="SSH targets: the device's Python 3 with numpy and a runtime.")
+@click.option("--ssh-config", type=click.Path(path_type=Path),
+              help="SSH targets: an ssh_config file (ssh -F).")
+@click.option("--targets-dir", type=click.Path(path_type=Path), help="A folder of extra target profiles.")
+@click.option("--threads", type=click.IntRange(0),
+              help="Inference threads (0: one per core; default: the target's).")
+@click.option("--batch", type=click.IntRange(1), default=1, show_default=True, help="Batch size.")
+@click.option("--warmup", type=click.IntRange(0), default=5, show_default=True,
+              help="Untimed inferences after the first.")
+@click.option("--iters", type=click.IntRange(1), help="Timed inferences.")
+@click.option("--seconds", type=click.FloatRange(0, min_open=True),
+              help=f"Time each artefact for this long (default {3.0:g} s when --iters is not given).")
+@click.option("--no-torch", is_flag=True, help="Do not time the PyTorch model beside the artefacts.")
+@click.option("--json", "as_json", is_flag=True, help="Print the results as JSON.")
+def bench_cmd(path, target, host, python, ssh_config, targets_dir, as_json, **options) -> int:
+    """Latency, memory and size of every artefact of a run (or of one .onnx/.xml/.tflite file) on a
+    target, each in its own process. Results go into the run's manifest."""
+    from edgekit.bench.core import BenchSettings, bench
+    from edgekit.targets import get_target
+
+    settings = BenchSettings.from_mapping(options)
+    record = bench(path, get_target(target, targets_dir), settings, host=host, python=python,
+                   ssh_config=ssh_config, report=quiet if as_json else report)
+    if as_json:
+        click.echo(json.dumps(record, indent=2))
+    else:
+        print_bench(record)
+    for r in record["results"]:
+        if r.get("status") == "skipped":
+            click.echo(f"skipped {r['format']} {r['precision']}: {r['error']}", err=as_json)
+    failed = [r for r in record["results"] if r.get("status") == "failed"]
+    for r in failed:
+        err(f"{r['format']} {r['precision']}: {r['error']}")
+    return EXIT_FAILED if failed else 0
+
+
+def print_bench(record: dict) -> None:
+    from edgekit.bench.report import bench_rows
+
+    head, rows, caption = bench_rows(record)
+    left = ("format", "precision", "runtime", "device")
+    print_table(head, rows, title=f"latency on {record['target']['name']}", caption=caption, width=170,
+                right=[c for c in head if c not in left], no_wrap=True)
+
+
+@click.command("inspect")
+@click.argument("run_dir", type=click.Path(path_type=Path))
+@click.option("--samples", type=click.IntRange(1, 10000), default=32, show_default=True,
+              help="Samples from the run's calibration source: the val split of labelled data; "
+              "else drawn after the calibration samples (an unordered source may repeat some).")
+@click.option("--formats", help="Inspect only these formats, e.g. onnx,openvino.")
+@click.option("--top", type=click.IntRange(1), default=10, show_default=True, help="Worst layers to print.")
+@click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
+def inspect_cmd(run_dir, samples, formats, top, as_json) -> int:
+    """Where int8 loses accuracy: per layer of each int8 artefact of RUN_DIR, the SQNR and cosine of
+    its output against the fp32 artefact's on the same samples, worst first, with the PyTorch module
+    it came from. Stored in the manifest; plots in RUN_DIR/report/inspect_<format>.png."""
+    from edgekit.evaluate import check_run_dir
+    from edgekit.formats import parse_formats
+    from edgekit.inspect import inspect_run, table_rows
+
+    chosen = parse_formats(formats) if formats else None
+    result = inspect_run(check_run_dir(run_dir), samples=samples, formats=chosen,
+                         report=quiet if as_json else report)
+    if as_json:
+        click.echo(json.dumps(result, indent=2, default=str))
+        return 0
+    head, rows = table_rows(result, top)
+    print_table(head, rows, title=f"int8 error per layer ({result['samples']} samples), worst first",
+                right=("rank", "SQNR (dB)", "cosine"), width=140)
+    failed = [f for f, r in result["formats"].items() if r.get("status") != "ok"]
+    return EXIT_FAILED if failed else 0

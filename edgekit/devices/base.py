@@ -1,0 +1,88 @@
+"""The interface of a connection kind: how the benchmark runner reaches where it runs.
+
+A device copies the runner (edgekit/bench/runner.py) and the model files somewhere it can run
+them, runs the runner once per model file in a fresh process, and returns the runner's JSON.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from edgekit.errors import DeviceError
+
+RUNNER = Path(__file__).resolve().parent.parent / "bench" / "runner.py"
+
+
+def parse_result(stdout: str, stderr: str, returncode: int, where: str) -> dict:
+    """The runner's result line, or a failure that says how the runner died."""
+    from edgekit.bench.runner import RESULT_MARKER
+
+    for line in reversed(stdout.splitlines()):
+        if line.startswith(RESULT_MARKER):
+            try:
+                return json.loads(line[len(RESULT_MARKER):])
+            except json.JSONDecodeError:
+                break
+    tail = " | ".join(line.strip() for line in stderr.strip().splitlines()[-3:] if line.strip())
+    how = f"killed by signal {-returncode}" if returncode < 0 else f"exit status {returncode}"
+    return {"status": "failed", "kind": "crashed",
+            "error": f"the runner died on {where} ({how}) without a result" + (f": {tail}" if tail else "")}
+
+
+class Device:
+    """Base class: ``stage(files)`` once, ``run(spec)`` per model file, ``close()`` at the end.
+
+    The class attributes and classmethods are the connection kind's facts: its ``connect`` name
+    in target profiles, whether it is this machine, the profile keys it reads and checks, and how
+    it is built from a profile and the command line.
+    """
+
+    name = "device"
+    connect: str = ""  # the profile's `connect = "..."`
+    this_machine: bool = False  # runs here (so the PyTorch baseline is comparable)
+    profile_keys: tuple[str, ...] = ()  # profile keys only this kind reads
+
+    @classmethod
+    def check_profile(cls, data: dict, where: str) -> None:
+        """Refuse a profile's settings this kind cannot honour (one-line UsageError)."""
+
+    @classmethod
+    def from_target(cls, target, host: str | None, python: str | None, ssh_config: Path | None) -> Device:
+        """The device for ``target`` with the command line's --host, --python and --ssh-config."""
+        raise NotImplementedError
+
+    def stage(self, files: dict[str, list[Path]]) -> dict[str, str]:
+        """Make each key's files runnable; return key -> path of its main file where it runs."""
+        raise NotImplementedError
+
+    def run(self, spec: dict, timeout: float) -> dict:
+        raise NotImplementedError
+
+    def close(self) -> None:
+        pass
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+
+def check_no_device_everywhere(results: list[dict], target_name: str) -> None:
+    """An accelerator target where no artefact ran on its device: say so, never a silent CPU run."""
+    tried = [r for r in results if r.get("status") != "skipped"]
+    if tried and not any(r.get("status") == "ok" for r in tried) and any(
+        r.get("kind") in ("no_device", "no_runtime") for r in tried
+    ):
+        missing = [r["error"] for r in tried if r.get("kind") in ("no_device", "no_runtime")]
+        reasons = "; ".join(dict.fromkeys(missing))
+        raise DeviceError(f"no usable GPU for target {target_name}: {reasons}",
+                          hint="use --target local-cpu to bench on the CPU")
+
+
+def check_runtime_somewhere(results: list[dict], where: str) -> None:
+    tried = [r for r in results if r.get("status") != "skipped"]
+    if tried and all(r.get("kind") == "no_runtime" for r in tried):
+        reasons = "; ".join(dict.fromkeys(r["error"] for r in tried))
+        raise DeviceError(f"{where} has no usable runtime: {reasons}")

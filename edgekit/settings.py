@@ -1,0 +1,247 @@
+"""The settings layer: a plain mapping of option names in, a checked and defaulted settings value out.
+
+The command line and recipes speak one language: option names, dashed as recipes and ``--flags``
+spell them (``calib-size``) or with underscores as click passes them (``calib_size``). Each
+settings value (``ExportPlan``, ``PruneSettings``, ``BenchSettings``, ``GateRules``) has a
+classmethod ``from_mapping(mapping, where="", base=None)`` that reads its keys through a
+``Reader`` here: types, ranges and defaults live in that one place, and a mistake is a one-line
+``UsageError`` naming the key and the fix.
+
+``where`` names the mapping in messages: a recipe's path and table (``lenet5.toml [prune]``), or
+empty for the command line, whose messages then name the ``--option``. ``base`` is the folder
+that relative paths are taken from (a recipe's folder); None takes them as given.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable
+from pathlib import Path
+
+from edgekit.errors import UsageError
+
+_SHAPE_EXAMPLE = "1,3,224,224"
+_JSON_EXAMPLE = "'{\"depth\": 3}'"
+
+
+def parse_shape(value: str | None, option: str = "--input-shape") -> tuple[int, ...] | None:
+    """``1,3,224,224`` (or ``1x3x224x224``) as a tuple of positive sizes."""
+    if value is None:
+        return None
+    try:
+        shape = tuple(int(v) for v in value.replace("x", ",").split(",") if v.strip())
+    except ValueError:
+        raise UsageError(f"{option} {value!r} is not a list of integers; "
+                         f"write it like {_SHAPE_EXAMPLE}") from None
+    if not shape or any(d <= 0 for d in shape):
+        raise UsageError(f"{option} {value!r} needs positive sizes, e.g. {_SHAPE_EXAMPLE}")
+    return shape
+
+
+def parse_json(value: str | None, option: str) -> dict | None:
+    """A JSON object of keyword arguments."""
+    if value is None:
+        return None
+    try:
+        data = json.loads(value)
+    except json.JSONDecodeError as exc:
+        raise UsageError(f"{option} is not valid JSON ({exc.msg}); write it like {_JSON_EXAMPLE}") from None
+    if not isinstance(data, dict):
+        raise UsageError(f"{option} must be a JSON object of keyword arguments, e.g. {_JSON_EXAMPLE}")
+    return data
+
+
+def parse_floats(value: str | None, option: str) -> tuple[float, ...] | None:
+    """``0.485,0.456,0.406`` as a tuple of floats."""
+    if value is None:
+        return None
+    try:
+        return tuple(float(v) for v in value.split(",") if v.strip())
+    except ValueError:
+        raise UsageError(f"{option} {value!r} is not a comma-separated list of numbers, e.g. 0.5 "
+                         "or 0.485,0.456,0.406") from None
+
+
+def check_dataset(source: str) -> None:
+    """Fail fast, before a long export, on a dataset that cannot exist."""
+    from edgekit.data.datasets import resolve_dataset
+
+    resolve_dataset(source)
+
+
+def model_reference(model: str, base: Path | None = None) -> str:
+    """A model reference with its file (``file.py:Class``, a checkpoint) made absolute, so that later
+    commands work from any directory; zoo names stay as they are."""
+    folder = Path(base) if base else Path.cwd()
+    head, sep, cls = model.rpartition(":")
+    if sep and head.endswith(".py"):
+        return f"{(folder / Path(head).expanduser()).resolve()}:{cls}"
+    path = (folder / Path(model).expanduser()).resolve()
+    return str(path) if path.is_file() else model
+
+
+_KINDS = {int: "an integer", float: "a number", bool: "true or false", str: "a string", dict: "a table"}
+
+
+class Reader:
+    """Reads a mapping of option names key by key: each read checks the value's type (and range)
+    and returns it or the default; ``done()`` then refuses the keys nobody read. None counts as
+    not given (click passes None for an option left out)."""
+
+    def __init__(self, mapping, where: str = "", base: Path | None = None, *, what: str = "keys",
+                 dashes: bool = True):
+        if not isinstance(mapping, dict):
+            raise UsageError(f"{where} must be a table of settings, got {mapping!r}")
+        self.values = {(str(k).replace("-", "_") if dashes else k): v for k, v in mapping.items()}
+        self.where = where
+        self.base = Path(base) if base is not None else None
+        self.what = what
+        self.asked: set[str] = set()
+
+    @property
+    def cli(self) -> bool:
+        """Options of the command line (no ``where``): messages name ``--options``."""
+        return not self.where
+
+    def name(self, key: str) -> str:
+        return ("--" if self.cli else "") + str(key).replace("_", "-")
+
+    def error(self, message: str, hint: str | None = None) -> UsageError:
+        return UsageError(f"{self.where}: {message}" if self.where else message, hint=hint)
+
+    def raw(self, key: str, default=None):
+        self.asked.add(key)
+        value = self.values.get(key)
+        return default if value is None else value
+
+    def _typed(self, key: str, kind, default, kind_name: str | None = None):
+        value = self.raw(key)
+        if value is None:
+            return default
+        bad_bool = isinstance(value, bool) and kind is not bool
+        if bad_bool or not isinstance(value, (int, float) if kind is float else kind):
+            raise self.error(f"{self.name(key)} must be {kind_name or _KINDS[kind]}, got {value!r}")
+        return value
+
+    def _range(self, key: str, value, least, most, above):
+        if value is None:
+            return value
+        if least is not None and value < least:
+            raise self.error(f"{self.name(key)} must be >= {least}, got {value}")
+        if most is not None and value > most:
+            raise self.error(f"{self.name(key)} must be <= {most}, got {value}")
+        if above is not None and value <= above:
+            raise self.error(f"{self.name(key)} must be > {above}, got {value}")
+        return value
+
+    def integer(self, key: str, default: int | None = None, least: int | None = None,
+                most: int | None = None) -> int | None:
+        return self._range(key, self._typed(key, int, default), least, most, None)
+
+    def number(self, key: str, default: float | None = None, least: float | None = None,
+               above: float | None = None) -> float | None:
+        value = self._typed(key, float, default)
+        return self._range(key, None if value is None else float(value), least, None, above)
+
+    def flag(self, key: str, default: bool = False) -> bool:
+        return self._typed(key, bool, default)
+
+    def text(self, key: str, default: str | None = None) -> str | None:
+        return self._typed(key, str, default)
+
+    def texts(self, key: str) -> tuple[str, ...]:
+        """A list of strings (``--keep`` given several times, or a TOML list)."""
+        value = self._typed(key, (list, tuple), (), "a list")
+        if not all(isinstance(v, str) for v in value):
+            raise self.error(f"{self.name(key)} must be a list of strings, got {value!r}")
+        return tuple(value)
+
+    def table(self, key: str) -> dict | None:
+        return self._typed(key, dict, None)
+
+    def tables(self, key: str) -> list[dict]:
+        """One table or a list of them (TOML's ``[[bench]]``)."""
+        value = self._typed(key, (dict, list), [], "a table or a list of tables")
+        return [value] if isinstance(value, dict) else list(value)
+
+    def path(self, key: str) -> Path | None:
+        """A file or folder, relative to ``base``."""
+        value = self._typed(key, (str, Path), None, "a string")
+        if value is None:
+            return None
+        path = Path(value).expanduser()
+        return path if self.base is None or path.is_absolute() else self.base / path
+
+    def data(self, key: str, check: bool = False) -> str | None:
+        """A data source: a built-in name (``digits``) as it is, a path relative to ``base``;
+        ``check``: fail now on one that cannot exist."""
+        value = self._typed(key, (str, Path), None, "a string")
+        if value is None:
+            return None
+        value = str(value)
+        if self.base is not None and not _builtin_like(value, self.base):
+            value = str(self.base / Path(value).expanduser())
+        if check:
+            check_dataset(value)
+        return value
+
+    def formats(self, key: str, default: Iterable[str] | None) -> tuple[str, ...] | None:
+        """Format names: ``onnx,tflite`` or a list of names, checked against the registry."""
+        from edgekit.formats import parse_formats
+
+        value = self._typed(key, (str, list, tuple), None, "a string or a list")
+        if value is None:
+            return None if default is None else tuple(default)
+        if not isinstance(value, str):
+            if not all(isinstance(v, str) for v in value):
+                raise self.error(f"{self.name(key)} must be a list of strings, got {value!r}")
+            value = ",".join(value)
+        return parse_formats(value)
+
+    def shape(self, key: str) -> tuple[int, ...] | None:
+        """A tensor shape: ``1,3,224,224`` or a list of integers."""
+        value = self._typed(key, (str, list, tuple), None, "a list")
+        if isinstance(value, str):
+            return parse_shape(value, self.name(key))
+        if value is not None and not all(isinstance(v, int) and not isinstance(v, bool) for v in value):
+            raise self.error(f"{self.name(key)} must be a list of integers, got {value!r}")
+        return tuple(value) if value else None
+
+    def kwargs(self, key: str) -> dict | None:
+        """Keyword arguments: a JSON object or a table."""
+        value = self._typed(key, (str, dict), None, "a table")
+        return parse_json(value, self.name(key)) if isinstance(value, str) else value
+
+    def preprocess(self, key: str) -> dict | None:
+        """Declared preprocessing: a table, a file name (``preprocess_table``)."""
+        value = self._typed(key, (dict, str, Path), None, "a table or a file name")
+        return preprocess_table(value, self.where, self.base)
+
+    def done(self, extra: Iterable[str] = ()) -> None:
+        """Refuse the keys nobody read (``extra``: keys the caller reads itself)."""
+        known = self.asked | set(extra)
+        unknown = sorted(set(self.values) - known)
+        if unknown:
+            raise self.error(f"unknown {self.what} {', '.join(map(str, unknown))}; known: "
+                             + ", ".join(sorted(k.replace("_", "-") for k in known)))
+
+
+def _builtin_like(value: str, base: Path) -> bool:
+    return "/" not in value and "\\" not in value and not Path(value).suffix and not (base / value).exists()
+
+
+def preprocess_table(value, where: str = "", base: Path | None = None) -> dict | None:
+    """Declared preprocessing from a ``[preprocess]`` table, a ``--preprocess`` file name, or the
+    overrides the command line merged; bad values fail now, before any work."""
+    from edgekit.data.preprocess import normalise_keys, override_preprocessing, read_preprocess_file
+    from edgekit.models.spec import Preprocessing
+
+    if value is None:
+        return None
+    if isinstance(value, (str, Path)):
+        path = Path(value).expanduser()
+        table = read_preprocess_file(path if base is None or path.is_absolute() else Path(base) / path)
+    else:
+        table = normalise_keys(value, f"{where} [preprocess]" if where else "options")
+    override_preprocessing(Preprocessing(), **table)
+    return table or None
