@@ -352,11 +352,54 @@ class TFLiteSession:
         self.interpreter.invoke()
 
 
+class ExecuTorchSession:
+    runtimes = ("executorch",)  # its Python runtime exchanges torch tensors, so torch comes with it
+    companions = ()
+    DTYPES = {0: "uint8", 1: "int8", 3: "int32", 4: "int64", 5: "float16", 6: "float32", 7: "float64",
+              11: "bool"}  # ExecuTorch ScalarType codes
+
+    def __init__(self, spec: dict):
+        if spec.get("require_accelerator"):
+            raise BenchError("no_device", "edgekit runs ExecuTorch programs on the CPU (XNNPACK) only")
+        import torch
+        from executorch.extension.pybindings import portable_lib
+        from executorch.runtime import Runtime
+
+        if spec.get("threads"):  # XNNPACK's thread pool (one per process)
+            portable_lib._unsafe_reset_threadpool(int(spec["threads"]))
+        self.torch = torch
+        self.method = Runtime.get().load_program(spec["path"]).load_method("forward")
+        self.batch = int(spec.get("batch") or 1)
+        meta = self.method.metadata
+        self.metas = [meta.input_tensor_meta(i) for i in range(meta.num_inputs())]
+        for tensor in self.metas:
+            shape = list(tensor.sizes())
+            if shape and shape[0] != self.batch:
+                raise BenchError("bad_model", f"this ExecuTorch program has a fixed batch of {shape[0]}; "
+                                 f"bench it with --batch {shape[0]}")
+        self.info = {"runtime": "executorch", "runtime_version": _version("executorch"),
+                     "device": "CPU XNNPACK", "threads_used": portable_lib._threadpool_get_thread_count()}
+
+    def make_inputs(self, rng) -> None:
+        self.input_shapes = [list(t.sizes()) for t in self.metas]
+        self.inputs = []
+        for tensor, shape in zip(self.metas, self.input_shapes):
+            dtype = self.DTYPES.get(int(tensor.dtype()))
+            if dtype is None:
+                raise BenchError("bad_model", f"an input has ExecuTorch scalar type {tensor.dtype()}, "
+                                 "not supported")
+            self.inputs.append(self.torch.from_numpy(_random_input(shape, dtype, rng)))
+
+    def infer(self) -> None:
+        self.method.execute(self.inputs)
+
+
 # The one table of runtime sessions: format name -> session class.
 SESSIONS = {
     "onnx": OnnxSession,
     "openvino": OpenVinoSession,
     "tflite": TFLiteSession,
+    "executorch": ExecuTorchSession,
 }
 
 

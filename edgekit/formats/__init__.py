@@ -32,6 +32,7 @@ def register(where: str) -> type[Format]:
 register("edgekit.formats.onnx:OnnxFormat")
 register("edgekit.formats.tflite:TFLiteFormat")
 register("edgekit.formats.openvino:OpenVinoFormat")
+register("edgekit.formats.executorch:ExecuTorchFormat")
 
 
 def get_format(name: str) -> Format:

@@ -76,10 +76,15 @@ def test_full_size_resnet50_int8_to_all_formats(tmp_path):
     r = run_cli("bench", out, "--iters", "3", "--warmup", "1")
     assert r.code == 0, r.stderr
     rows = {(x["format"], x["precision"]): x for x in read_manifest(out)["bench"]["local-cpu"]["results"]}
-    assert len(rows) == 7 and all(x["status"] == "ok" for x in rows.values())
+    assert len(rows) == 1 + 2 * len(FORMATS) and all(x["status"] == "ok" for x in rows.values())
     assert rows[("onnx", "fp32")]["peak_rss_bytes"] > 100e6  # the 102 MB model is in memory
-    for fmt in ("onnx", "openvino", "tflite"):
+    for fmt in FORMATS:
         assert f"│ {fmt}" in r.stdout
+    # ExecuTorch: the whole of ResNet-50 runs on XNNPACK, fp32 and int8
+    for a in m["artefacts"]:
+        if a["format"] == "executorch":
+            details = a["details"]
+            assert details["delegated_share"] >= 0.95 and not details["portable_kernels"], details
 
 
 USER_MODEL = '''
@@ -123,7 +128,7 @@ import torch
 import torch.nn as nn
 
 class Det(nn.Module):
-    """torch.linalg.det exports to ONNX but has no OpenVINO or litert-torch conversion."""
+    """torch.linalg.det exports to ONNX but has no OpenVINO, litert-torch or ExecuTorch conversion."""
 
     def __init__(self):
         super().__init__()
@@ -146,9 +151,9 @@ def test_one_format_failing_keeps_the_others(tmp_path):
     assert "Traceback" not in r.stderr
     m = read_manifest(out)
     status = {a["format"]: a["status"] for a in m["artefacts"]}
-    assert status == {"onnx": "ok", "openvino": "failed", "tflite": "failed"}
+    assert status == {"onnx": "ok", "openvino": "failed", "tflite": "failed", "executorch": "failed"}
     assert (out / "onnx" / "model.fp32.onnx").is_file()
     failed = [a for a in m["artefacts"] if a["status"] == "failed"]
     assert all(a["error"] for a in failed)
     assert "det" in next(a for a in failed if a["format"] == "tflite")["error"]
-    assert "2 artefact(s) failed" in r.stderr
+    assert "3 artefact(s) failed" in r.stderr

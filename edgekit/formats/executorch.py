@@ -1,0 +1,266 @@
+"""ExecuTorch (``.pte``): PyTorch's own edge runtime, lowered to the XNNPACK backend.
+
+fp32: ``torch.export`` then ``to_edge_transform_and_lower`` with the XNNPACK partitioner. int8:
+PT2E with ExecuTorch's ``XNNPACKQuantizer`` on the shared calibration samples (weights int8
+symmetric per-channel, activations int8 per-tensor), lowered the same way; inputs and outputs
+stay float32 (the quantize/dequantize at the edges run inside the delegate). Models that static
+int8 does not fit (the LSTM) get XNNPACK's dynamic int8: int8 per-channel weights of every linear
+layer, the LSTM's gates included (the LSTM is decomposed into linear layers first), activations
+quantized per inference.
+
+An op XNNPACK does not take runs on ExecuTorch's portable kernels, which are much slower. Each
+artefact's ``details`` (recorded in the manifest) therefore counts the ops lowered to XNNPACK at
+export and lists the portable kernel calls read back from the ``.pte`` itself.
+"""
+
+from __future__ import annotations
+
+import collections
+import hashlib
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from edgekit.errors import DataError, ExportError, UsageError
+from edgekit.formats._util import check_module_names, module_path
+from edgekit.formats.base import Format, Int8Options, Int8Result, Session, scheme_options
+
+if TYPE_CHECKING:
+    import numpy as np
+
+    from edgekit.models.spec import LoadedModel
+
+METHODS = {
+    "default": "int8 per-tensor (histogram observer)",
+    "minmax": "int8 per-tensor (min/max observer: ranges cover every calibration value)",
+}
+BACKEND = "XnnpackBackend"
+
+
+class ExecuTorchSession(Session):
+    """A ``.pte`` program in ExecuTorch's Python runtime; float32 in, float32 out, batch as exported."""
+
+    runtime = "executorch"
+    device = "CPU XNNPACK"
+
+    def __init__(self, path: Path, num_threads: int | None = None):
+        import torch
+        from executorch.extension.pybindings import portable_lib
+        from executorch.runtime import Runtime
+
+        from edgekit.formats._util import dist_version
+
+        if num_threads:  # XNNPACK's thread pool is one per process
+            portable_lib._unsafe_reset_threadpool(int(num_threads))
+        self._torch = torch
+        self.runtime_version = dist_version("executorch") or ""
+        self._method = Runtime.get().load_program(Path(path)).load_method("forward")
+        meta = self._method.metadata
+        if meta.num_inputs() != 1 or meta.num_outputs() != 1:
+            raise ExportError(f"{path} has {meta.num_inputs()} inputs and {meta.num_outputs()} outputs; "
+                              "edgekit runs models with one input and one output")
+        self.input_shape = tuple(int(d) for d in meta.input_tensor_meta(0).sizes())
+
+    def run(self, x: np.ndarray) -> np.ndarray:
+        import numpy as np
+
+        x = np.ascontiguousarray(x, dtype=np.float32)
+        if x.shape == self.input_shape:
+            return self._invoke(x)
+        if self.input_shape[0] == 1 and x.shape[1:] == self.input_shape[1:]:
+            return np.concatenate([self._invoke(x[i : i + 1]) for i in range(len(x))])
+        raise DataError(f"input of shape {list(x.shape)} does not fit the ExecuTorch program's input "
+                        f"{list(self.input_shape)}")
+
+    def _invoke(self, x: np.ndarray) -> np.ndarray:
+        out = self._method.execute([self._torch.from_numpy(x)])[0]
+        return out.detach().numpy().astype("float32", copy=False)
+
+
+class ExecuTorchFormat(Format):
+    name = "executorch"
+    extension = ".pte"
+    extra = "executorch"
+    requires = (("executorch.exir", "executorch"),)
+    tools = ("executorch", "torchao")
+    runtimes = ("executorch",)
+    colour = "#2ca02c"
+
+    def __init__(self) -> None:
+        self._lowered: dict[str, dict] = {}  # sha256 of a written .pte -> what lowering delegated
+
+    def export_fp32(self, model: LoadedModel, path: Path) -> Path:
+        program, _ = _capture(model.module.eval(), model.example_input())
+        self._write(program, Path(path))
+        return Path(path)
+
+    def export_int8(self, model: LoadedModel, fp32_path: Path, calib: np.ndarray, path: Path,
+                    options: Int8Options | None = None) -> Int8Result:
+        options = options or Int8Options()
+        if options.method not in METHODS:
+            raise UsageError(f"unknown ExecuTorch int8 method {options.method!r}; "
+                             f"known: {', '.join(METHODS)}")
+        check_module_names(model, options.exclude)
+        dynamic = not model.static_int8
+        if not dynamic and len(calib) == 0:
+            raise DataError("static int8 needs calibration samples, got none")
+        example = model.example_input()
+        samples = [example] if dynamic else _samples(calib, tuple(example.shape))
+        program, capture = _quantize(model.module.eval(), example, samples, options, dynamic)
+        self._write(program, Path(path))
+        if dynamic:
+            scheme = {"type": "dynamic",
+                      "weights": "int8 symmetric per-channel (every linear, incl. LSTM gates)",
+                      "activations": "float32; quantized to int8 per inference by XNNPACK",
+                      "calibration_samples": 0}
+        else:
+            scheme = {"type": "static", "weights": "int8 symmetric per-channel",
+                      "activations": METHODS[options.method], "calibration_samples": int(len(calib))}
+        tool = "ExecuTorch XNNPACKQuantizer PT2E" + (" (dynamic)" if dynamic else "")
+        scheme.update(io="float32", tool=tool, export=capture, **scheme_options(options))
+        return Int8Result(path=Path(path), scheme=scheme)
+
+    def remedies(self, model: LoadedModel) -> list[Int8Options]:
+        return [Int8Options("minmax", note=METHODS["minmax"])] if model.static_int8 else []
+
+    def open(self, path: Path, threads: int | None = None) -> ExecuTorchSession:
+        return ExecuTorchSession(Path(path), num_threads=threads)
+
+    def details(self, path: Path) -> dict:
+        """Ops lowered to XNNPACK (from this export) and portable kernel calls (read from the file)."""
+        data = Path(path).read_bytes()
+        portable, delegate_calls = _kernel_calls(data)
+        found = {"backend": BACKEND, "delegate_calls": delegate_calls, "portable_kernels": portable}
+        lowered = self._lowered.get(hashlib.sha256(data).hexdigest())
+        if lowered:
+            found.update(lowered)
+            total = lowered["delegated_ops"] + lowered["portable_ops"]
+            share = f"{lowered['delegated_share']:.0%} of {total} ops"
+        else:
+            share = f"{delegate_calls} delegate calls"
+        slow = ", ".join(f"{op} x{n}" for op, n in sorted(portable.items())) or "none"
+        found["summary"] = f"XNNPACK runs {share}; portable kernels: {slow}"
+        return found
+
+    def _write(self, program: Any, path: Path) -> None:
+        """Lower ``program`` (an ExportedProgram) to XNNPACK, write ``path``, remember the delegation."""
+        from executorch.backends.xnnpack.partition.xnnpack_partitioner import XnnpackPartitioner
+        from executorch.exir import to_edge_transform_and_lower
+
+        from edgekit.manifest import write_atomic
+
+        try:
+            edge = to_edge_transform_and_lower(program, partitioner=[XnnpackPartitioner()])
+            lowered = _delegation(edge.exported_program().graph_module)
+            data = edge.to_executorch().buffer
+        except Exception as exc:
+            first = (str(exc).strip().splitlines() or [""])[0]
+            raise ExportError(f"ExecuTorch could not lower the model: {type(exc).__name__}: "
+                              f"{first[:300]}") from exc
+        write_atomic(path, bytes(data))
+        self._lowered[hashlib.sha256(data).hexdigest()] = lowered
+
+
+def _capture(module: Any, example: Any) -> tuple[Any, str]:
+    """torch.export, strict (dynamo) first and non-strict where dynamo cannot trace the model."""
+    import torch
+
+    with torch.no_grad():
+        try:
+            return torch.export.export(module, (example,), strict=True), "torch.export strict"
+        except Exception:  # noqa: BLE001 - non-strict still works where dynamo gives up
+            return torch.export.export(module, (example,), strict=False), "torch.export non-strict"
+
+
+def _quantize(module: Any, example: Any, samples: list, options: Int8Options,
+              dynamic: bool) -> tuple[Any, str]:
+    """PT2E: capture, prepare, calibrate, convert; the quantized ExportedProgram and capture mode."""
+    import torch
+    from torchao.quantization.pt2e.quantize_pt2e import convert_pt2e, prepare_pt2e
+
+    program, capture = _capture(module, example)
+    if dynamic:  # decompose the LSTM into its linear layers, keeping linear for the quantizer
+        table = torch.export.default_decompositions()
+        table.pop(torch.ops.aten.linear.default, None)
+        program = program.run_decompositions(table)
+    graph = program.module()
+    quantizer = _quantizer(options, dynamic)
+    with torch.no_grad():
+        prepared = prepare_pt2e(graph, quantizer)
+        for sample in samples:
+            prepared(sample)
+        converted = convert_pt2e(prepared)
+        return torch.export.export(converted, (example,), strict=False), capture
+
+
+def _quantizer(options: Int8Options, dynamic: bool) -> Any:
+    """XNNPACKQuantizer, symmetric per-channel; "minmax" swaps the activation observer; the
+    ``exclude`` modules (PyTorch module paths) are left unannotated, so they stay float."""
+    import dataclasses
+
+    from executorch.backends.xnnpack.quantizer.xnnpack_quantizer import (
+        XNNPACKQuantizer,
+        get_symmetric_quantization_config,
+    )
+
+    config = get_symmetric_quantization_config(is_per_channel=True, is_dynamic=dynamic)
+    if options.method == "minmax" and not dynamic:
+        from torchao.quantization.pt2e.observer import MinMaxObserver
+
+        act = dataclasses.replace(config.input_activation,
+                                  observer_or_fake_quant_ctr=MinMaxObserver.with_args(eps=2**-12))
+        config = dataclasses.replace(config, input_activation=act, output_activation=act)
+    quantizer = XNNPACKQuantizer().set_global(config)
+    if options.exclude:
+        exclude = tuple(options.exclude)
+
+        def keep(node: Any) -> bool:
+            paths = {module_path(p) for p, _ in node.meta.get("nn_module_stack", {}).values()}
+            return not any(p == name or p.startswith(f"{name}.") for p in paths for name in exclude)
+
+        quantizer.set_filter_function(keep)
+    return quantizer
+
+
+def _samples(calib: np.ndarray, shape: tuple[int, ...]) -> list:
+    """Calibration samples as torch tensors of the model's input shape (batch 1 each)."""
+    import numpy as np
+    import torch
+
+    x = np.ascontiguousarray(calib, dtype=np.float32)
+    return [torch.from_numpy(x[i : i + 1]).reshape(shape) for i in range(len(x))]
+
+
+def _delegation(graph_module: Any) -> dict:
+    """Ops the partitioner gave XNNPACK vs ops left to portable kernels (getitem is bookkeeping)."""
+    from executorch.devtools.backend_debug import get_delegation_info
+
+    info = get_delegation_info(graph_module)
+    table = info.get_operator_delegation_dataframe()
+    rows = [r for r in table.to_dict("records") if r["op_type"] not in ("getitem", "Total")]
+    delegated = sum(int(r["occurrences_in_delegated_graphs"]) for r in rows)
+    portable = sum(int(r["occurrences_in_non_delegated_graphs"]) for r in rows)
+    return {
+        "delegated_ops": delegated,
+        "portable_ops": portable,
+        "delegated_share": delegated / (delegated + portable) if delegated + portable else 1.0,
+        "delegated_subgraphs": int(info.num_delegated_subgraphs),
+    }
+
+
+def _kernel_calls(data: bytes) -> tuple[dict[str, int], int]:
+    """({portable operator: calls}, delegate calls) of a ``.pte``'s forward method."""
+    from executorch.exir._serialize._program import deserialize_pte_binary
+
+    pte = deserialize_pte_binary(data)
+    plan = getattr(pte, "program", pte).execution_plan[0]
+    names = [f"{o.name}.{o.overload}" if o.overload else o.name for o in plan.operators]
+    calls: collections.Counter = collections.Counter()
+    delegates = 0
+    for chain in plan.chains:
+        for instruction in chain.instructions:
+            kind = type(instruction.instr_args).__name__
+            if kind == "KernelCall":
+                calls[names[instruction.instr_args.op_index]] += 1
+            elif kind == "DelegateCall":
+                delegates += 1
+    return dict(calls), delegates
