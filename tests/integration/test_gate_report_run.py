@@ -143,7 +143,8 @@ def test_run_a_recipe_end_to_end(tmp_path):
     r = run_cli("run", REPO / "examples" / "lenet5.toml", "--out", out)
     assert r.code == 0, r.stdout + r.stderr
     m = read_manifest(out)
-    assert m["settings"]["int8"] and {a["format"] for a in m["artefacts"]} == {"onnx", "tflite", "openvino"}
+    formats = {"onnx", "tflite", "openvino", "executorch"}  # the recipe's `to`
+    assert m["settings"]["int8"] and {a["format"] for a in m["artefacts"]} == formats
     assert m["eval"]["dataset"] == "digits" and m["bench"]["local-cpu"]["settings"]["threads"] == 1
     assert m["gate"]["passed"] is True and (out / "gate" / "junit.xml").is_file()
     assert (out / "report" / "report.html").is_file()
