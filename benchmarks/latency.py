@@ -3,7 +3,7 @@
     .venv/bin/python benchmarks/latency.py [lenet5 lstm googlenet resnet50 vgg16] [--seconds=S]
 
 Each model is exported at full size (random weights: latency does not depend on their values)
-to ONNX, OpenVINO and TFLite, fp32 and int8, then `edgekit bench` times every artefact in its own
+to every default format (ONNX, TFLite, OpenVINO, ExecuTorch), fp32 and int8, then `edgekit bench` times every artefact in its own
 process on local-cpu (all cores, batch 1) beside the PyTorch eager fp32 model. Results:
 benchmarks/results/latency.md (table) and latency.jsonl (every bench record).
 """
@@ -20,7 +20,11 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 RESULTS = HERE / "results"
 MODELS = ["lenet5", "lstm", "googlenet", "resnet50", "vgg16"]
-FORMATS = ("onnx", "openvino", "tflite")
+
+def formats() -> tuple[str, ...]:
+    from edgekit.formats import default_names
+
+    return default_names()
 
 
 def run(model: str, seconds: float) -> dict:
@@ -68,7 +72,7 @@ def write(results: list[dict]) -> None:
     env = results[0]["bench"]["environment"] or {}
     settings = results[0]["bench"]["settings"]
     head = ["model", "MACs", "torch eager fp32"]
-    for fmt in FORMATS:
+    for fmt in formats():
         head += [f"{fmt} fp32", f"{fmt} int8", f"{fmt} int8 speed-up"]
     lines = [
         "# Latency per format, fp32 vs int8 (p50 ms, batch 1)",
@@ -77,7 +81,8 @@ def write(results: list[dict]) -> None:
         f"{settings.get('resolved_threads') or env.get('cores')} threads), each artefact in its own process, "
         f"{settings.get('seconds') or 3:g} s of timed inferences after a warm-up. Full-size models, "
         "random weights. Speed-up: the format's fp32 p50 over its int8 p50. OpenVINO fp32 runs in "
-        "the precision its runtime picks on this CPU (recorded per row in latency.jsonl: bf16 here).",
+        "the precision its runtime picks on this CPU (recorded per row in latency.jsonl: bf16 here). "
+        "ExecuTorch runs its XNNPACK delegate.",
         "",
         "| " + " | ".join(head) + " |",
         "|" + "---|" * len(head),
@@ -85,7 +90,7 @@ def write(results: list[dict]) -> None:
     for r in results:
         p = r["p50_ms"]
         cells = [r["model"], macs(r["macs"]), fmt_ms(p.get("pytorch/fp32"))]
-        for fmt in FORMATS:
+        for fmt in formats():
             fp32, int8 = p.get(f"{fmt}/fp32"), p.get(f"{fmt}/int8")
             cells += [fmt_ms(fp32), fmt_ms(int8), f"{fp32 / int8:.2f}x" if fp32 and int8 else "-"]
         lines.append("| " + " | ".join(cells) + " |")
