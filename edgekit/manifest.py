@@ -39,13 +39,17 @@ def utc_stamp() -> str:
 
 
 def tool_versions() -> dict[str, str]:
-    from edgekit import __version__
-    from edgekit.formats import FORMATS
-    from edgekit.formats._util import versions
+    """edgekit's own and its core tools' versions; each format adds its own (``Format.tool_versions``)."""
+    import importlib.metadata
 
-    found = versions(*TOOLS)
-    for cls in dict(FORMATS.items()).values():
-        found.update(cls().tool_versions())
+    from edgekit import __version__
+
+    found = {}
+    for name in TOOLS:
+        try:
+            found[name] = importlib.metadata.version(name)
+        except importlib.metadata.PackageNotFoundError:
+            pass
     found["edgekit"] = __version__
     found["python"] = platform.python_version()
     return found

@@ -193,13 +193,23 @@ def bench(
                                         else target.threads},
         "environment": next((r["environment"] for r in results if r.get("environment")), None),
         "host_environment": mf.environment(),
-        "tools": mf.tool_versions() if manifest is None else {"edgekit": mf.tool_versions()["edgekit"]},
+        "tools": _tools(items) if manifest is None else {"edgekit": mf.tool_versions()["edgekit"]},
         "seconds": round(time.perf_counter() - started, 2),
         "results": results,
     }
     if manifest is not None:
         store(path, manifest, target_key(target, host), record)
     return record
+
+
+def _tools(items: list[Item]) -> dict[str, str]:
+    """Versions of edgekit's core tools and of the formats of the files benched."""
+    from edgekit.formats import get_format
+
+    found = mf.tool_versions()
+    for name in dict.fromkeys(i.format for i in items):
+        found.update(get_format(name).tool_versions())
+    return found
 
 
 def target_key(target: Target, host: str | None) -> str:

@@ -78,7 +78,24 @@ def import_graph() -> dict[str, set[str]]:
                 owner = _owner(target, mods) if target.split(".")[0] == "edgekit" else None
                 if owner and owner != mod:
                     graph[mod].add(owner)
+        for target in _registrations(ast.parse(path.read_text(), str(path))):
+            owner = _owner(target, mods)
+            if owner and owner != mod:
+                graph[mod].add(owner)
     return graph
+
+
+def _registrations(tree: ast.AST) -> list[str]:
+    """Modules a registry imports by name: ``register("edgekit.formats.onnx:OnnxFormat")``."""
+    found = []
+    for node in ast.walk(tree):
+        is_call = isinstance(node, ast.Call) and isinstance(node.func, ast.Name)
+        if not (is_call and node.func.id == "register"):
+            continue
+        where = node.args[0].value if node.args and isinstance(node.args[0], ast.Constant) else None
+        if isinstance(where, str) and where.startswith("edgekit.") and ":" in where:
+            found.append(where.partition(":")[0])
+    return found
 
 
 def find_cycles(graph: dict[str, set[str]]) -> list[list[str]]:
@@ -141,6 +158,9 @@ def test_the_graph_sees_lazy_imports_and_skips_type_checking_ones():
     graph = import_graph()
     assert "edgekit.models" in graph["edgekit.models.resolve"]  # inside a function
     assert "edgekit.data.labelled" not in graph["edgekit.metrics"]  # under TYPE_CHECKING only
+    # registries import their entries by name: register("edgekit.formats.onnx:OnnxFormat")
+    assert {"edgekit.formats.onnx", "edgekit.formats.executorch"} <= graph["edgekit.formats"]
+    assert "edgekit.devices.ssh" in graph["edgekit.devices"]
 
 
 def test_no_import_cycles():
