@@ -9,8 +9,8 @@ import os
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from edgekit.errors import DataError, ExportError, MissingDependencyError
-from edgekit.formats.base import Session
+from edgekit.errors import ExportError, MissingDependencyError
+from edgekit.formats.base import FixedShapeSession
 
 if TYPE_CHECKING:
     import numpy as np
@@ -22,10 +22,11 @@ def _quiet_environment() -> None:
     os.environ.setdefault("LITERT_TORCH_SHOW_PROGRESS", "n")
 
 
-class TFLiteSession(Session):
+class TFLiteSession(FixedShapeSession):
     """A ``.tflite`` file in ai-edge-litert (or tflite-runtime); float32 in, float32 out."""
 
     device = "CPU"
+    what = "the TFLite model"
 
     def __init__(self, path: Path, num_threads: int | None = None):
         interpreter_cls, self.runtime, self.runtime_version = _interpreter()
@@ -41,18 +42,6 @@ class TFLiteSession(Session):
         self.input_shape = tuple(int(d) for d in self._in["shape"])
         self.input_dtype = _dtype_name(self._in["dtype"])
         self.output_dtype = _dtype_name(self._out["dtype"])
-
-    def run(self, x: np.ndarray) -> np.ndarray:
-        import numpy as np
-
-        x = np.asarray(x, dtype=np.float32)
-        if x.shape == self.input_shape:
-            return self._invoke(x)
-        if self.input_shape[0] == 1 and x.shape[1:] == self.input_shape[1:]:
-            return np.concatenate([self._invoke(x[i : i + 1]) for i in range(len(x))])
-        raise DataError(
-            f"input of shape {list(x.shape)} does not fit the TFLite model's input {list(self.input_shape)}"
-        )
 
     def _invoke(self, x: np.ndarray) -> np.ndarray:
         self._interp.set_tensor(self._in["index"], _quantize(x, self._in))

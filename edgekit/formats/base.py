@@ -64,6 +64,31 @@ class Session(ABC):
         """Run one batch (float32, the model's input layout); return the float32 output."""
 
 
+class FixedShapeSession(Session):
+    """A session whose artefact has one fixed input shape (``input_shape``): a batch that differs
+    from a batch-1 artefact's runs one sample at a time. Subclasses define ``_invoke``."""
+
+    input_shape: tuple[int, ...] = ()
+    what: str = "model"  # for the error: "the TFLite model", "the ExecuTorch program"
+
+    def run(self, x: np.ndarray) -> np.ndarray:
+        import numpy as np
+
+        from edgekit.errors import DataError
+
+        x = np.ascontiguousarray(x, dtype=np.float32)
+        if x.shape == self.input_shape:
+            return self._invoke(x)
+        if self.input_shape[0] == 1 and x.shape[1:] == self.input_shape[1:]:
+            return np.concatenate([self._invoke(x[i : i + 1]) for i in range(len(x))])
+        raise DataError(f"input of shape {list(x.shape)} does not fit {self.what}'s input "
+                        f"{list(self.input_shape)}")
+
+    @abstractmethod
+    def _invoke(self, x: np.ndarray) -> np.ndarray:
+        """Run exactly ``input_shape``; return the float32 output."""
+
+
 class Format(ABC):
     """One export target. Everything the rest of edgekit needs to know about a format is here.
 

@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any
 
 from edgekit.errors import DataError, ExportError, UsageError
 from edgekit.formats._util import check_module_names, module_path
-from edgekit.formats.base import Format, Int8Options, Int8Result, Session, scheme_options
+from edgekit.formats.base import FixedShapeSession, Format, Int8Options, Int8Result, scheme_options
 
 if TYPE_CHECKING:
     import numpy as np
@@ -36,11 +36,12 @@ METHODS = {
 BACKEND = "XnnpackBackend"
 
 
-class ExecuTorchSession(Session):
+class ExecuTorchSession(FixedShapeSession):
     """A ``.pte`` program in ExecuTorch's Python runtime; float32 in, float32 out, batch as exported."""
 
     runtime = "executorch"
     device = "CPU XNNPACK"
+    what = "the ExecuTorch program"
 
     def __init__(self, path: Path, num_threads: int | None = None):
         import torch
@@ -59,17 +60,6 @@ class ExecuTorchSession(Session):
             raise ExportError(f"{path} has {meta.num_inputs()} inputs and {meta.num_outputs()} outputs; "
                               "edgekit runs models with one input and one output")
         self.input_shape = tuple(int(d) for d in meta.input_tensor_meta(0).sizes())
-
-    def run(self, x: np.ndarray) -> np.ndarray:
-        import numpy as np
-
-        x = np.ascontiguousarray(x, dtype=np.float32)
-        if x.shape == self.input_shape:
-            return self._invoke(x)
-        if self.input_shape[0] == 1 and x.shape[1:] == self.input_shape[1:]:
-            return np.concatenate([self._invoke(x[i : i + 1]) for i in range(len(x))])
-        raise DataError(f"input of shape {list(x.shape)} does not fit the ExecuTorch program's input "
-                        f"{list(self.input_shape)}")
 
     def _invoke(self, x: np.ndarray) -> np.ndarray:
         out = self._method.execute([self._torch.from_numpy(x)])[0]
