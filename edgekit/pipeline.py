@@ -88,11 +88,19 @@ class ExportPlan:
             max_drop=r.number("max_drop"), eval_data=r.data("eval", check=True),
         )
         r.done(extra)
-        if plan.max_drop is not None and not (plan.int8 and plan.eval_data):
-            raise r.error("--max-drop needs --int8 and --eval DATA (labelled data whose val split measures "
-                          "the int8 drop)" if r.cli else "max-drop needs int8 = true and an [eval] dataset, "
-                          "whose val split measures the int8 drop")
+        problem = plan.max_drop_problem(recipe=not r.cli)
+        if problem:
+            raise r.error(problem)
         return plan
+
+    def max_drop_problem(self, recipe: bool = False) -> str | None:
+        """Why ``max_drop`` cannot be met as planned (worded for the command line or a recipe)."""
+        if self.max_drop is None or (self.int8 and self.eval_data):
+            return None
+        if recipe:
+            return "max-drop needs int8 = true and an [eval] dataset, whose val split measures the int8 drop"
+        return ("--max-drop needs --int8 and --eval DATA (labelled data whose val split measures "
+                "the int8 drop)")
 
 
 @dataclass
@@ -138,9 +146,8 @@ def run_export(plan: ExportPlan, report: Reporter = print) -> ExportOutcome:
     from edgekit.formats import export_order, get_format
     from edgekit.verify import reference_outputs
 
-    if plan.max_drop is not None and not (plan.int8 and plan.eval_data):
-        raise UsageError("--max-drop needs --int8 and --eval DATA (labelled data whose val split "
-                         "measures the int8 drop)")
+    if plan.max_drop_problem():
+        raise UsageError(plan.max_drop_problem())
     formats = {name: get_format(name) for name in export_order(plan.formats)}
     for fmt in formats.values():
         fmt.check_available()

@@ -56,6 +56,9 @@ def toy_format(tmp_path, monkeypatch):
             def export_int8(self, model, fp32_path, calib, path, options=None): ...
             def open(self, path, threads=None): ...
     '''))
+    # Not a mock: the real registry registers a real module. monkeypatch only makes the module
+    # importable from tmp_path and gives the registry a copy of its table, so the toy format is
+    # gone again after this test and no other test sees a fifth format.
     monkeypatch.syspath_prepend(str(tmp_path))
     monkeypatch.setattr(FORMATS, "_items", dict(FORMATS._items))
     formats.register("toyfmt:ToyFormat")
