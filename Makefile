@@ -10,7 +10,8 @@ TORCH_INDEX_ARG := $(if $(TORCH_INDEX),--index-url $(TORCH_INDEX),)
 STAMP := $(VENV)/.edgekit-installed
 RUN ?= runs/demo-lenet5
 
-.PHONY: setup demo test test-fast lint bench clean ssh-server gate
+.PHONY: setup demo test test-fast lint bench clean ssh-server gate emulated-pi emulated-pi-deps emulated-pi-image \
+	emulated-pi-stop
 
 setup: $(STAMP)
 
@@ -39,8 +40,35 @@ ssh-server:
 	    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends openssh-server >/dev/null; \
 	  else echo "install openssh-server (sshd) to run the SSH tests"; exit 1; fi; }
 
-test: setup ssh-server
-	EDGEKIT_REQUIRE_SSHD=1 $(PY) -m pytest -q
+# The emulated Raspberry Pi (tools/emulated_pi.py): arm64 Debian under QEMU user mode, with SSH.
+# Needs root; Debian's debootstrap and binfmt-support, and qemu-user-static 8 or newer (Debian 12
+# has 7.2, which crashes inside onnxruntime and OpenVINO: take 10 from bookworm-backports).
+ROOT := $(shell [ "$$(id -u)" = 0 ] && echo 1)
+emulated-pi-deps:
+	@if [ -z "$(ROOT)" ] || ! command -v apt-get >/dev/null; then \
+	  echo "the emulated Pi needs root and apt: its tests will be skipped"; exit 0; fi; \
+	qemu_major=$$(qemu-aarch64-static --version 2>/dev/null | sed -n 's/.*version \([0-9]*\).*/\1/p'); \
+	if command -v debootstrap >/dev/null && command -v update-binfmts >/dev/null && [ "$${qemu_major:-0}" -ge 8 ]; then exit 0; fi; \
+	echo "installing debootstrap, binfmt-support and qemu-user-static >= 8 for the emulated Pi"; \
+	. /etc/os-release; BP=; if [ "$$VERSION_CODENAME" = bookworm ]; then \
+	  echo "deb http://deb.debian.org/debian bookworm-backports main" > /etc/apt/sources.list.d/edgekit-backports.list; \
+	  BP="-t bookworm-backports"; fi; \
+	export DEBIAN_FRONTEND=noninteractive; apt-get update -qq && \
+	apt-get install -y -qq --no-install-recommends debootstrap binfmt-support >/dev/null && \
+	apt-get install -y -qq --no-install-recommends $$BP qemu-user-static >/dev/null
+
+emulated-pi-image: setup emulated-pi-deps
+	@if [ -n "$(ROOT)" ]; then $(PY) tools/emulated_pi.py build; fi
+
+# Start it on 127.0.0.1:2222 for `edgekit bench RUN --target raspberrypi-emulated` (stop: emulated-pi-stop).
+emulated-pi: emulated-pi-image
+	$(PY) tools/emulated_pi.py start
+
+emulated-pi-stop:
+	$(PY) tools/emulated_pi.py stop
+
+test: setup ssh-server emulated-pi-image
+	EDGEKIT_REQUIRE_SSHD=1 EDGEKIT_REQUIRE_EMULATED_PI=$(ROOT) $(PY) -m pytest -q
 	$(MAKE) gate
 
 # Our own CI ends with a real gate: the main job's recipe, run fresh; its JUnit file stays in
@@ -54,7 +82,7 @@ test-fast: setup
 	$(PY) -m pytest -q -m "not slow"
 
 lint: setup
-	$(VENV)/bin/ruff check edgekit tests benchmarks
+	$(VENV)/bin/ruff check edgekit tests benchmarks tools
 
 bench: setup
 	$(PY) benchmarks/export_resnet50.py

@@ -61,6 +61,14 @@ class DeviceError(EdgekitError):
     exit_code = EXIT_DEVICE
 
 
+class Terminated(BaseException):
+    """SIGTERM arrived (a cancelled CI job, ``kill``): raised by the CLI's signal handler so that the
+    stack unwinds like Ctrl-C's KeyboardInterrupt (``finally`` blocks remove staging folders, child
+    processes are killed). A BaseException, so that ``except Exception`` never swallows it."""
+
+    exit_code = 128 + 15
+
+
 def require(module: str, package: str, extra: str):
     """Import ``module`` or raise MissingDependencyError naming the extra to install."""
     import importlib

@@ -59,7 +59,6 @@ def evaluate_run(
                "seconds": round(time.perf_counter() - start, 2)}
         if getattr(session, "precision", None):
             row["inference_precision"] = session.precision
-        art["eval"] = row
         rows.append(row)
     result = {
         "created": mf.utc_now(),
@@ -72,8 +71,15 @@ def evaluate_run(
         "preprocessing_overrides": dict(preprocessing_overrides or {}),
         "results": rows,
     }
-    manifest["eval"] = result
-    mf.write_json_atomic(run_dir / mf.MANIFEST, manifest)
+    by_key = {(r["format"], r["precision"]): r for r in rows}
+
+    def add(fresh: dict) -> None:  # the manifest as it is now: a bench that finished meanwhile is kept
+        fresh["eval"] = result
+        for art in fresh.get("artefacts", []):
+            if art.get("status") == "ok" and (art["format"], art["precision"]) in by_key:
+                art["eval"] = by_key[(art["format"], art["precision"])]
+
+    mf.update(run_dir, add)
     return result
 
 

@@ -25,6 +25,7 @@ from xml.etree import ElementTree as ET
 
 from edgekit import manifest as mf
 from edgekit.errors import EXIT_GATE, UsageError
+from edgekit.gate_refusals import check_comparable, refuse_emulated_latency
 from edgekit.tomlfile import read_toml
 
 BASELINE_KIND = "edgekit-baseline"
@@ -232,6 +233,8 @@ def evaluate(manifest: dict, rules: GateRules) -> list[Check]:
         baseline = load_baseline(rules.baseline, rules.target)
         check_comparable(manifest, baseline, rules)
         base = baseline["artefacts"]
+    bench_record = (manifest.get("bench") or {}).get(bench_key(manifest, rules.target))
+    refuse_emulated_latency(bench_record, rules, baseline if rules.baseline else None)
     no_eval = "no accuracy in the run: run `edgekit eval RUN --dataset ...` (or export with --eval) first"
     no_bench = f"no latency for target {rules.target}: run `edgekit bench RUN --target {rules.target}` first"
 
@@ -300,21 +303,6 @@ def search_check(art: dict) -> Check:
     detail = f"points below PyTorch fp32 on {data} (export --max-drop): " + search.get("reason", "met")
     return Check("max_drop_search", art["format"], art["precision"], drop, budget, "<=",
                  "pass" if search.get("met") else "fail", detail)
-
-
-def check_comparable(manifest: dict, baseline: dict, rules: GateRules) -> None:
-    """Refuse a baseline of another model, or accuracy measured on other samples."""
-    mine, theirs = manifest["model"].get("name"), (baseline.get("model") or {}).get("name")
-    if theirs and mine != theirs:
-        raise UsageError(f"the baseline is of model {theirs}, this run of {mine}; "
-                         "make a baseline from a run of the same model")
-    if rules.max_accuracy_regression is not None:
-        ev, bd = manifest.get("eval") or {}, baseline.get("dataset") or {}
-        if ev and bd and bd.get("sha256") and ev.get("sha256") != bd.get("sha256"):
-            raise UsageError(
-                f"the baseline's accuracy was measured on {bd.get('dataset')} ({bd.get('split')}, "
-                f"{bd.get('samples')} samples) and this run's on {ev.get('dataset')} ({ev.get('split')}, "
-                f"{ev.get('samples')} samples); evaluate both on the same data to compare them")
 
 
 def passed(checks: list[Check]) -> bool:
@@ -390,10 +378,9 @@ def run_gate(run_dir: Path, rules: GateRules, junit_path: Path | None = None,
     if summary:
         with open(summary, "a") as f:
             f.write(text + "\n")
-    fresh = mf.read_manifest(run_dir)
-    fresh["gate"] = {k: result[k] for k in ("created", "passed", "rules")} | {
+    record = {k: result[k] for k in ("created", "passed", "rules")} | {
         "failed": [f"{c.case} {c.rule}" for c in checks if c.status != "pass"]}
-    mf.write_json_atomic(run_dir / mf.MANIFEST, fresh)
+    mf.update(run_dir, lambda fresh: fresh.__setitem__("gate", record))
     return result
 
 

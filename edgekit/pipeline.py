@@ -49,6 +49,7 @@ class ExportPlan:
     preprocess: dict | None = None  # declared preprocessing (edgekit.data.preprocess keys)
     max_drop: float | None = None  # int8 accuracy budget in points, met per format by edgekit.search
     eval_data: str | None = None  # labelled data: the budget is measured on its val split
+    dynamic_batch: bool = False  # artefacts take any batch (axis 0) where their format can
 
     def settings(self) -> dict:
         d = asdict(self)
@@ -86,6 +87,7 @@ class ExportPlan:
             verify_samples=r.integer("verify_samples", VERIFY_SAMPLES, least=1),
             out=r.path("out"), seed=r.integer("seed", 0), prune=prune, preprocess=r.preprocess("preprocess"),
             max_drop=r.number("max_drop"), eval_data=r.data("eval", check=True),
+            dynamic_batch=r.flag("dynamic_batch"),
         )
         r.done(extra)
         problem = plan.max_drop_problem(recipe=not r.cli)
@@ -151,6 +153,10 @@ def run_export(plan: ExportPlan, report: Reporter = print) -> ExportOutcome:
     formats = {name: get_format(name) for name in export_order(plan.formats)}
     for fmt in formats.values():
         fmt.check_available()
+    for name, fmt in formats.items():
+        fixed = fmt.use_dynamic_batch() if plan.dynamic_batch else None
+        if fixed:
+            report(f"note: {name}: {fixed}")
     if plan.out is not None and Path(plan.out).exists():
         raise OutputExistsError(
             f"output directory {plan.out} already exists; choose another --out or remove it"
@@ -183,7 +189,7 @@ def run_export(plan: ExportPlan, report: Reporter = print) -> ExportOutcome:
     out = Path(plan.out) if plan.out else default_run_dir(plan, model)
 
     manifest = _new_manifest(plan, model, samples, calib, held_out, formats)
-    with mf.staging_dir(out) as stage:
+    with mf.staging_dir(out, report) as stage:
         if pruning is not None:
             manifest["pruning"] = _save_pruned(model, pruning, base_record, stage)
         for name, fmt in formats.items():
@@ -291,7 +297,7 @@ def _export_format(name, fmt, model, calib, held_out, reference, int8, stage, re
 
 def _fp32(fmt, model, path, held_out, reference) -> tuple[Path, dict, dict]:
     from edgekit.errors import ExportError
-    from edgekit.verify import compare, run_session
+    from edgekit.verify import batched_metrics, compare, run_session
 
     fmt.export_fp32(model, path)
     session = fmt.open_exact(path)
@@ -302,12 +308,13 @@ def _fp32(fmt, model, path, held_out, reference) -> tuple[Path, dict, dict]:
             f"{result.max_abs_diff:.3g} (tolerance {result.tolerance:.3g}), "
             f"{result.top1_mismatches} top-1 mismatches on {result.samples} samples"
         )
-    return path, {"type": "none"}, {**result.to_dict(), **_session_info(session)}
+    batched = batched_metrics(fmt, session, held_out, reference, judge=True)
+    return path, {"type": "none"}, {**result.to_dict(), **batched, **_session_info(session)}
 
 
 def _int8(fmt, model, fp32_path, calib, path, held_out, reference, budget) -> tuple:
     """(path, scheme, verify metrics, search record or None) of the int8 artefact."""
-    from edgekit.verify import compare, run_session
+    from edgekit.verify import batched_metrics, compare, run_session
 
     record = None
     if budget is None or not model.static_int8:
@@ -319,7 +326,8 @@ def _int8(fmt, model, fp32_path, calib, path, held_out, reference, budget) -> tu
                                      SearchSettings(budget_pp=budget.pp), more_calib=budget.more)
     session = fmt.open(result.path)
     metrics = compare(reference, run_session(session, held_out), judge=False)
-    return result.path, result.scheme, {**metrics.to_dict(), **_session_info(session)}, record
+    batched = batched_metrics(fmt, session, held_out, reference, judge=False)
+    return result.path, result.scheme, {**metrics.to_dict(), **batched, **_session_info(session)}, record
 
 
 def _session_info(session) -> dict:
@@ -357,6 +365,7 @@ def _step(fmt_name, precision, work, stage, fmt, report) -> dict:
     })
     if search and search[0]:
         entry["search"] = search[0]
+    entry.update(fmt.input_info(path))  # input_shape ("batch" where dynamic), dynamic_batch, max_batch
     details = fmt.details(path)
     if details:
         entry["details"] = details

@@ -17,7 +17,7 @@ from edgekit.tomlfile import read_toml
 TARGETS_ENV = "EDGEKIT_TARGETS_DIR"
 # Keys every profile may have; each connection kind adds its own (ssh: host, ssh_options) and each
 # format its table (``[onnx] providers = [...]``): both come from their registries.
-_COMMON_KEYS = {"description", "connect", "arch", "python", "threads", "accelerator", "runtimes"}
+_COMMON_KEYS = {"description", "connect", "arch", "python", "threads", "accelerator", "runtimes", "emulated"}
 
 
 def known_keys() -> set[str]:
@@ -42,6 +42,7 @@ class Target:
     # Per format, its table's settings with the format's defaults filled in ({"onnx": {"providers": [...]}}).
     format_settings: dict[str, dict] = field(default_factory=dict)
     ssh_options: list[str] = field(default_factory=list)  # extra "-o Key=Value" for ssh and scp
+    emulated: bool = False  # an emulator (QEMU): its figures are functional evidence, never latency
 
     def formats(self) -> list[str]:
         """Formats this target can run: those with at least one runtime named."""
@@ -69,7 +70,7 @@ class Target:
             "name": self.name, "description": self.description, "connect": self.connect,
             "host": self.host, "arch": self.arch, "python": self.python, "threads": self.threads,
             "accelerator": self.accelerator, "runtimes": self.runtimes,
-            "settings": self.format_settings, "source": self.source,
+            "settings": self.format_settings, "source": self.source, "emulated": self.emulated,
         }  # fmt: skip
 
 
@@ -158,6 +159,7 @@ def parse_target(path: Path) -> Target:
     for key in ("description", "host", "arch", "python"):
         _typed(path, data, key, str, "a string")
     accelerator = _typed(path, data, "accelerator", bool, "true or false")
+    emulated = _typed(path, data, "emulated", bool, "true or false")
     options = _str_list(path, data.get("ssh_options", []), "ssh_options")
     runtimes = _typed(path, data, "runtimes", dict, "a table of format = [runtime names]") or {}
     runtimes = {k: _str_list(path, v, f"runtimes.{k}") for k, v in runtimes.items()}
@@ -174,6 +176,7 @@ def parse_target(path: Path) -> Target:
         runtimes=runtimes,
         format_settings=_format_settings(path, data),
         ssh_options=options,
+        emulated=bool(emulated),
     )
 
 

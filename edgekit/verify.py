@@ -7,6 +7,7 @@ from dataclasses import asdict, dataclass
 import numpy as np
 
 FP32_RELATIVE_TOLERANCE = 1e-3  # of the reference output range
+VERIFY_BATCH = 4  # artefacts with a dynamic batch are also checked in batches of this many samples
 
 
 @dataclass(frozen=True)
@@ -27,6 +28,29 @@ class VerifyResult:
 def run_session(session, x: np.ndarray) -> np.ndarray:
     """Run every sample separately (artefacts have batch 1) and stack the outputs."""
     return np.concatenate([session.run(x[i : i + 1]) for i in range(len(x))], axis=0)
+
+
+def run_batched(session, x: np.ndarray, batch: int = VERIFY_BATCH) -> np.ndarray:
+    """Run ``x`` in batches of ``batch`` samples (the last may be smaller) and stack the outputs."""
+    return np.concatenate([session.run(x[i : i + batch]) for i in range(0, len(x), batch)], axis=0)
+
+
+def batched_metrics(fmt, session, x: np.ndarray, reference: np.ndarray, judge: bool) -> dict:
+    """For a format writing a dynamic batch (``fmt.dynamic_batch``): the artefact's outputs on ``x``
+    run ``VERIFY_BATCH`` samples at a time against the reference, as {"batched": metrics}; {} else.
+    ``judge`` (fp32): raise ExportError when they disagree beyond the fp32 tolerance."""
+    if not fmt.dynamic_batch:
+        return {}
+    from edgekit.errors import ExportError
+
+    result = compare(reference, run_batched(session, x), judge=judge)
+    if judge and not result.passed:
+        raise ExportError(
+            f"fp32 {fmt.name} artefact disagrees with PyTorch at batch {VERIFY_BATCH}: max abs diff "
+            f"{result.max_abs_diff:.3g} (tolerance {result.tolerance:.3g}), "
+            f"{result.top1_mismatches} top-1 mismatches on {result.samples} samples"
+        )
+    return {"batched": {"batch": VERIFY_BATCH, **result.to_dict()}}
 
 
 def reference_outputs(module, x: np.ndarray) -> np.ndarray:

@@ -162,6 +162,11 @@ def bench(
                             if item.format not in runnable else "failed", "error": why})
         else:
             todo.append(item)
+    if todo and not device.this_machine:  # will each run there (edgekit.compat)? Before copying anything
+        from edgekit.compat.device import preflight
+
+        todo, refused = preflight(todo, target, device, (manifest or {}).get("tools"), report)
+        results.extend(refused)
     started = time.perf_counter()
     with device:
         if todo:
@@ -186,12 +191,14 @@ def bench(
     order = {(i.format, i.precision): n for n, i in enumerate(items)}
     results.sort(key=lambda r: (r["format"] != "pytorch", order.get((r["format"], r["precision"]), 99)))
     add_speedups(results)
+    name_files(results, items, path, manifest)
     record = {
         "created": mf.utc_now(),
         "target": target.to_dict() | ({"host": host} if host else {}),
         "settings": asdict(settings) | {"resolved_threads": settings.threads if settings.threads is not None
                                         else target.threads},
         "environment": next((r["environment"] for r in results if r.get("environment")), None),
+        "emulated": emulated(target, results),
         "host_environment": mf.environment(),
         "tools": _tools(items) if manifest is None else {"edgekit": mf.tool_versions()["edgekit"]},
         "seconds": round(time.perf_counter() - started, 2),
@@ -210,6 +217,14 @@ def _tools(items: list[Item]) -> dict[str, str]:
     for name in dict.fromkeys(i.format for i in items):
         found.update(get_format(name).tool_versions())
     return found
+
+
+def emulated(target: Target, results: list[dict]) -> str | None:
+    """Why these figures are not device latency (QEMU), or None: the profile says so or the runner saw it."""
+    envs = [r.get("environment") or {} for r in results]
+    seen = next((env["emulated"] for env in envs if env.get("emulated")), None)
+    return seen or (f"target {target.name} is emulated (emulated = true in its profile)" if target.emulated
+                    else None)
 
 
 def target_key(target: Target, host: str | None) -> str:
@@ -246,17 +261,58 @@ def add_speedups(results: list[dict]) -> None:
 
 SUMMARY_KEYS = ("status", "p50_ms", "p90_ms", "p99_ms", "mean_ms", "cv", "throughput_per_s",
                 "peak_rss_bytes", "load_ms", "first_inference_ms", "device", "threads", "batch",
-                "speedup_vs_fp32", "error")
+                "speedup_vs_fp32", "error", "sha256")
 
 
 def store(run_dir: Path, manifest: dict, key: str, record: dict) -> None:
-    """Write the bench record into the manifest (atomically); re-read it first, so an eval that
-    finished meanwhile is kept."""
-    fresh = mf.read_manifest(run_dir)
-    fresh.setdefault("bench", {})[key] = record
+    """Add the bench record to the run's manifest as it is now (``manifest.update``: under its lock,
+    so an eval or another bench that finished meanwhile is kept)."""
     by_key = {(r["format"], r["precision"]): r for r in record["results"]}
-    for art in fresh.get("artefacts", []):
-        r = by_key.get((art["format"], art["precision"]))
-        if r is not None:
-            art.setdefault("bench", {})[key] = {k: r[k] for k in SUMMARY_KEYS if k in r}
-    mf.write_json_atomic(Path(run_dir) / mf.MANIFEST, fresh)
+
+    def add(fresh: dict) -> None:
+        fresh.setdefault("bench", {})[key] = record
+        for art in fresh.get("artefacts", []):
+            r = by_key.get((art["format"], art["precision"]))
+            if r is not None:
+                art.setdefault("bench", {})[key] = {k: r[k] for k in SUMMARY_KEYS if k in r}
+
+    mf.update(run_dir, add)
+
+
+def name_files(results: list[dict], items: list[Item], path: Path, manifest: dict | None) -> None:
+    """Put in each row the file it measured: ``path`` (relative to the run directory, or the lone
+    file as given) and its ``sha256``; the PyTorch row names the checkpoint or weights it loaded."""
+    by_key = {(i.format, i.precision): i for i in items}
+    for n, r in enumerate(results):
+        if r["format"] == "pytorch":
+            ident = baseline_source(manifest or {})
+        else:
+            ident = file_identity(by_key[(r["format"], r["precision"])], path, r.get("status"))
+        results[n] = {"format": r["format"], "precision": r["precision"], **ident, **r}
+
+
+def file_identity(item: Item, root: Path, status: str | None) -> dict:
+    entry = item.manifest_entry
+    if entry is None:  # a lone file: as the user named it
+        return {"path": str(root), "sha256": mf.sha256_file(root)}
+    main = item.files[0]
+    if status == "ok":  # check_files compared it with the manifest's sha256 before it ran
+        return {"path": entry["path"], "sha256": entry.get("sha256")}
+    return {"path": entry["path"], "sha256": mf.sha256_file(main) if main.is_file() else None}
+
+
+def baseline_source(manifest: dict) -> dict:
+    """The file the PyTorch model was rebuilt from (``models.resolve.run_plan_fields``): the run's
+    pruned checkpoint, else the weights or training checkpoint, else a user model's .py file (random
+    weights); None for a zoo model with random weights."""
+    from edgekit.models.resolve import PRUNED_CHECKPOINT
+
+    if manifest.get("pruning"):
+        return {"path": PRUNED_CHECKPOINT, "sha256": manifest["pruning"].get("checkpoint", {}).get("sha256")}
+    weights = manifest.get("model", {}).get("weights") or {}
+    if weights.get("path"):
+        return {"path": weights["path"], "sha256": weights.get("sha256")}
+    code = Path(manifest.get("settings", {}).get("model", "").rpartition(":")[0])
+    if code.suffix == ".py" and code.is_file():
+        return {"path": str(code), "sha256": mf.sha256_file(code)}
+    return {"path": None, "sha256": None}

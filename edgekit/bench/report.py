@@ -49,6 +49,8 @@ def bench_rows(record: dict) -> tuple[tuple[str, ...], list[tuple[str, ...]], st
            f"{settings.get('seconds') or 3:g} s per artefact")
         + "; each artefact in its own process"
     )
+    if record.get("emulated"):
+        caption = f"EMULATED ({record['emulated']}): functional evidence only, not device latency; " + caption
     return HEAD, rows, caption
 
 

@@ -13,7 +13,9 @@ or "failed". The exit status is 0 when the measurement succeeded.
 
 The spec (JSON): path, format (a key of SESSIONS), threads (int or null: the
 runtime's default), batch, warmup, iters (int or null), seconds (float or null), min_iters,
-seed, and per format the runtimes to try ("runtimes": {"tflite": ["ai-edge-litert",
+seed, "return_outputs" (one more run whose inputs and outputs come back, base64; with
+"inputs" given in the same form they are used instead of random ones), and per format the
+runtimes to try ("runtimes": {"tflite": ["ai-edge-litert",
 "tflite-runtime"], ...}), onnxruntime execution providers ("providers"), the OpenVINO device
 ("openvino_device") and whether only an accelerator will do ("require_accelerator").
 
@@ -90,6 +92,21 @@ def device_model() -> str | None:
     return None
 
 
+def emulation() -> str | None:
+    """How this process is emulated, when the kernel says so: QEMU user mode through binfmt_misc
+    (an emulated Pi). Its figures are functional evidence, never device latency."""
+    machine = platform.machine()
+    machine = {"arm64": "aarch64", "armv7l": "arm", "armv6l": "arm"}.get(machine, machine)
+    entry = f"/proc/sys/fs/binfmt_misc/qemu-{machine}"
+    try:
+        with open(entry) as f:
+            if f.readline().strip() == "enabled":
+                return f"qemu-user ({entry})"
+    except OSError:
+        pass
+    return None
+
+
 def environment() -> dict:
     import numpy as np
 
@@ -102,6 +119,7 @@ def environment() -> dict:
         "os": platform.platform(),
         "python": platform.python_version(),
         "numpy": np.__version__,
+        "emulated": emulation(),
     }
 
 
@@ -221,6 +239,10 @@ class OnnxSession:
     def infer(self) -> None:
         self.session.run(None, self.feed)
 
+    def run_once(self, arrays):
+        feed = dict(zip(self.feed, arrays)) if arrays is not None else self.feed
+        return self.session.run(None, feed), list(feed.values())
+
 
 class OpenVinoSession:
     runtimes = ("openvino",)
@@ -290,6 +312,16 @@ class OpenVinoSession:
     def infer(self) -> None:
         self.request.infer()
 
+    def run_once(self, arrays):
+        import openvino as ov
+
+        for i, array in enumerate(arrays or []):
+            self.request.set_input_tensor(i, ov.Tensor(array))
+        self.request.infer()
+        inputs = [self.request.get_input_tensor(i).data.copy() for i in range(len(self.compiled.inputs))]
+        outputs = [self.request.get_output_tensor(i).data.copy() for i in range(len(self.compiled.outputs))]
+        return outputs, inputs
+
 
 def _tflite_interpreter(spec: dict):
     """(Interpreter class, runtime name, version) from the first importable runtime."""
@@ -351,6 +383,16 @@ class TFLiteSession:
     def infer(self) -> None:
         self.interpreter.invoke()
 
+    def run_once(self, arrays):
+        details = self.interpreter.get_input_details()
+        for detail, array in zip(details, arrays or []):
+            self.interpreter.set_tensor(detail["index"], array.astype(detail["dtype"]))
+        self.interpreter.invoke()
+        inputs = [self.interpreter.get_tensor(d["index"]).copy() for d in details]
+        outputs = [self.interpreter.get_tensor(d["index"]).copy()
+                   for d in self.interpreter.get_output_details()]
+        return outputs, inputs
+
 
 class ExecuTorchSession:
     runtimes = ("executorch",)  # its Python runtime exchanges torch tensors, so torch comes with it
@@ -372,26 +414,47 @@ class ExecuTorchSession:
         self.batch = int(spec.get("batch") or 1)
         meta = self.method.metadata
         self.metas = [meta.input_tensor_meta(i) for i in range(meta.num_inputs())]
-        for tensor in self.metas:
-            shape = list(tensor.sizes())
-            if shape and shape[0] != self.batch:
-                raise BenchError("bad_model", f"this ExecuTorch program has a fixed batch of {shape[0]}; "
-                                 f"bench it with --batch {shape[0]}")
+        # sizes() is the shape, or its bound where the program takes a dynamic batch: a smaller
+        # batch runs only there, so one trial run tells a dynamic program from a fixed one.
+        self.shapes = [[self.batch, *t.sizes()[1:]] if t.sizes() else [] for t in self.metas]
+        bound = min((int(t.sizes()[0]) for t in self.metas if t.sizes()), default=self.batch)
+        if bound == 1 and self.batch != 1:
+            raise BenchError("bad_model", "this ExecuTorch program has a fixed batch of 1; bench it "
+                             "with --batch 1 or export it with --dynamic-batch")
+        if self.batch > bound:
+            raise BenchError("bad_model", f"this ExecuTorch program takes at most batch {bound}; "
+                             f"bench it with --batch {bound} or less")
+        if self.batch != bound:
+            self.make_inputs(None)
+            try:
+                self.infer()
+            except Exception as exc:
+                raise BenchError("bad_model", f"this ExecuTorch program has a fixed batch of {bound}; "
+                                 f"bench it with --batch {bound}") from exc
         self.info = {"runtime": "executorch", "runtime_version": _version("executorch"),
                      "device": "CPU XNNPACK", "threads_used": portable_lib._threadpool_get_thread_count()}
 
     def make_inputs(self, rng) -> None:
-        self.input_shapes = [list(t.sizes()) for t in self.metas]
+        """Random inputs of the batch asked for (zeros when ``rng`` is None: the trial run)."""
+        import numpy as np
+
+        self.input_shapes = self.shapes
         self.inputs = []
         for tensor, shape in zip(self.metas, self.input_shapes):
             dtype = self.DTYPES.get(int(tensor.dtype()))
             if dtype is None:
                 raise BenchError("bad_model", f"an input has ExecuTorch scalar type {tensor.dtype()}, "
                                  "not supported")
-            self.inputs.append(self.torch.from_numpy(_random_input(shape, dtype, rng)))
+            x = np.zeros(shape, dtype) if rng is None else _random_input(shape, dtype, rng)
+            self.inputs.append(self.torch.from_numpy(x))
 
     def infer(self) -> None:
         self.method.execute(self.inputs)
+
+    def run_once(self, arrays):
+        if arrays is not None:
+            self.inputs = [self.torch.from_numpy(a) for a in arrays]
+        return [o.numpy().copy() for o in self.method.execute(self.inputs)], [t.numpy() for t in self.inputs]
 
 
 # The one table of runtime sessions: format name -> session class.
@@ -477,6 +540,11 @@ def measure(spec: dict) -> dict:
     load = time.perf_counter() - start
     session.make_inputs(np.random.default_rng(int(spec.get("seed", 0))))
     first, steady = time_loop(session.infer, spec)
+    compared = {}
+    if spec.get("return_outputs"):  # one more run, its inputs and outputs returned (cross-device checks)
+        given = [decode(a) for a in spec["inputs"]] if spec.get("inputs") else None
+        outputs, inputs = session.run_once(given)
+        compared = {"inputs": [encode(a) for a in inputs], "outputs": [encode(a) for a in outputs]}
     return {
         **session.info,
         "threads": spec.get("threads"),
@@ -489,7 +557,28 @@ def measure(spec: dict) -> dict:
         "rss_before_load_bytes": rss_before,
         "peak_rss_bytes": peak_rss_bytes(),
         "file_bytes": file_bytes(spec["path"], spec["format"]),
+        **compared,
     }
+
+
+def encode(array) -> dict:
+    """An array as JSON, bit-exact: dtype, shape and its bytes in base64."""
+    import base64
+
+    import numpy as np
+
+    array = np.ascontiguousarray(array)
+    return {"dtype": array.dtype.str, "shape": list(array.shape),
+            "base64": base64.b64encode(array.tobytes()).decode("ascii")}
+
+
+def decode(data: dict):
+    import base64
+
+    import numpy as np
+
+    array = np.frombuffer(base64.b64decode(data["base64"]), np.dtype(data["dtype"]))
+    return array.reshape(data["shape"]).copy()
 
 
 def file_bytes(path: str, fmt: str) -> int:

@@ -1,4 +1,4 @@
-"""``edgekit gate``, ``baseline``, ``report`` and ``run``: the commands a CI job calls."""
+"""``edgekit gate``, ``baseline``, ``report``, ``run`` and ``clean``: the commands a CI job calls."""
 
 from __future__ import annotations
 
@@ -115,3 +115,26 @@ def run_cmd(recipe, out) -> int:
 
     status, _ = run_recipe(recipe, out, report=report)
     return status
+
+
+@click.command("clean")
+@click.argument("folder", type=click.Path(path_type=Path), default="runs")
+@click.option("--dry-run", is_flag=True, help="Only list what would be removed.")
+def clean_cmd(folder, dry_run) -> int:
+    """Remove the staging folders (.NAME.partial-PID) that killed runs left in FOLDER (default: runs).
+    A folder whose process still runs, of another user or another machine, or a symlink, is kept."""
+    from edgekit import manifest as mf
+
+    if not Path(folder).is_dir():
+        raise UsageError(f"{folder} is not a folder; pass the folder that holds the run directories "
+                         "(the parent of --out)")
+    stale = mf.stale_stages(folder) if dry_run else mf.remove_stale(folder)
+    for stage in stale:
+        click.echo(f"{'would remove' if dry_run else 'removed'} {stage.path} ({mf.human_bytes(stage.bytes)})")
+    if not stale:
+        click.echo(f"no stale staging folders in {folder}")
+        return 0
+    freed = mf.human_bytes(sum(s.bytes for s in stale))
+    plural = "s" if len(stale) > 1 else ""
+    click.echo(f"{len(stale)} stale staging folder{plural}; {'would free' if dry_run else 'freed'} {freed}")
+    return 0

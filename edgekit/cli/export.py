@@ -26,6 +26,8 @@ from edgekit.formats import names as format_names
 @click.option("--to", "to", cls=ComputedDefault, default=default_formats, show_default=True,
               help=f"Comma-separated formats: {', '.join(format_names())}.")
 @click.option("--int8", is_flag=True, help="Also write static int8 artefacts (post-training quantization).")
+@click.option("--dynamic-batch", is_flag=True, help="Make the batch axis (0) dynamic, so `bench --batch N` "
+              "runs the files (ONNX, OpenVINO; ExecuTorch up to 64; TFLite keeps batch 1).")
 @click.option("--calib", help="Calibration data: an image folder, a .npy/.npz file, or a built-in "
               "(digits, reber, photos, shapes). Default: the dataset a checkpoint was trained on, else the "
               "model's built-in set.")

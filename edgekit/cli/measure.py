@@ -93,8 +93,54 @@ def print_bench(record: dict) -> None:
 
     head, rows, caption = bench_rows(record)
     left = ("format", "precision", "runtime", "device")
-    print_table(head, rows, title=f"latency on {record['target']['name']}", caption=caption, width=170,
+    title = f"latency on {record['target']['name']}" + (" (EMULATED: not device latency)"
+                                                         if record.get("emulated") else "")
+    print_table(head, rows, title=title, caption=caption, width=170,
                 right=[c for c in head if c not in left], no_wrap=True)
+
+
+@click.command("check")
+@click.argument("path", type=click.Path(path_type=Path))
+@click.option("--target", default="local-cpu", show_default=True,
+              help="Target profile (see `edgekit targets`).")
+@click.option("--host", help="SSH targets: USER@ADDR[:PORT] or an ~/.ssh/config alias (overrides the "
+              "profile).")
+@click.option("--python", "python", help="SSH targets: the device's Python 3 (3.9 or newer).")
+@click.option("--ssh-config", type=click.Path(path_type=Path),
+              help="SSH targets: an ssh_config file (ssh -F).")
+@click.option("--targets-dir", type=click.Path(path_type=Path), help="A folder of extra target profiles.")
+@click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
+def check_cmd(path, target, host, python, ssh_config, targets_dir, as_json) -> int:
+    """Will every artefact of a run (or one model file) run on a target? Asks the device once which
+    runtimes it has (one SSH call; nothing is copied), then checks each artefact's op versions,
+    IR version or opset against them. Exit 3 when one will not run. Stored in the run's manifest."""
+    from edgekit.bench.core import make_device
+    from edgekit.compat import check
+    from edgekit.errors import EXIT_DEVICE
+    from edgekit.targets import get_target
+
+    chosen = get_target(target, targets_dir)
+    device = make_device(chosen, host, python, ssh_config)
+    record = check(path, chosen, device, host=host, report=quiet if as_json else report)
+    if as_json:
+        click.echo(json.dumps(record, indent=2))
+    else:
+        print_check(record, device.name)
+    refused = [r for r in record["results"] if r["ok"] is False]
+    for r in refused:
+        err(f"{r['format']} {r['precision']} will not run on {device.name}: {r['why']}"
+            + (f"; {r['fix']}" if r["fix"] else ""))
+    return EXIT_DEVICE if refused else 0
+
+
+def print_check(record: dict, where: str) -> None:
+    from edgekit.compat import runtimes_line
+
+    head = ("artefact", "needs", "device runtime", "verdict", "why", "fix")
+    rows = [(f"{r['format']} {r['precision']}", r.get("summary", ""), r.get("runtime") or "-", r["verdict"],
+             r["why"], r["fix"]) for r in record["results"]]
+    print_table(head, rows, title=f"will it run on {record['target']['name']} ({where})?", width=150)
+    click.echo(f"{where}: {runtimes_line(record['device'])}")
 
 
 @click.command("inspect")

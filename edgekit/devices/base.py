@@ -12,6 +12,8 @@ from pathlib import Path
 from edgekit.errors import DeviceError
 
 RUNNER = Path(__file__).resolve().parent.parent / "bench" / "runner.py"
+PROBE = Path(__file__).resolve().parent.parent / "compat" / "probe.py"  # what runtimes a device has
+PROBE_MARKER = "EDGEKIT_PROBE "  # the probe's own copy must agree (it imports nothing from edgekit)
 
 
 def parse_result(stdout: str, stderr: str, returncode: int, where: str) -> dict:
@@ -25,7 +27,15 @@ def parse_result(stdout: str, stderr: str, returncode: int, where: str) -> dict:
             except json.JSONDecodeError:
                 break
     tail = " | ".join(line.strip() for line in stderr.strip().splitlines()[-3:] if line.strip())
-    how = f"killed by signal {-returncode}" if returncode < 0 else f"exit status {returncode}"
+    signum = -returncode if returncode < 0 else returncode - 128 if 128 < returncode < 160 else None
+    how = f"killed by signal {signum}" if signum else f"exit status {returncode}"
+    if signum:
+        import signal
+
+        try:
+            how += f", {signal.Signals(signum).name}"
+        except ValueError:
+            pass
     return {"status": "failed", "kind": "crashed",
             "error": f"the runner died on {where} ({how}) without a result" + (f": {tail}" if tail else "")}
 
@@ -59,6 +69,11 @@ class Device:
     def run(self, spec: dict, timeout: float) -> dict:
         raise NotImplementedError
 
+    def probe(self, args: list[str] = (), timeout: float = 120) -> dict:
+        """Run the probe (``edgekit/compat/probe.py``) once where the artefacts would run; return its
+        JSON: Python, numpy and the runtimes with their versions. Copies nothing."""
+        raise NotImplementedError
+
     def close(self) -> None:
         pass
 
@@ -67,6 +82,22 @@ class Device:
 
     def __exit__(self, *exc) -> None:
         self.close()
+
+
+def parse_probe(stdout: str, stderr: str, returncode: int, where: str, python: str) -> dict:
+    """The probe's JSON line, or a DeviceError that says why there is none."""
+    for line in reversed(stdout.splitlines()):
+        if line.startswith(PROBE_MARKER):
+            try:
+                return json.loads(line[len(PROBE_MARKER):])
+            except json.JSONDecodeError:
+                break
+    if returncode == 127:
+        raise DeviceError(f"{python} was not found on {where}; pass --python with the device's Python 3 "
+                          "(one with numpy and a runtime)")
+    tail = " | ".join(line.strip() for line in stderr.strip().splitlines()[-3:] if line.strip())
+    raise DeviceError(f"could not ask {where} for its runtimes ({python} exited with status {returncode})"
+                      + (f": {tail}" if tail else ""), hint="pass --python with a Python 3.9 or newer")
 
 
 def check_no_device_everywhere(results: list[dict], target_name: str) -> None:

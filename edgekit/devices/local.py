@@ -7,8 +7,8 @@ import subprocess
 import sys
 from pathlib import Path
 
-from edgekit.devices.base import RUNNER, Device, parse_result
-from edgekit.errors import UsageError
+from edgekit.devices.base import PROBE, RUNNER, Device, parse_probe, parse_result
+from edgekit.errors import DeviceError, UsageError
 
 
 class LocalDevice(Device):
@@ -31,6 +31,18 @@ class LocalDevice(Device):
 
     def run(self, spec: dict, timeout: float) -> dict:
         return run_process([self.python, str(RUNNER), "-"], spec, timeout, self.name)
+
+    def probe(self, args: list[str] = (), timeout: float = 120) -> dict:
+        try:
+            done = subprocess.run([self.python, str(PROBE), *args], capture_output=True, text=True,
+                                  timeout=timeout)
+        except subprocess.TimeoutExpired:
+            raise DeviceError(f"{self.python} did not answer within {timeout:.0f} s while listing its "
+                              "runtimes") from None
+        except OSError as exc:
+            raise DeviceError(f"cannot start {self.python} on {self.name} ({exc.strerror})",
+                              hint="pass --python with a Python 3 that has numpy and a runtime") from None
+        return parse_probe(done.stdout, done.stderr, done.returncode, self.name, self.python)
 
 
 def run_process(command: list[str], spec: dict, timeout: float, where: str) -> dict:

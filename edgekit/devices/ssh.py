@@ -5,8 +5,10 @@ work as they do in the user's shell. edgekit never turns host-key checking off: 
 an unknown or changed host key an error instead of a prompt. Every word of every remote command
 goes through shlex.quote.
 
-Per bench: one ``ssh`` creates a private temporary folder on the device (mktemp -d), one ``scp -r``
-copies runner.py and the model files into it, one ``ssh`` per model file runs the runner in a
+Per check, and first per bench: one ``ssh`` runs the probe (``edgekit/compat/probe.py``, on
+stdin), which says which runtimes the device has. Per bench: one ``ssh`` creates a private
+temporary folder on the device (mktemp -d), one ``scp -r`` copies runner.py and the model files
+into it, one ``ssh`` per model file runs the runner in a
 fresh process (the spec goes in on stdin), and a last ``ssh`` removes the folder.
 """
 
@@ -20,7 +22,7 @@ import subprocess
 import tempfile
 from pathlib import Path
 
-from edgekit.devices.base import RUNNER, Device, parse_result
+from edgekit.devices.base import PROBE, RUNNER, Device, parse_probe, parse_result
 from edgekit.errors import DeviceError, UsageError
 
 CONNECT_TIMEOUT_S = 10
@@ -201,7 +203,9 @@ class SSHDevice(Device):
 
     def run(self, spec: dict, timeout: float) -> dict:
         words = ["cd", f"{self.remote_dir}/bench"]
-        command = remote_words(words) + " && " + remote_words([self.python, "runner.py", "-"])
+        # "; exit $?": the shell waits for the runner, so a runner killed by a signal (a runtime's
+        # segfault) ends as exit status 128+N, not as ssh's own 255 (a lost connection).
+        command = remote_words(words) + " && " + remote_words([self.python, "runner.py", "-"]) + "; exit $?"
         done = self._ssh([], f"running {Path(spec['path']).name}", stdin=json.dumps(spec),
                          timeout=timeout, shell=command)
         result = parse_result(done.stdout, done.stderr, done.returncode, self.host)
@@ -209,6 +213,12 @@ class SSHDevice(Device):
             result.update(kind="no_runtime", error=f"{self.python} was not found on {self.host}; "
                           "pass --python with the device's Python 3 (one with numpy and a runtime)")
         return result
+
+    def probe(self, args: list[str] = (), timeout: float = 120) -> dict:
+        """One ``ssh ... PYTHON - ARGS`` with the probe script on stdin; nothing is copied."""
+        done = self._ssh([self.python, "-", *args], "asking the device for its runtimes",
+                         stdin=PROBE.read_text(), timeout=timeout)
+        return parse_probe(done.stdout, done.stderr, done.returncode, self.host, self.python)
 
     def close(self) -> None:
         if self.remote_dir is None:

@@ -52,6 +52,32 @@ def scheme_options(options: Int8Options) -> dict:
     return {"method": options.method, "excluded": list(options.exclude)}
 
 
+# ``export --dynamic-batch``: the batch axis (0) is symbolic; where the format needs a bound
+# (ExecuTorch plans its memory for the largest batch) it is this. Tracing uses an example of batch
+# 2: torch.export specialises a dimension of size 1 to a constant.
+DYNAMIC_BATCH_MAX = 64
+TRACE_BATCH = 2
+
+
+def batch_example(example: Any) -> Any:
+    """A batch-1 example input (a tensor) repeated to ``TRACE_BATCH`` along the batch axis (0)."""
+    return example.repeat(TRACE_BATCH, *([1] * (example.dim() - 1)))
+
+
+def batch_dim(bounded: bool = False) -> Any:
+    """The ``torch.export.Dim`` of a dynamic batch (at most ``DYNAMIC_BATCH_MAX`` when ``bounded``)."""
+    import torch
+
+    return torch.export.Dim("batch", min=1, max=DYNAMIC_BATCH_MAX if bounded else None)
+
+
+def shape_info(shape: list, max_batch: int | None = None) -> dict:
+    """What the manifest records of an artefact's input: its shape, "batch" where dynamic."""
+    dynamic = bool(shape) and not isinstance(shape[0], int)
+    info: dict = {"input_shape": ["batch", *shape[1:]] if dynamic else list(shape), "dynamic_batch": dynamic}
+    return {**info, "max_batch": max_batch} if dynamic and max_batch else info
+
+
 class Session(ABC):
     """A loaded artefact in its own runtime. ``run`` takes and returns float32 numpy arrays."""
 
@@ -63,13 +89,24 @@ class Session(ABC):
     def run(self, x: np.ndarray) -> np.ndarray:
         """Run one batch (float32, the model's input layout); return the float32 output."""
 
+    def input_info(self) -> dict:
+        """The artefact's input as the manifest records it (``shape_info``)."""
+        return {}
+
 
 class FixedShapeSession(Session):
-    """A session whose artefact has one fixed input shape (``input_shape``): a batch that differs
-    from a batch-1 artefact's runs one sample at a time. Subclasses define ``_invoke``."""
+    """A session whose artefact has one input shape (``input_shape``). With a fixed batch, a batch
+    that differs from a batch-1 artefact's runs one sample at a time; with ``dynamic_batch`` any
+    batch up to ``input_shape[0]`` (the bound) runs at once, larger ones in chunks of the bound.
+    Subclasses define ``_invoke``."""
 
     input_shape: tuple[int, ...] = ()
+    dynamic_batch: bool = False
     what: str = "model"  # for the error: "the TFLite model", "the ExecuTorch program"
+
+    def input_info(self) -> dict:
+        shape = ["batch" if self.dynamic_batch else self.input_shape[0], *self.input_shape[1:]]
+        return shape_info(shape, self.input_shape[0])
 
     def run(self, x: np.ndarray) -> np.ndarray:
         import numpy as np
@@ -79,14 +116,18 @@ class FixedShapeSession(Session):
         x = np.ascontiguousarray(x, dtype=np.float32)
         if x.shape == self.input_shape:
             return self._invoke(x)
-        if self.input_shape[0] == 1 and x.shape[1:] == self.input_shape[1:]:
-            return np.concatenate([self._invoke(x[i : i + 1]) for i in range(len(x))])
+        fits = x.shape[1:] == self.input_shape[1:]
+        if fits and self.dynamic_batch and len(x) <= self.input_shape[0]:
+            return self._invoke(x)
+        if fits and (self.dynamic_batch or self.input_shape[0] == 1):
+            step = self.input_shape[0]
+            return np.concatenate([self._invoke(x[i : i + step]) for i in range(0, len(x), step)])
         raise DataError(f"input of shape {list(x.shape)} does not fit {self.what}'s input "
                         f"{list(self.input_shape)}")
 
     @abstractmethod
     def _invoke(self, x: np.ndarray) -> np.ndarray:
-        """Run exactly ``input_shape``; return the float32 output."""
+        """Run ``x`` (``input_shape``, or any batch up to its bound when dynamic); the float32 output."""
 
 
 class Format(ABC):
@@ -118,6 +159,24 @@ class Format(ABC):
         """How ``edgekit targets`` names where this format runs under a profile's ``settings``."""
         return None
     validated_methods: tuple[str, ...] = ()  # int8 methods that need Int8Options.validation
+    # Why this format's artefacts keep a fixed batch under --dynamic-batch ("": it can make them).
+    fixed_batch_reason: str = ""
+    dynamic_batch: bool = False  # this export writes a dynamic batch axis (``use_dynamic_batch``)
+
+    def use_dynamic_batch(self) -> str | None:
+        """Write this export's artefacts with a dynamic batch axis (0); the reason when the format
+        cannot (its artefacts then keep batch 1, as the manifest records)."""
+        if self.fixed_batch_reason:
+            return self.fixed_batch_reason
+        self.dynamic_batch = True
+        return None
+
+    def input_info(self, path: Path) -> dict:
+        """The written artefact's input shape for the manifest (``shape_info``), read back from it."""
+        from edgekit.formats._util import quiet
+
+        with quiet():
+            return self.open(path).input_info()
 
     def check_available(self) -> None:
         """Raise MissingDependencyError (naming the extra) before any work starts."""

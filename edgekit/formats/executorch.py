@@ -22,7 +22,16 @@ from typing import TYPE_CHECKING, Any
 
 from edgekit.errors import DataError, ExportError, UsageError
 from edgekit.formats._util import check_module_names, module_path
-from edgekit.formats.base import FixedShapeSession, Format, Int8Options, Int8Result, scheme_options
+from edgekit.formats.base import (
+    DYNAMIC_BATCH_MAX,
+    FixedShapeSession,
+    Format,
+    Int8Options,
+    Int8Result,
+    batch_dim,
+    batch_example,
+    scheme_options,
+)
 
 if TYPE_CHECKING:
     import numpy as np
@@ -59,7 +68,8 @@ class ExecuTorchSession(FixedShapeSession):
         if meta.num_inputs() != 1 or meta.num_outputs() != 1:
             raise ExportError(f"{path} has {meta.num_inputs()} inputs and {meta.num_outputs()} outputs; "
                               "edgekit runs models with one input and one output")
-        self.input_shape = tuple(int(d) for d in meta.input_tensor_meta(0).sizes())
+        self.input_shape = tuple(int(d) for d in meta.input_tensor_meta(0).sizes())  # the bound, if dynamic
+        self.dynamic_batch = _input_is_dynamic(Path(path))
 
     def _invoke(self, x: np.ndarray) -> np.ndarray:
         out = self._method.execute([self._torch.from_numpy(x)])[0]
@@ -79,7 +89,7 @@ class ExecuTorchFormat(Format):
         self._lowered: dict[str, dict] = {}  # sha256 of a written .pte -> what lowering delegated
 
     def export_fp32(self, model: LoadedModel, path: Path) -> Path:
-        program, _ = _capture(model.module.eval(), model.example_input())
+        program, _ = _capture(model.module.eval(), model.example_input(), self.dynamic_batch)
         self._write(program, Path(path))
         return Path(path)
 
@@ -95,7 +105,8 @@ class ExecuTorchFormat(Format):
             raise DataError("static int8 needs calibration samples, got none")
         example = model.example_input()
         samples = [example] if dynamic else _samples(calib, tuple(example.shape))
-        program, capture = _quantize(model.module.eval(), example, samples, options, dynamic)
+        program, capture = _quantize(model.module.eval(), example, samples, options, dynamic,
+                                     self.dynamic_batch)
         self._write(program, Path(path))
         if dynamic:
             scheme = {"type": "dynamic",
@@ -140,6 +151,7 @@ class ExecuTorchFormat(Format):
 
         try:
             edge = to_edge_transform_and_lower(program, partitioner=[XnnpackPartitioner()])
+            _restore_batch_range(edge.exported_program())
             lowered = _delegation(edge.exported_program().graph_module)
             data = edge.to_executorch().buffer
         except Exception as exc:
@@ -150,24 +162,56 @@ class ExecuTorchFormat(Format):
         self._lowered[hashlib.sha256(data).hexdigest()] = lowered
 
 
-def _capture(module: Any, example: Any) -> tuple[Any, str]:
-    """torch.export, strict (dynamo) first and non-strict where dynamo cannot trace the model."""
+def _capture(module: Any, example: Any, dynamic_batch: bool = False) -> tuple[Any, str]:
+    """torch.export, strict (dynamo) first and non-strict where dynamo cannot trace the model;
+    ``dynamic_batch``: axis 0 a ``Dim`` of 1 to ``DYNAMIC_BATCH_MAX`` (traced at ``TRACE_BATCH``)."""
     import torch
 
+    kwargs: dict = {}
+    if dynamic_batch:
+        example = batch_example(example)
+        kwargs["dynamic_shapes"] = ({0: batch_dim(bounded=True)},)
     with torch.no_grad():
         try:
-            return torch.export.export(module, (example,), strict=True), "torch.export strict"
+            return torch.export.export(module, (example,), strict=True, **kwargs), "torch.export strict"
         except Exception:  # noqa: BLE001 - non-strict still works where dynamo gives up
-            return torch.export.export(module, (example,), strict=False), "torch.export non-strict"
+            return torch.export.export(module, (example,), strict=False, **kwargs), "torch.export non-strict"
+
+
+def _restore_batch_range(program: Any) -> None:
+    """Give the batch symbol back its declared range [1, DYNAMIC_BATCH_MAX] before memory planning.
+
+    Lowering re-runs PyTorch's fake convolution, whose CPU backend choice guards ``batch < 16``
+    (torch/_subclasses/fake_impls.py, conv) and so narrows the range: the program would refuse
+    batch 16 and more. That guard is about PyTorch's own conv kernels, not XNNPACK's, which take
+    any batch (checked at 40 and 64 against PyTorch)."""
+    import torch
+    from torch.utils._sympy.value_ranges import ValueRanges
+
+    for node in program.graph.nodes:
+        val = node.meta.get("val") if node.op == "placeholder" else None
+        size = val.shape[0] if isinstance(val, torch.Tensor) and val.dim() else None
+        if isinstance(size, torch.SymInt) and size.node.expr.is_symbol:
+            size.node.shape_env.var_to_range[size.node.expr] = ValueRanges(1, DYNAMIC_BATCH_MAX)
+
+
+def _input_is_dynamic(path: Path) -> bool:
+    """Whether the ``.pte``'s input has a bounded dynamic shape (the runtime's meta gives only sizes)."""
+    from executorch.exir._serialize._program import deserialize_pte_binary
+
+    pte = deserialize_pte_binary(Path(path).read_bytes())
+    plan = getattr(pte, "program", pte).execution_plan[0]
+    tensor = plan.values[plan.inputs[0]].val
+    return int(getattr(tensor, "shape_dynamism", 0)) != 0  # 0: STATIC
 
 
 def _quantize(module: Any, example: Any, samples: list, options: Int8Options,
-              dynamic: bool) -> tuple[Any, str]:
+              dynamic: bool, dynamic_batch: bool = False) -> tuple[Any, str]:
     """PT2E: capture, prepare, calibrate, convert; the quantized ExportedProgram and capture mode."""
     import torch
     from torchao.quantization.pt2e.quantize_pt2e import convert_pt2e, prepare_pt2e
 
-    program, capture = _capture(module, example)
+    program, capture = _capture(module, example, dynamic_batch)
     if dynamic:  # decompose the LSTM into its linear layers, keeping linear for the quantizer
         table = torch.export.default_decompositions()
         table.pop(torch.ops.aten.linear.default, None)
@@ -179,7 +223,9 @@ def _quantize(module: Any, example: Any, samples: list, options: Int8Options,
         for sample in samples:
             prepared(sample)
         converted = convert_pt2e(prepared)
-        return torch.export.export(converted, (example,), strict=False), capture
+        kwargs = {"dynamic_shapes": ({0: batch_dim(bounded=True)},)} if dynamic_batch else {}
+        traced = batch_example(example) if dynamic_batch else example
+        return torch.export.export(converted, (traced,), strict=False, **kwargs), capture
 
 
 def _quantizer(options: Int8Options, dynamic: bool) -> Any:

@@ -9,7 +9,16 @@ import numpy as np
 
 from edgekit.errors import ExportError, UsageError, require
 from edgekit.formats._util import quiet
-from edgekit.formats.base import Format, Int8Options, Int8Result, Session, scheme_options
+from edgekit.formats.base import (
+    Format,
+    Int8Options,
+    Int8Result,
+    Session,
+    batch_dim,
+    batch_example,
+    scheme_options,
+    shape_info,
+)
 
 OPSET = 18
 INPUT_NAME = "input"
@@ -43,6 +52,9 @@ class OnnxSession(Session):
     def run(self, x: np.ndarray) -> np.ndarray:
         return self.session.run(None, {self.input_name: np.ascontiguousarray(x, np.float32)})[0]
 
+    def input_info(self) -> dict:
+        return shape_info([d if isinstance(d, int) else str(d) for d in self.session.get_inputs()[0].shape])
+
 
 class OnnxFormat(Format):
     name = "onnx"
@@ -62,11 +74,15 @@ class OnnxFormat(Format):
         import torch
 
         require("onnxscript", "onnxscript", "onnx")
+        # --dynamic-batch: axis 0 of the input and output is the symbolic dimension "batch"
+        dynamic = {"dynamic_shapes": ({0: batch_dim()},)} if self.dynamic_batch else {}
+        example = batch_example(model.example_input()) if self.dynamic_batch else model.example_input()
         with quiet(), torch.no_grad():
             torch.onnx.export(
                 model.module,
-                (model.example_input(),),
+                (example,),
                 str(path),
+                **dynamic,
                 input_names=[INPUT_NAME],
                 output_names=[OUTPUT_NAME],
                 opset_version=OPSET,

@@ -8,7 +8,15 @@ import numpy as np
 
 from edgekit.errors import UsageError, require
 from edgekit.formats._util import quiet
-from edgekit.formats.base import Format, Int8Options, Int8Result, Session, scheme_options
+from edgekit.formats.base import (
+    Format,
+    Int8Options,
+    Int8Result,
+    Session,
+    batch_example,
+    scheme_options,
+    shape_info,
+)
 
 NNCF_METHODS = {
     "default": "int8 per-tensor (NNCF default preset)",
@@ -49,6 +57,10 @@ class OpenVinoSession(Session):
         out = self.request.infer({0: np.ascontiguousarray(x, np.float32)})
         return np.asarray(out[self.compiled.output(0)], dtype=np.float32)
 
+    def input_info(self) -> dict:
+        dims = self.compiled.input(0).get_partial_shape()
+        return shape_info([d.get_length() if d.is_static else "?" for d in dims])
+
 
 class OpenVinoFormat(Format):
     name = "openvino"
@@ -70,10 +82,11 @@ class OpenVinoFormat(Format):
         ov = require("openvino", "openvino", "openvino")
         import torch
 
-        example = model.example_input()
+        example = batch_example(model.example_input()) if self.dynamic_batch else model.example_input()
+        shape = [-1, *example.shape[1:]] if self.dynamic_batch else list(example.shape)  # -1: dynamic
         with quiet(), torch.no_grad():
             ov_model = ov.convert_model(model.module, example_input=example)
-            ov_model.reshape(list(example.shape))
+            ov_model.reshape(shape)
             ov.save_model(ov_model, str(path), compress_to_fp16=False)
         return path
 

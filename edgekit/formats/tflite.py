@@ -53,6 +53,11 @@ class TFLiteFormat(Format):
     tools = (CONVERTER, "torchao", "ai-edge-litert", "tflite-runtime")
     runtimes = ("ai-edge-litert", "tflite-runtime")  # tflite-runtime: what many Raspberry Pis run
     colour = "#ff7f0e"
+    # litert-torch 0.10 accepts dynamic_shapes but lowers each op through JAX, which needs static
+    # shapes (a symbolic batch fails at the first reshape; litert-torch PR #1024, issue #870); and a
+    # batch-1 flatbuffer's reshapes keep batch 1, so resize_tensor_input cannot change it either.
+    fixed_batch_reason = ("litert-torch cannot convert a dynamic batch (it lowers ops through JAX, "
+                          "which needs static shapes): the TFLite artefacts keep batch 1")
 
     def export_fp32(self, model: LoadedModel, path: Path) -> Path:
         litert_torch = _import_litert_torch()

@@ -150,9 +150,7 @@ def inspect_run(run_dir: Path, samples: int = DEFAULT_SAMPLES, formats: tuple[st
                         "seconds": round(time.perf_counter() - start, 2)}
         report(_summary_line(fmt, errors, results[fmt]["seconds"]))
     result = {"created": mf.utc_now(), "samples": int(len(x)), "source": source, "formats": results}
-    manifest = mf.read_manifest(run_dir)  # another command may have written it meanwhile
-    manifest["inspect"] = result
-    mf.write_json_atomic(run_dir / mf.MANIFEST, manifest)
+    mf.update(run_dir, lambda fresh: fresh.__setitem__("inspect", result))  # keeps others' records
     return result
 
 

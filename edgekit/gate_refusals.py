@@ -1,0 +1,38 @@
+"""What the gate refuses to compare at all: a baseline of another model or of other data, and
+latency measured under emulation (QEMU), which is not a device's latency."""
+
+from __future__ import annotations
+
+from edgekit.errors import UsageError
+
+LATENCY_RULES = ("min_speedup", "max_latency_ms", "max_latency_regression")
+
+
+def check_comparable(manifest: dict, baseline: dict, rules) -> None:
+    """Refuse a baseline of another model, or accuracy measured on other samples."""
+    mine, theirs = manifest["model"].get("name"), (baseline.get("model") or {}).get("name")
+    if theirs and mine != theirs:
+        raise UsageError(f"the baseline is of model {theirs}, this run of {mine}; "
+                         "make a baseline from a run of the same model")
+    if rules.max_accuracy_regression is not None:
+        ev, bd = manifest.get("eval") or {}, baseline.get("dataset") or {}
+        if ev and bd and bd.get("sha256") and ev.get("sha256") != bd.get("sha256"):
+            raise UsageError(
+                f"the baseline's accuracy was measured on {bd.get('dataset')} ({bd.get('split')}, "
+                f"{bd.get('samples')} samples) and this run's on {ev.get('dataset')} ({ev.get('split')}, "
+                f"{ev.get('samples')} samples); evaluate both on the same data to compare them")
+
+
+def refuse_emulated_latency(record: dict | None, rules, baseline: dict | None) -> None:
+    """Latency rules on figures measured under emulation (a target with ``emulated = true``, or a
+    runner that saw QEMU) are refused: they would gate on the emulator's speed, not the device's.
+    ``record``: the run's bench record for the rules' target."""
+    latency = [name for name in LATENCY_RULES if getattr(rules, name) is not None]
+    if not latency:
+        return
+    why = (record or {}).get("emulated") or ((baseline or {}).get("bench_environment") or {}).get("emulated")
+    if why:
+        names = ", ".join("--" + name.replace("_", "-") for name in latency)
+        raise UsageError(f"{names} on target {rules.target}: its latency was measured under emulation "
+                         f"({why}), which says nothing about the device's speed; gate latency on a bench "
+                         "of the real device, and keep accuracy and size rules for the emulated one")

@@ -1,0 +1,129 @@
+"""manifest.update under concurrent writers, and the staging folders killed runs leave behind."""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from edgekit import manifest as mf
+from tests.conftest import REPO
+
+WRITERS = 4
+UPDATES = 40
+
+HAMMER = """
+import sys
+from pathlib import Path
+from edgekit import manifest as mf
+
+run, who, n = Path(sys.argv[1]), sys.argv[2], int(sys.argv[3])
+sys.stdin.readline()  # start together
+for i in range(n):
+    mf.update(run, lambda m: m.setdefault("bench", {}).__setitem__(f"{who}-{i}", {"i": i}))
+"""
+
+
+def test_concurrent_updates_from_several_processes_lose_nothing(tmp_path):
+    mf.write_json_atomic(tmp_path / mf.MANIFEST, {"schema_version": 1, "artefacts": []})
+    procs = [subprocess.Popen([sys.executable, "-c", HAMMER, str(tmp_path), f"w{k}", str(UPDATES)],
+                              stdin=subprocess.PIPE, cwd=REPO, text=True) for k in range(WRITERS)]
+    for p in procs:  # each has imported edgekit by now or soon; the line releases them together
+        p.stdin.write("go\n")
+        p.stdin.flush()
+    for p in procs:
+        p.stdin.close()
+        assert p.wait(timeout=120) == 0
+    bench = json.loads((tmp_path / mf.MANIFEST).read_text())["bench"]
+    assert set(bench) == {f"w{k}-{i}" for k in range(WRITERS) for i in range(UPDATES)}
+    assert (tmp_path / mf.LOCK).is_file()  # the lock lives beside manifest.json
+    assert not [p for p in tmp_path.iterdir() if ".tmp-" in p.name]  # no temporary file left
+
+
+def test_update_refuses_a_folder_without_a_manifest(tmp_path):
+    from edgekit.errors import UsageError
+
+    with pytest.raises(UsageError, match="not an edgekit run directory"):
+        mf.update(tmp_path, lambda m: None)
+
+
+def dead_pid() -> int:
+    p = subprocess.Popen([sys.executable, "-c", "pass"])
+    p.wait()  # reaped: the PID names no process now
+    return p.pid
+
+
+@pytest.fixture
+def sleeper():
+    p = subprocess.Popen(["sleep", "300"])
+    yield p.pid
+    p.kill()
+    p.wait()
+
+
+def stage(folder: Path, name: str, pid: int, size: int = 1000, host: str | None = None) -> Path:
+    path = folder / f".{name}.partial-{pid}"
+    (path / "onnx").mkdir(parents=True)
+    (path / "onnx" / "model.fp32.onnx").write_bytes(b"\0" * size)
+    if host is not None:
+        (path / mf.STAGE_MARK).write_text(json.dumps({"host": host, "pid": pid}))
+    return path
+
+
+def test_only_dead_runs_own_folders_are_stale(tmp_path, sleeper):
+    dead = dead_pid()
+    old = stage(tmp_path, "old", dead, 2_500_000, host=socket.gethostname())
+    legacy = stage(tmp_path, "legacy", dead)  # no mark: written before marks existed
+    live = stage(tmp_path, "live", sleeper, host=socket.gethostname())
+    mine = stage(tmp_path, "mine", os.getpid())
+    remote = stage(tmp_path, "remote", dead, host=socket.gethostname() + "-other")
+    target = stage(tmp_path, "target", sleeper)
+    (tmp_path / f".link.partial-{dead}").symlink_to(target)  # a symlink is never ours
+    (tmp_path / f".file.partial-{dead}").write_text("x")  # a file neither
+    for odd in (f"run.partial-{dead}", f".run.partial-{dead}x", f".run.partial-{dead}.bak",
+                f".x.partial--{dead}"):
+        (tmp_path / odd).mkdir()  # not exactly .<name>.partial-<digits>
+
+    stale = mf.stale_stages(tmp_path)
+    assert [s.path for s in stale] == [legacy, old]
+    assert stale[1].pid == dead and 2_500_000 < stale[1].bytes < 2_500_200  # and its mark
+    assert mf.stale_summary(stale) == ("found 2 stale staging folders of killed runs: "
+                                       f".legacy.partial-{dead} (1 kB), .old.partial-{dead} (2.5 MB)")
+    assert [s.path for s in mf.remove_stale(tmp_path)] == [legacy, old]
+    assert not old.exists() and not legacy.exists()
+    for kept in (live, mine, remote, target, tmp_path / f".link.partial-{dead}"):
+        assert kept.exists(), kept
+    assert (target / "onnx" / "model.fp32.onnx").is_file()
+    assert mf.remove_stale(tmp_path) == []
+
+
+def test_pid_alive():
+    assert not mf.pid_alive(dead_pid())
+    assert mf.pid_alive(os.getpid()) and mf.pid_alive(1)  # init: PermissionError or alive, both mean alive
+    assert mf.pid_alive(0) and mf.pid_alive(10**30)  # unsure counts as alive
+
+
+def test_staging_dir_names_stale_folders_and_leaves_no_mark(tmp_path):
+    dead = dead_pid()
+    stage(tmp_path, "old", dead, 220_000_000 // 1000, host=socket.gethostname())
+    lines = []
+    with mf.staging_dir(tmp_path / "run", lines.append) as s:
+        assert (s / mf.STAGE_MARK).is_file()
+        (s / "manifest.json").write_text("{}")
+    assert lines == [f"warning: found 1 stale staging folder of a killed run: .old.partial-{dead} (220 kB); "
+                     f"remove with `edgekit clean {tmp_path}`"]
+    assert sorted(p.name for p in (tmp_path / "run").iterdir()) == ["manifest.json"]
+
+
+def test_an_interrupted_stage_is_removed_and_names_its_output(tmp_path):
+    from edgekit.errors import Terminated
+
+    with pytest.raises(Terminated) as info, mf.staging_dir(tmp_path / "run"):
+        raise Terminated()
+    assert info.value.untouched == tmp_path / "run"
+    assert list(tmp_path.iterdir()) == []
