@@ -6,8 +6,8 @@
 The model is exported at full size (random weights: speed does not depend on their values) to every
 default format, fp32 and int8, with a dynamic batch axis; then `edgekit bench` times every artefact
 in its own process on local-cpu at each batch with 2 threads, beside PyTorch eager fp32. TFLite keeps
-batch 1 (litert-torch converts static shapes only), so its batch 8 and 32 cells are empty and the
-runner's error is kept in the jsonl. Results: a "Throughput at batch 1, 8 and 32" section appended to
+batch 1 (litert-torch converts static shapes only), so the runner feeds its batch 8 and 32 one sample
+at a time: those cells are batch-1 speed, said so under the table. Results: a "Throughput at batch 1, 8 and 32" section appended to
 (or replaced in) results/latency.md, and every bench row in results/throughput.jsonl.
 
 --quick proves the script works in a minute or two: lenet5, 5 timed runs per cell, results in a
@@ -92,8 +92,8 @@ def table(rows: list[dict]) -> list[str]:
         f"Measured {first['date']} on {env.get('cpu')} ({env.get('cores')} cores, {first['threads']} threads): "
         f"{first['model']} at full size (random weights), exported with `--int8 --dynamic-batch`, each artefact "
         "in its own process (benchmarks/throughput.py). images/s: batch x timed runs / timed seconds; p50: one "
-        "inference of the whole batch. TFLite keeps batch 1 (litert-torch converts static shapes only), so its "
-        "larger batches are '-'. ExecuTorch programs take up to batch 64. Raw rows: throughput.jsonl.",
+        "inference of the whole batch. TFLite keeps batch 1 (litert-torch converts static shapes only): its "
+        "batch 8 and 32 run one sample at a time, so they show batch-1 speed. ExecuTorch programs take up to batch 64. Raw rows: throughput.jsonl.",
         "",
         "| " + " | ".join(head) + " |",
         "|" + "---|" * len(head),
