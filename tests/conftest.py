@@ -53,3 +53,25 @@ def loaded_model(module, shape, static=True, task="classification", layout="NCHW
         params=sum(p.numel() for p in module.parameters()), macs=0, weights=None,
         builtin_calibration=None, static_int8=static,
     )
+
+
+@pytest.fixture(scope="session")
+def old_pi_python(tmp_path_factory):
+    """A Python like many Raspberry Pis have: numpy<2 and the old tflite-runtime 2.14, nothing else."""
+    venv = tmp_path_factory.mktemp("old-pi") / "venv"
+    subprocess.run([sys.executable, "-m", "venv", venv], check=True)
+    pip = subprocess.run([venv / "bin" / "python", "-m", "pip", "install", "-q", "numpy==1.26.4",
+                          "tflite-runtime==2.14.0"], capture_output=True, text=True)
+    if pip.returncode != 0:
+        if os.environ.get("EDGEKIT_REQUIRE_SSHD"):  # CI: the registry is reachable, so this must work
+            raise RuntimeError(f"could not install tflite-runtime 2.14: {pip.stderr[-500:]}")
+        pytest.skip("tflite-runtime 2.14 could not be installed (no package registry?)")
+    return str(venv / "bin" / "python")
+
+
+@pytest.fixture
+def sleeper():
+    p = subprocess.Popen(["sleep", "300"])
+    yield p.pid
+    p.kill()
+    p.wait()

@@ -11,6 +11,27 @@ from edgekit.cli.common import err, preprocess_overrides, preprocessing_options,
 from edgekit.errors import EXIT_FAILED
 
 
+def target_options(python_help: str):
+    """--target, --host, --python, --ssh-config and --targets-dir: where bench and check run."""
+    options = [
+        click.option("--target", default="local-cpu", show_default=True,
+                     help="Target profile (see `edgekit targets`)."),
+        click.option("--host", help="SSH targets: USER@ADDR[:PORT] or an ~/.ssh/config alias (overrides "
+                     "the profile)."),
+        click.option("--python", "python", help=f"SSH targets: {python_help}"),
+        click.option("--ssh-config", type=click.Path(path_type=Path),
+                     help="SSH targets: an ssh_config file (ssh -F)."),
+        click.option("--targets-dir", type=click.Path(path_type=Path),
+                     help="A folder of extra target profiles."),
+    ]
+
+    def decorate(fn):
+        for option in reversed(options):
+            fn = option(fn)
+        return fn
+    return decorate
+
+
 @click.command("eval")
 @click.argument("run_dir", type=click.Path(path_type=Path))
 @click.option("--dataset", required=True, help="digits, shapes, reber, an image folder with one "
@@ -48,14 +69,7 @@ def print_eval(result: dict) -> None:
 
 @click.command("bench")
 @click.argument("path", type=click.Path(path_type=Path))
-@click.option("--target", default="local-cpu", show_default=True,
-              help="Target profile (see `edgekit targets`).")
-@click.option("--host", help="SSH targets: USER@ADDR[:PORT] or an ~/.ssh/config alias (overrides the "
-              "profile).")
-@click.option("--python", "python", help="SSH targets: the device's Python 3 with numpy and a runtime.")
-@click.option("--ssh-config", type=click.Path(path_type=Path),
-              help="SSH targets: an ssh_config file (ssh -F).")
-@click.option("--targets-dir", type=click.Path(path_type=Path), help="A folder of extra target profiles.")
+@target_options("the device's Python 3 with numpy and a runtime.")
 @click.option("--threads", type=click.IntRange(0),
               help="Inference threads (0: one per core; default: the target's).")
 @click.option("--batch", type=click.IntRange(1), default=1, show_default=True, help="Batch size.")
@@ -101,14 +115,7 @@ def print_bench(record: dict) -> None:
 
 @click.command("check")
 @click.argument("path", type=click.Path(path_type=Path))
-@click.option("--target", default="local-cpu", show_default=True,
-              help="Target profile (see `edgekit targets`).")
-@click.option("--host", help="SSH targets: USER@ADDR[:PORT] or an ~/.ssh/config alias (overrides the "
-              "profile).")
-@click.option("--python", "python", help="SSH targets: the device's Python 3 (3.9 or newer).")
-@click.option("--ssh-config", type=click.Path(path_type=Path),
-              help="SSH targets: an ssh_config file (ssh -F).")
-@click.option("--targets-dir", type=click.Path(path_type=Path), help="A folder of extra target profiles.")
+@target_options("the device's Python 3 (3.9 or newer).")
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
 def check_cmd(path, target, host, python, ssh_config, targets_dir, as_json) -> int:
     """Will every artefact of a run (or one model file) run on a target? Asks the device once which

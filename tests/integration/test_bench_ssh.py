@@ -156,20 +156,6 @@ def test_host_key_checking_cannot_be_turned_off_from_a_profile(tmp_path, run_dir
     assert r.code == 2 and "turns host-key checking off" in r.stderr
 
 
-@pytest.fixture(scope="module")
-def old_pi_python(tmp_path_factory):
-    """A Python like many Raspberry Pis have: numpy<2 and the old tflite-runtime 2.14, nothing else."""
-    venv = tmp_path_factory.mktemp("old-pi") / "venv"
-    subprocess.run([sys.executable, "-m", "venv", venv], check=True)
-    pip = subprocess.run([venv / "bin" / "python", "-m", "pip", "install", "-q", "numpy==1.26.4",
-                          "tflite-runtime==2.14.0"], capture_output=True, text=True)
-    if pip.returncode != 0:
-        if os.environ.get("EDGEKIT_REQUIRE_SSHD"):  # CI: the registry is reachable, so this must work
-            raise RuntimeError(f"could not install tflite-runtime 2.14: {pip.stderr[-500:]}")
-        pytest.skip("tflite-runtime 2.14 could not be installed (no package registry?)")
-    return str(venv / "bin" / "python")
-
-
 def test_a_pi_with_only_the_old_tflite_runtime_runs_the_tflite_files(server, run_dir, old_pi_python):
     r = ssh_bench(server, run_dir, "--iters", "10", python=old_pi_python)
     assert r.code == 0, r.stderr  # formats the device cannot run are skipped, not failures

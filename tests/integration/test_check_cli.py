@@ -9,7 +9,6 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import subprocess
 import sys
 
 import pytest
@@ -94,20 +93,6 @@ def logged(tmp_path):
     log = tmp_path / "ssh.log"
     log.write_text("")
     return {"PATH": f"{folder}{os.pathsep}{os.environ['PATH']}", "EDGEKIT_TEST_SSH_LOG": str(log)}, log
-
-
-@pytest.fixture(scope="module")
-def old_pi_python(tmp_path_factory):
-    """A Python like many Raspberry Pis have: numpy<2 and the old tflite-runtime 2.14, nothing else."""
-    venv = tmp_path_factory.mktemp("old-pi") / "venv"
-    subprocess.run([sys.executable, "-m", "venv", venv], check=True)
-    pip = subprocess.run([venv / "bin" / "python", "-m", "pip", "install", "-q", "numpy==1.26.4",
-                          "tflite-runtime==2.14.0"], capture_output=True, text=True)
-    if pip.returncode != 0:
-        if os.environ.get("EDGEKIT_REQUIRE_SSHD"):  # CI: the registry is reachable, so this must work
-            raise RuntimeError(f"could not install tflite-runtime 2.14: {pip.stderr[-500:]}")
-        pytest.skip("tflite-runtime 2.14 could not be installed (no package registry?)")
-    return str(venv / "bin" / "python")
 
 
 def over_ssh(command, server, run, env, python=sys.executable, *extra):

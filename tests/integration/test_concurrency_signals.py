@@ -102,14 +102,6 @@ def test_sigterm_during_bench_stops_the_runner_and_writes_nothing(run_dir):
     assert (run_dir / "manifest.json").read_bytes() == before
 
 
-@pytest.fixture
-def sleeper():
-    p = subprocess.Popen(["sleep", "300"])
-    yield p.pid
-    p.kill()
-    p.wait()
-
-
 def test_the_next_export_names_a_killed_runs_folder_and_clean_removes_it(tmp_path, sleeper):
     reaped = subprocess.Popen([sys.executable, "-c", "pass"])
     reaped.wait()

@@ -18,6 +18,7 @@ from edgekit.devices.local import LocalDevice
 from edgekit.formats import get_format
 from edgekit.targets import get_target
 from tests.conftest import loaded_model as loaded
+from tests.models import Cumsum
 
 OLD_PI = {"python": "3.9.2", "machine": "aarch64", "numpy": "1.26.4", "runtimes": {
     "tflite-runtime": {"version": "2.14.0"}, "onnxruntime": {"version": "1.14.1"},
@@ -35,17 +36,6 @@ class Net(nn.Module):
 
     def forward(self, x):
         return self.fc(torch.flatten(self.pool(torch.tanh(self.conv(x))), 1))
-
-
-class Cumsum(nn.Module):
-    """cumsum has no XNNPACK kernel: its .pte calls the portable kernel aten::cumsum.out."""
-
-    def __init__(self):
-        super().__init__()
-        self.fc = nn.Linear(16, 4)
-
-    def forward(self, x):
-        return self.fc(torch.cumsum(x, dim=-1))
 
 
 @pytest.fixture(scope="module")

@@ -11,6 +11,7 @@ from edgekit.formats import get_format
 from edgekit.formats.base import Int8Options
 from edgekit.verify import compare, reference_outputs, run_session
 from tests.conftest import loaded_model as loaded
+from tests.models import Cumsum
 
 pytest.importorskip("executorch.runtime")
 
@@ -25,17 +26,6 @@ class Net(nn.Module):
 
     def forward(self, x):
         return self.fc(self.features(x))
-
-
-class Cumsum(nn.Module):
-    """cumsum has no XNNPACK kernel: it must show up as a portable kernel, not pass silently."""
-
-    def __init__(self):
-        super().__init__()
-        self.fc = nn.Linear(16, 4)
-
-    def forward(self, x):
-        return self.fc(torch.cumsum(x, dim=-1))
 
 
 class SeqLSTM(nn.Module):

@@ -58,14 +58,6 @@ def dead_pid() -> int:
     return p.pid
 
 
-@pytest.fixture
-def sleeper():
-    p = subprocess.Popen(["sleep", "300"])
-    yield p.pid
-    p.kill()
-    p.wait()
-
-
 def stage(folder: Path, name: str, pid: int, size: int = 1000, host: str | None = None) -> Path:
     path = folder / f".{name}.partial-{pid}"
     (path / "onnx").mkdir(parents=True)
