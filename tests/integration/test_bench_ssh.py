@@ -17,22 +17,8 @@ import pytest
 
 from edgekit.formats import default_names
 from tests.conftest import REPO, read_manifest, run_cli
-from tests.integration.sshd import find_sshd, start_sshd
 
 FORMATS = default_names()  # what `export` writes without --to
-
-if find_sshd() is None:
-    # CI installs openssh-server (Makefile: ssh-server); only a developer's machine can lack it.
-    if os.environ.get("EDGEKIT_REQUIRE_SSHD"):
-        raise RuntimeError("sshd is not installed, and EDGEKIT_REQUIRE_SSHD is set")
-    pytest.skip("OpenSSH server (sshd) not installed: apt install openssh-server", allow_module_level=True)
-
-
-@pytest.fixture(scope="module")
-def server(tmp_path_factory):
-    srv = start_sshd(tmp_path_factory.mktemp("sshd"))
-    yield srv
-    srv.stop()
 
 
 @pytest.fixture(scope="module")

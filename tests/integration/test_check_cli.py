@@ -15,7 +15,6 @@ import pytest
 
 from edgekit.manifest import sha256_file
 from tests.conftest import read_manifest, run_cli
-from tests.integration.sshd import find_sshd, start_sshd
 from tests.unit.test_compat import with_op_version
 
 WRAPPER = """#!/bin/sh
@@ -67,19 +66,6 @@ def test_a_bad_path_is_one_line():
     assert r.code == 2 and "Traceback" not in r.stderr
     (line,) = r.error_lines
     assert "does not exist" in line
-
-
-if find_sshd() is None:
-    if os.environ.get("EDGEKIT_REQUIRE_SSHD"):
-        raise RuntimeError("sshd is not installed, and EDGEKIT_REQUIRE_SSHD is set")
-    pytest.skip("OpenSSH server (sshd) not installed: apt install openssh-server", allow_module_level=True)
-
-
-@pytest.fixture(scope="module")
-def server(tmp_path_factory):
-    srv = start_sshd(tmp_path_factory.mktemp("sshd"))
-    yield srv
-    srv.stop()
 
 
 @pytest.fixture
