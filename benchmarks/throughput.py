@@ -93,7 +93,8 @@ def table(rows: list[dict]) -> list[str]:
         f"{first['model']} at full size (random weights), exported with `--int8 --dynamic-batch`, each artefact "
         "in its own process (benchmarks/throughput.py). images/s: batch x timed runs / timed seconds; p50: one "
         "inference of the whole batch. TFLite keeps batch 1 (litert-torch converts static shapes only): its "
-        "batch 8 and 32 run one sample at a time, so they show batch-1 speed. ExecuTorch programs take up to batch 64. Raw rows: throughput.jsonl.",
+        "batch 8 and 32 run one sample at a time, so they show batch-1 speed. ExecuTorch programs take up to "
+        "batch 64. Raw rows: throughput.jsonl.",
         "",
         "| " + " | ".join(head) + " |",
         "|" + "---|" * len(head),
