@@ -229,4 +229,6 @@ def _bench(run_dir: Path, step: dict, report) -> int:
             report(f"  {r['format']:8} {r['precision']:5} skipped: {r.get('error')}")
         else:
             report(f"FAILED bench {r['format']} {r['precision']}: {r.get('error')}")
+    for line in record.get("warnings", []):
+        report(f"warning: {line}")
     return EXIT_FAILED if failed else 0

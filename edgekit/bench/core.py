@@ -203,6 +203,7 @@ def bench(
         "tools": _tools(items) if manifest is None else {"edgekit": mf.tool_versions()["edgekit"]},
         "seconds": round(time.perf_counter() - started, 2),
         "results": results,
+        "warnings": slower_int8(results),
     }
     if manifest is not None:
         store(path, manifest, target_key(target, host), record)
@@ -257,6 +258,24 @@ def add_speedups(results: list[dict]) -> None:
             r["speedup_vs_fp32"] = fp32 / r["p50_ms"]
         if base and r["format"] != "pytorch":
             r["speedup_vs_torch"] = base / r["p50_ms"]
+
+
+def slower_int8(results: list[dict]) -> list[str]:
+    """One line per int8 artefact that is slower than its own fp32 on this target (int8 is only worth
+    deploying where the runtime has int8 kernels for the CPU), naming what to do about it."""
+    rows = {(r["format"], r["precision"]): r for r in results if r.get("status") == "ok"}
+    lines = []
+    for (fmt, precision), r in rows.items():
+        fp32 = rows.get((fmt, "fp32"))
+        if precision != "int8" or not fp32 or r["p50_ms"] <= fp32["p50_ms"]:
+            continue
+        noisy = max(r.get("cv") or 0, fp32.get("cv") or 0)
+        lines.append(
+            f"{fmt} int8 is slower than {fmt} fp32 here (p50 {r['p50_ms']:.3g} vs {fp32['p50_ms']:.3g} ms): "
+            + (f"the timings vary (CV {noisy:.0%}), so rerun with --seconds 10 on a quiet machine; "
+               "if it holds, " if noisy > 0.1 else "")
+            + f"deploy {fmt} fp32 on this target, or another format's int8")
+    return lines
 
 
 SUMMARY_KEYS = ("status", "p50_ms", "p90_ms", "p99_ms", "mean_ms", "cv", "throughput_per_s",

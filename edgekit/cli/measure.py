@@ -93,6 +93,8 @@ def bench_cmd(path, target, host, python, ssh_config, targets_dir, as_json, **op
         click.echo(json.dumps(record, indent=2))
     else:
         print_bench(record)
+    for line in record.get("warnings", []):
+        click.echo(f"warning: {line}", err=True)
     for r in record["results"]:
         if r.get("status") == "skipped":
             click.echo(f"skipped {r['format']} {r['precision']}: {r['error']}", err=as_json)

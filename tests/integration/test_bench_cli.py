@@ -67,6 +67,18 @@ def test_bench_times_every_artefact_and_pytorch_and_records_them(benched, run_di
     assert record["environment"]["cpu"]
 
 
+def test_an_int8_artefact_slower_than_its_fp32_is_named_with_what_to_do(benched):
+    r, m = benched
+    rows = m["bench"]["local-cpu"]["results"]
+    slow = {x["format"] for x in rows if x["precision"] == "int8" and x["speedup_vs_fp32"] < 1}
+    # LeNet-5 is so small that quantize/dequantize costs more than int8 saves (onnxruntime: ~4x slower)
+    assert slow, "expected at least one int8 artefact of LeNet-5 slower than its fp32"
+    warned = {line.split()[1] for line in r.stderr.splitlines() if "int8 is slower than" in line}
+    assert warned == slow
+    assert all(f"deploy {fmt} fp32 on this target" in r.stderr for fmt in slow)
+    assert len(m["bench"]["local-cpu"]["warnings"]) == len(slow)
+
+
 def test_bench_json_and_a_second_bench_keeps_eval_and_earlier_results(run_dir, benched):
     r = run_cli("bench", run_dir, "--seconds", "0.2", "--no-torch", "--json")
     assert r.code == 0, r.stderr
