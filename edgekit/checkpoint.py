@@ -112,7 +112,7 @@ def load_checkpoint(path: Path) -> LoadedModel:
             hint="name the model and pass the file with --weights",
         )
     opts = record["options"]
-    if "model_args" in opts:  # a user's file.py:Class
+    if "model_args" in opts:  # a user's file.py:NAME or package.module:NAME
         loaded = load_model(
             record["model"],
             weights=path,

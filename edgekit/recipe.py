@@ -5,7 +5,7 @@ read and checked by the settings class the command uses (``edgekit.settings``: `
 top level with [prune] and [preprocess], ``BenchSettings`` each [[bench]], ``GateRules`` the
 [gate]), all before any work:
 
-    model = "lenet5"                      # zoo name, file.py:Class, or a checkpoint
+    model = "lenet5"                      # zoo name, file.py:NAME, package.module:NAME, or a checkpoint
     out = "runs/lenet5-ci"                # the run directory (must not exist; default
                                           # runs/<time>-<recipe name>)
     to = ["onnx", "tflite", "openvino"]   # or "onnx,tflite"

@@ -70,7 +70,7 @@ def check_dataset(source: str) -> None:
 
 
 def model_reference(model: str, base: Path | None = None) -> str:
-    """A model reference with its file (``file.py:Class``, a checkpoint) made absolute, so that later
+    """A model reference with its file (``file.py:NAME``, a checkpoint) made absolute, so that later
     commands work from any directory; zoo names stay as they are."""
     folder = Path(base) if base else Path.cwd()
     head, sep, cls = model.rpartition(":")

@@ -41,7 +41,7 @@ from edgekit.formats import names as format_names
               help="Channel multiplier (small variants).")
 @click.option("--input-size", type=click.IntRange(1), help="Image side in pixels (sequence length for lstm).")
 @click.option("--input-shape", help="Input shape incl. batch for a user model, e.g. 1,1,28,28.")
-@click.option("--model-args", help="JSON keyword arguments for a user model's constructor.")
+@click.option("--model-args", help="JSON keyword arguments for a user model's class or factory function.")
 @click.option("--verify-samples", type=click.IntRange(1, 10000), default=8, show_default=True,
               help="Held-out samples each artefact is checked on.")
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed for sampling calibration data.")
@@ -56,7 +56,8 @@ from edgekit.formats import names as format_names
 @prune_options
 @preprocessing_options
 def export_cmd(**options) -> int:
-    """Export MODEL (a zoo name or path/to/file.py:ClassName) and verify every artefact."""
+    """Export MODEL (a zoo name, path/to/file.py:NAME or package.module:NAME, where NAME is an
+    nn.Module class or a function returning one; or a checkpoint) and verify every artefact."""
     import dataclasses
 
     from edgekit.pipeline import ExportPlan, run_export

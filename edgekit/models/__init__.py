@@ -1,4 +1,4 @@
-"""The model zoo and ``load_model``, which builds a zoo model or a user's ``file.py:Class``.
+"""The model zoo and ``load_model``, which builds a zoo model or a user's ``file.py:NAME``.
 
 Registering the zoo imports no torch: each spec's ``build`` imports its architecture file lazily.
 Reference numbers are for the default options and are recomputed by tests/unit/test_models.py;
@@ -197,7 +197,8 @@ def load_model(
     input_shape: tuple[int, ...] | None = None,
     model_args: dict | None = None,
 ) -> LoadedModel:
-    """Build a zoo model or ``path/to/file.py:ClassName``, load ``weights``, count params/MACs."""
+    """Build a zoo model or a user's ``path/to/file.py:NAME`` / ``package.module:NAME``, load
+    ``weights``, count params/MACs."""
     from edgekit.models.user import is_user_model
 
     if is_user_model(name):
@@ -208,10 +209,10 @@ def load_model(
             )
         return _load_user_model(name, weights, input_shape, model_args)
     if name.endswith(".py"):
-        raise UsageError(f"{name}: name the class too, e.g. {name}:MyNet")
+        raise UsageError(f"{name}: name the model class or factory function too, e.g. {name}:MyNet")
     spec = MODELS.get(name)
     if model_args:
-        raise UsageError("--model-args applies only to a model from a file (file.py:ClassName)")
+        raise UsageError("--model-args applies only to your own model (file.py:NAME or package.module:NAME)")
     check_options(spec, options)
     resolved = spec.resolve(options)
     input_spec = spec.input_spec(resolved)
@@ -249,7 +250,8 @@ def _load_user_model(
 
     if input_shape is None:
         raise UsageError(f"{name}: a model from a file needs --input-shape (with the batch), e.g. 1,1,28,28")
-    module = build_user_model(name, model_args).eval()
+    module, code = build_user_model(name, model_args)
+    module.eval()
     info = _load_weights(module, weights)  # before the trial run, so its errors come first
     task, input_spec, preprocessing, num_classes = describe_user_model(module, input_shape, name)
     loaded = LoadedModel(
@@ -259,7 +261,7 @@ def _load_user_model(
         input_spec=input_spec,
         preprocessing=preprocessing,
         num_classes=num_classes,
-        options={"model_args": dict(model_args or {}), "input_shape": list(input_spec.shape)},
+        options={"model_args": dict(model_args or {}), "input_shape": list(input_spec.shape), "code": code},
         params=0,
         macs=None,
         weights=info,

@@ -1,5 +1,6 @@
-"""From what a user names to a loaded model: a zoo name, a user's ``file.py:Class``, a checkpoint
-written by ``edgekit train`` (which names its own model), or the model of an existing run.
+"""From what a user names to a loaded model: a zoo name, a user's ``file.py:NAME`` or
+``package.module:NAME``, a checkpoint written by ``edgekit train`` (which names its own model),
+or the model of an existing run.
 
 ``load_planned_model`` takes a ``ModelPlan`` or any plan with the same fields
 (``edgekit.pipeline.ExportPlan``); ``load_run_model`` rebuilds the model a run was exported from,
@@ -40,7 +41,8 @@ def is_checkpoint(model: str) -> bool:
 
 
 def load_planned_model(plan: ModelPlan) -> LoadedModel:
-    """Build the model a plan names: a zoo name, a user's file.py:Class, or a training checkpoint."""
+    """Build the model a plan names: a zoo name, a user's file.py:NAME or package.module:NAME, or a
+    training checkpoint."""
     from edgekit.models import load_model
 
     if is_checkpoint(plan.model):

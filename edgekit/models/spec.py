@@ -146,7 +146,7 @@ class ModelSpec:
 class LoadedModel:
     """A built model ready for the pipeline: the module (eval mode) and everything about it."""
 
-    name: str  # zoo name, or "path/to/file.py:ClassName" for a user's model
+    name: str  # zoo name, or "path/to/file.py:NAME" / "package.module:NAME" for a user's model
     module: nn.Module
     task: str
     input_spec: InputSpec

@@ -1,16 +1,25 @@
-"""Users' own architectures: ``path/to/file.py:ClassName``.
+"""Users' own architectures: ``path/to/file.py:NAME`` or ``package.module:NAME``.
 
-The file is imported, the class built with no arguments (or ``model_args`` as keyword arguments)
-and run once on a random input of the given shape to learn the task and the number of classes.
-Every mistake (no file, no class, a failing constructor or forward pass) is one UsageError line.
+NAME is an ``nn.Module`` class, or any callable that returns an ``nn.Module`` (a factory function
+such as torchvision's ``resnet18``, a ``functools.partial``), called with no arguments or with
+``model_args`` as keyword arguments; or an ``nn.Module`` instance the module builds itself. A file
+is imported as a fresh module (its folder on ``sys.path`` meanwhile, so it can import its
+neighbours); a module path is imported from the installed packages or the current folder. The
+model is then run once on a random input of the given shape to learn the task and the number of
+classes. Every mistake (no file, no module, no NAME, a failing constructor or factory, a factory
+that returns something else, a failing forward pass) is one UsageError line.
 """
 
 from __future__ import annotations
 
 import hashlib
+import importlib
 import importlib.util
+import inspect
+import os
 import sys
 from pathlib import Path
+from types import ModuleType
 from typing import TYPE_CHECKING
 
 from edgekit.errors import UsageError
@@ -20,65 +29,130 @@ if TYPE_CHECKING:
     import torch.nn as nn
 
 LAYOUTS = {2: "NC", 3: "NTC", 4: "NCHW", 5: "NCDHW"}
+FORMS = "path/to/file.py:NAME or package.module:NAME"
 
 
 def is_user_model(name: str) -> bool:
-    """True for ``something.py:ClassName`` (the zoo's names have no colon)."""
-    path, sep, _ = name.rpartition(":")
-    return bool(sep) and path.endswith(".py")
+    """True for ``something.py:NAME`` and ``dotted.module:NAME`` (the zoo's names have no colon)."""
+    source, sep, _ = name.rpartition(":")
+    return bool(sep) and (source.endswith(".py") or _is_module_path(source))
 
 
-def parse_reference(name: str) -> tuple[Path, str]:
-    path, _, class_name = name.rpartition(":")
-    if not class_name.isidentifier():
-        raise UsageError(f"{name!r}: expected path/to/file.py:ClassName")
-    return Path(path), class_name
+def _is_module_path(source: str) -> bool:
+    return bool(source) and all(part.isidentifier() for part in source.split("."))
 
 
-def import_class(path: Path, class_name: str) -> type:
-    """Import the file as a fresh module and return its ``class_name`` (an nn.Module subclass)."""
-    import torch.nn as nn
+def parse_reference(name: str) -> tuple[Path | str, str]:
+    """(the file as a Path, or the module's dotted name as a str; the attribute name)."""
+    source, _, attr = name.rpartition(":")
+    if not attr.isidentifier():
+        raise UsageError(f"{name!r}: expected {FORMS}")
+    return (Path(source) if source.endswith(".py") else source), attr
 
-    if not path.is_file():
-        raise UsageError(f"model file {path} not found")
-    tag = hashlib.sha1(str(path.resolve()).encode()).hexdigest()[:8]
-    module_name = f"edgekit_user_{path.stem}_{tag}"
-    spec = importlib.util.spec_from_file_location(module_name, path)
+
+def import_source(source: Path | str) -> ModuleType:
+    """Import a user's file (as a fresh module) or an installed/local module by its dotted name."""
+    if isinstance(source, str):
+        return _import_module(source)
+    if not source.is_file():
+        raise UsageError(f"model file {source} not found")
+    tag = hashlib.sha1(str(source.resolve()).encode()).hexdigest()[:8]
+    module_name = f"edgekit_user_{source.stem}_{tag}"
+    spec = importlib.util.spec_from_file_location(module_name, source)
     module = importlib.util.module_from_spec(spec)
     sys.modules[module_name] = module  # dataclasses and pickling look the module up here
-    folder = str(path.parent.resolve())
+    folder = str(source.parent.resolve())
     sys.path.insert(0, folder)  # so the file can import its neighbours
     try:
         spec.loader.exec_module(module)
     except Exception as exc:
         sys.modules.pop(module_name, None)
-        raise UsageError(f"cannot import {path}: {_describe(exc)}") from None
+        raise UsageError(f"cannot import {source}: {_describe(exc)}") from None
     finally:
         sys.path.remove(folder)
-    cls = getattr(module, class_name, None)
-    if not (isinstance(cls, type) and issubclass(cls, nn.Module)):
-        found = sorted(
-            n
-            for n, v in vars(module).items()
-            if isinstance(v, type) and issubclass(v, nn.Module) and v.__module__ == module_name
-        )
-        known = f"; nn.Module classes in it: {', '.join(found)}" if found else ""
-        what = "is not an nn.Module subclass" if cls is not None else "not found"
-        raise UsageError(f"class {class_name} {what} in {path}{known}")
-    return cls
+    return module
 
 
-def build_user_model(name: str, model_args: dict | None = None) -> nn.Module:
-    path, class_name = parse_reference(name)
-    cls = import_class(path, class_name)
+def _import_module(dotted: str) -> ModuleType:
+    here = os.getcwd()
+    sys.path.insert(0, here)  # like `python -m`: a package in the current folder is found too
+    try:
+        return importlib.import_module(dotted)
+    except ModuleNotFoundError as exc:
+        if exc.name and f"{dotted}.".startswith(f"{exc.name}."):  # the module itself, not its imports
+            raise UsageError(f"no module named {exc.name} (from {dotted}); install the package into this "
+                             "Python, run edgekit from the folder that holds it, or name the file: "
+                             "path/to/file.py:NAME") from None
+        raise UsageError(f"cannot import {dotted}: {_describe(exc)}") from None
+    except Exception as exc:
+        raise UsageError(f"cannot import {dotted}: {_describe(exc)}") from None
+    finally:
+        sys.path.remove(here)
+
+
+def import_builder(source: Path | str, attr: str) -> tuple[object, dict]:
+    """``attr`` of the file or module (an nn.Module class, a callable returning one, or a built
+    module) and the code record of the file that holds it."""
+    import torch.nn as nn
+
+    module = import_source(source)
+    where = source if isinstance(source, Path) else f"module {source}"
+    obj = getattr(module, attr, None)
+    usable = isinstance(obj, nn.Module) or (isinstance(obj, type) and issubclass(obj, nn.Module))
+    if usable or (callable(obj) and not isinstance(obj, type)):
+        return obj, _code_record(module)
+    known = _candidates(module)
+    what = "not found" if obj is None else (
+        "is a class that is not an nn.Module subclass" if isinstance(obj, type)
+        else f"is a {type(obj).__name__}, not an nn.Module class or a function returning one")
+    raise UsageError(f"{attr} {what} in {where}" + (f"; models in it: {', '.join(known)}" if known else ""))
+
+
+def _code_record(module: ModuleType) -> dict:
+    """The file that was imported and its sha256 (for a package: the module's own file only)."""
+    path = getattr(module, "__file__", None)
+    if not path or not Path(path).is_file():
+        return {"module": module.__name__}
+    return {"path": str(Path(path).resolve()), "sha256": hashlib.sha256(Path(path).read_bytes()).hexdigest()}
+
+
+def _candidates(module: ModuleType) -> list[str]:
+    """The nn.Module classes and the functions a module defines itself (a factory is one of them)."""
+    import torch.nn as nn
+
+    found = []
+    for n, v in vars(module).items():
+        own = getattr(v, "__module__", None) == module.__name__ and not n.startswith("_")
+        if own and isinstance(v, type) and issubclass(v, nn.Module):
+            found.append(n)
+        elif own and inspect.isfunction(v):
+            found.append(f"{n}()")
+    return sorted(found)
+
+
+def build_user_model(name: str, model_args: dict | None = None) -> tuple[nn.Module, dict]:
+    """(the module, where its code came from: {"path", "sha256"} of the file that defines NAME)."""
+    import torch.nn as nn
+
+    source, attr = parse_reference(name)
+    builder, code = import_builder(source, attr)
     args = model_args or {}
     if not isinstance(args, dict):
         raise UsageError("--model-args must be a JSON object, e.g. '{\"num_classes\": 10}'")
+    if isinstance(builder, nn.Module):
+        if args:
+            raise UsageError(f"{attr} is a model already built; --model-args needs its class or a factory "
+                             "function to call")
+        return builder, code
+    call = f"{attr}(**{args})" if args else f"{attr}()"
     try:
-        return cls(**args)
+        module = builder(**args)
     except Exception as exc:
-        call = f"{class_name}(**{args})" if args else f"{class_name}()"
         raise UsageError(f"{call} failed: {_describe(exc)}", hint="check --model-args") from None
+    if not isinstance(module, nn.Module):
+        raise UsageError(f"{call} returned {type(module).__name__}, not an nn.Module; name a class or a "
+                         "function that returns the model")
+    return module, code
 
 
 def describe_user_model(

@@ -258,14 +258,14 @@ def test_user_model_args_weights_and_sequence_task(user_file, tmp_path):
     "ref, kwargs, message",
     [
         ("missing.py:Net", {"input_shape": (1, 1, 28, 28)}, "model file .*missing.py not found"),
-        ("{file}:Nett", {"input_shape": (1, 1, 28, 28)}, "class Nett not found .*Broken, Net, Tagger"),
-        ("{file}:NOT_A_MODULE", {"input_shape": (1, 2)}, "not an nn.Module subclass"),
+        ("{file}:Nett", {"input_shape": (1, 1, 28, 28)}, "Nett not found .*in it: Broken, Net, Tagger"),
+        ("{file}:NOT_A_MODULE", {"input_shape": (1, 2)}, "is a int, not an nn.Module class or a function"),
         ("{file}:Broken", {"input_shape": (1, 2)}, r"Broken\(\) failed: RuntimeError: no GPU here"),
         ("{file}:Net", {"input_shape": (1, 8, 8)}, r"fails on an input of shape \(1, 8, 8\)"),
         ("{file}:Net", {"model_args": {"depth": 3}}, "needs --input-shape"),
         ("{file}:Net", {"input_shape": (1, 1, 28, 28), "model_args": {"depth": 3}}, "unexpected keyword"),
         ("{file}:Net", {"input_shape": (1, 1, 28, 28), "options": ModelOptions(width=2)}, "zoo models"),
-        ("{file}", {"input_shape": (1, 1, 28, 28)}, "name the class too"),
+        ("{file}", {"input_shape": (1, 1, 28, 28)}, "name the model class or factory function too"),
     ],
 )
 def test_user_model_mistakes_are_one_line_usage_errors(user_file, ref, kwargs, message):
@@ -279,3 +279,46 @@ def test_user_file_that_does_not_import(tmp_path):
     bad.write_text("import torch\nraise ImportError('needs timm')\n")
     with pytest.raises(UsageError, match="cannot import .*bad.py: ImportError: needs timm"):
         load_model(f"{bad}:Net", input_shape=(1, 3))
+
+
+CIFAR = Path(__file__).resolve().parents[1] / "data" / "user_models" / "cifar_resnet.py"
+
+
+@pytest.mark.parametrize("name, args, blocks", [
+    ("resnet20", None, 3), ("resnet32", {"num_classes": 4}, 5),  # factory functions, as torchvision/timm
+    ("resnet8_narrow", {"num_classes": 4}, 1),  # functools.partial(ResNet, BasicBlock, [1, 1, 1], width=8)
+    ("model", None, 3),  # an instance the file builds at import
+])
+def test_a_factory_function_a_partial_or_a_built_model_is_a_model(name, args, blocks):
+    loaded = load_model(f"{CIFAR}:{name}", input_shape=(1, 3, 32, 32), model_args=args)
+    assert len(loaded.module.layer1) == blocks
+    assert loaded.num_classes == (args or {}).get("num_classes", 10)
+    code = loaded.options["code"]
+    assert code["path"] == str(CIFAR) and len(code["sha256"]) == 64
+
+
+def test_a_module_path_names_a_model_in_an_installed_or_local_package(tmp_path, monkeypatch):
+    pkg = tmp_path / "mylib" / "nets"
+    pkg.mkdir(parents=True)
+    for folder in (pkg.parent, pkg):
+        (folder / "__init__.py").write_text("")
+    (pkg / "cifar.py").write_text(CIFAR.read_text())
+    monkeypatch.chdir(tmp_path)  # like `python -m`, the current folder is searched too
+    loaded = load_model("mylib.nets.cifar:resnet20", input_shape=(1, 3, 32, 32))
+    assert loaded.name == "mylib.nets.cifar:resnet20" and loaded.num_classes == 10
+    assert loaded.options["code"]["path"] == str((pkg / "cifar.py").resolve())
+    with pytest.raises(UsageError, match="no module named mylib.vision .*install the package"):
+        load_model("mylib.vision:resnet20", input_shape=(1, 3, 32, 32))
+
+
+@pytest.mark.parametrize("name, args, message", [
+    ("broken_factory", None, r"broken_factory\(\) failed: RuntimeError: pretrained weights need a download"),
+    ("not_a_model", None, r"not_a_model\(\) returned dict, not an nn.Module"),
+    ("resnet20", {"depth": 3}, r"resnet20\(\*\*\{'depth': 3\}\) failed: TypeError"),
+    ("model", {"num_classes": 3}, "already built; --model-args needs its class or a factory"),
+    ("F", None, "is a module, not an nn.Module class or a function .*resnet20\\(\\)"),
+])
+def test_factory_mistakes_are_one_line_usage_errors(name, args, message):
+    with pytest.raises(UsageError, match=message) as err:
+        load_model(f"{CIFAR}:{name}", input_shape=(1, 3, 32, 32), model_args=args)
+    assert "\n" not in str(err.value)
