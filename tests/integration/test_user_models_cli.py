@@ -31,7 +31,11 @@ def test_a_factory_function_exports_to_every_format_and_verifies(resnet20_run):
     got = {(a["format"], a["precision"]): a for a in m["artefacts"]}
     assert set(got) == {(f, p) for f in default_names() for p in ("fp32", "int8")}
     for (fmt, precision), a in got.items():
-        assert a["status"] == "ok" and a["verify"]["passed"], (fmt, precision, a.get("verify"))
+        assert a["status"] == "ok", (fmt, precision, a.get("error"))
+        if precision == "fp32":
+            assert a["verify"]["passed"], (fmt, a["verify"])
+        else:  # int8 is measured against the PyTorch model, not passed or failed
+            assert a["verify"]["top1_agreement"] >= 0.5 and a["verify"]["sqnr_db"] > 10, (fmt, a["verify"])
     assert m["model"]["name"].endswith("cifar_resnet.py:resnet20")
     assert m["model"]["options"]["code"]["path"] == str(CIFAR_MODEL)
 
