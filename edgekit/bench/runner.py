@@ -17,7 +17,11 @@ seed, "return_outputs" (one more run whose inputs and outputs come back, base64;
 "inputs" given in the same form they are used instead of random ones), and per format the
 runtimes to try ("runtimes": {"tflite": ["ai-edge-litert",
 "tflite-runtime"], ...}), onnxruntime execution providers ("providers"), the OpenVINO device
-("openvino_device") and whether only an accelerator will do ("require_accelerator").
+("openvino_device") and whether only an accelerator will do ("require_accelerator"). Optional
+"runtime_options" tune the session (benchmarks/raw_best.py tries them): onnxruntime session config
+entries ({"session.intra_op.allow_spinning": "0", ...}) plus "graph_optimization_level" ("basic",
+"extended", "all"); OpenVINO compile properties ({"PERFORMANCE_HINT": "THROUGHPUT", ...}); LiteRT
+Interpreter keyword arguments ({"experimental_default_delegate_latest_features": true, ...}).
 
 Timing: the model is loaded (runtime import and session creation timed apart), one first
 inference is timed on its own, ``warmup`` more are run untimed, then the steady state is timed
@@ -194,6 +198,12 @@ class OnnxSession:
         opts.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
         opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
         opts.log_severity_level = 3
+        for key, value in (spec.get("runtime_options") or {}).items():
+            if key == "graph_optimization_level":
+                level = f"ORT_ENABLE_{value.upper()}"
+                opts.graph_optimization_level = getattr(ort.GraphOptimizationLevel, level)
+            else:
+                opts.add_session_config_entry(key, str(value))
         available = ort.get_available_providers()
         wanted = spec.get("providers") or ["CPUExecutionProvider"]
         providers = [p for p in wanted if p in available]
@@ -273,6 +283,7 @@ class OpenVinoSession:
         config = {"PERFORMANCE_HINT": "LATENCY"}
         if spec.get("threads") and device.startswith("CPU"):
             config["INFERENCE_NUM_THREADS"] = int(spec["threads"])
+        config.update(spec.get("runtime_options") or {})
         self.compiled = core.compile_model(model, device, config)
         self.request = self.compiled.create_infer_request()
         self.shapes = shapes
@@ -354,6 +365,7 @@ class TFLiteSession:
         kwargs = {"model_path": spec["path"]}
         if spec.get("threads"):
             kwargs["num_threads"] = int(spec["threads"])
+        kwargs.update(spec.get("runtime_options") or {})
         self.interpreter = interpreter_cls(**kwargs)
         self.batch = int(spec.get("batch") or 1)
         for detail in self.interpreter.get_input_details():

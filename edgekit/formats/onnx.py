@@ -7,6 +7,7 @@ from pathlib import Path
 
 import numpy as np
 
+from edgekit.cpu import ort_int8_choice, this_cpu
 from edgekit.errors import ExportError, UsageError, require
 from edgekit.formats._util import quiet
 from edgekit.formats.base import (
@@ -24,13 +25,15 @@ OPSET = 18
 INPUT_NAME = "input"
 OUTPUT_NAME = "output"
 
-# method: (onnxruntime CalibrationMethod, extra_options, activations as the scheme records them)
+# method: (onnxruntime CalibrationMethod, extra_options, activations as the scheme records them, after
+# their type: "uint8" or "int8", chosen per CPU by edgekit.cpu.ort_int8_choice)
 CALIBRATIONS = {
-    "default": ("MinMax", {}, "int8 asymmetric per-tensor (MinMax calibration)"),
+    "default": ("MinMax", {}, "asymmetric per-tensor (MinMax calibration)"),
     "percentile": ("Percentile", {"CalibPercentile": 99.999, "CalibNumBins": 2048},
-                   "int8 per-tensor, ranges clip the outer 0.001% of a histogram (Percentile calibration)"),
+                   "asymmetric per-tensor, ranges clip the outer 0.001% of a histogram "
+                   "(Percentile calibration)"),
     "entropy": ("Entropy", {"CalibNumBins": 512, "CalibNumQuantizedBins": 128},
-                "int8 per-tensor, ranges minimising KL divergence (entropy calibration)"),
+                "asymmetric per-tensor, ranges minimising KL divergence (entropy calibration)"),
 }
 
 
@@ -110,6 +113,8 @@ class OnnxFormat(Format):
             }
             return Int8Result(path, scheme)
         method, extra, activations = _calibration(q, options.method)
+        choice = ort_int8_choice(this_cpu())
+        act_type = q.QuantType.QUInt8 if choice.activations == "uint8" else q.QuantType.QInt8
         with tempfile.TemporaryDirectory(prefix="edgekit-ort-") as tmp:
             pre = Path(tmp) / "pre.onnx"
             with quiet():
@@ -122,9 +127,10 @@ class OnnxFormat(Format):
                     str(path),
                     _reader(calib),
                     quant_format=q.QuantFormat.QDQ,
-                    activation_type=q.QuantType.QInt8,
+                    activation_type=act_type,
                     weight_type=q.QuantType.QInt8,
                     per_channel=True,
+                    reduce_range=choice.reduce_range,
                     nodes_to_exclude=list(options.exclude) or None,
                     calibrate_method=method,
                     extra_options={
@@ -140,11 +146,12 @@ class OnnxFormat(Format):
         scheme = {
             "type": "static",
             "format": "QDQ",
-            "weights": "int8 symmetric per-channel",
-            "activations": activations,
+            "weights": "int8 symmetric per-channel" + (" (7-bit range)" if choice.reduce_range else ""),
+            "activations": f"{choice.activations} {activations}",
             "io": "float32",
             "calibration_samples": int(len(calib)),
             "tool": "onnxruntime.quantization.quantize_static",
+            "chosen": choice.record(),
             **scheme_options(options),
         }
         return Int8Result(path, scheme)

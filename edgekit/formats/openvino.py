@@ -6,6 +6,7 @@ from pathlib import Path
 
 import numpy as np
 
+from edgekit.cpu import this_cpu
 from edgekit.errors import UsageError, require
 from edgekit.formats._util import quiet
 from edgekit.formats.base import (
@@ -26,6 +27,11 @@ NNCF_METHODS = {
     "accuracy_control": ("int8 per-tensor, MIXED preset; nncf.quantize_with_accuracy_control reverted the "
                          "layers that cost most held-out accuracy to float until the drop met the budget"),
 }
+
+# Measured by benchmarks/raw_best.py (EPYC, AVX-512 VNNI): the MIXED preset and other compile hints
+# were no faster at the same SQNR; the CPU plugin picks its int8 kernels (VNNI/AMX) at compile time.
+OV_WHY = ("NNCF's default (PERFORMANCE: symmetric int8) preset, run with PERFORMANCE_HINT=LATENCY; the "
+          "OpenVINO CPU plugin picks int8 kernels for this CPU's instructions when it compiles the IR")
 
 
 class OpenVinoSession(Session):
@@ -113,6 +119,7 @@ class OpenVinoFormat(Format):
                     "io": "float32",
                     "calibration_samples": int(len(calib)),
                     "tool": "nncf.quantize",
+                    "chosen": {"cpu": this_cpu().describe(), "why": OV_WHY},
                 }
             else:
                 q_model = nncf.compress_weights(ov_model, mode=nncf.CompressWeightsMode.INT8_ASYM,

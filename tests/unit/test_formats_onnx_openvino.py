@@ -7,6 +7,7 @@ import pytest
 import torch
 import torch.nn as nn
 
+from edgekit.cpu import this_cpu
 from edgekit.formats.onnx import OnnxFormat
 from edgekit.formats.openvino import OpenVinoFormat
 from edgekit.models.spec import InputSpec, LoadedModel, Preprocessing
@@ -58,6 +59,7 @@ def test_cnn_fp32_matches_torch_and_int8_is_static(tmp_path, cnn, fmt_cls):
 
     q = fmt.export_int8(cnn, fp32, calib, tmp_path / f"m.int8{fmt.extension}")
     assert q.scheme["type"] == "static" and q.scheme["calibration_samples"] == 16
+    assert q.scheme["chosen"]["cpu"] == this_cpu().describe() and q.scheme["chosen"]["why"]
     res8 = compare(ref, run_session(fmt.open(q.path), held), judge=False)
     assert res8.cosine > 0.99 and res8.sqnr_db > 15
     assert all(p.exists() for p in fmt.files(q.path))
