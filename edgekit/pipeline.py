@@ -6,8 +6,6 @@ import hashlib
 import json
 import logging
 import re
-import time
-import traceback
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -15,9 +13,8 @@ from pathlib import Path
 import numpy as np
 
 from edgekit import manifest as mf
-from edgekit.errors import DataError, EdgekitError, OutputExistsError, UsageError
+from edgekit.errors import DataError, OutputExistsError, UsageError
 from edgekit.formats import default_names
-from edgekit.formats._util import quiet
 from edgekit.models.resolve import PRUNED_CHECKPOINT, load_planned_model, run_plan_fields
 from edgekit.models.spec import LoadedModel, ModelOptions
 from edgekit.prune import PruneSettings
@@ -50,6 +47,7 @@ class ExportPlan:
     max_drop: float | None = None  # int8 accuracy budget in points, met per format by edgekit.search
     eval_data: str | None = None  # labelled data: the budget is measured on its val split
     dynamic_batch: bool = False  # artefacts take any batch (axis 0) where their format can
+    ray: str | None = None  # "auto" or a Ray address: --max-drop trials and eval shards as Ray tasks
 
     def settings(self) -> dict:
         d = asdict(self)
@@ -87,7 +85,7 @@ class ExportPlan:
             verify_samples=r.integer("verify_samples", VERIFY_SAMPLES, least=1),
             out=r.path("out"), seed=r.integer("seed", 0), prune=prune, preprocess=r.preprocess("preprocess"),
             max_drop=r.number("max_drop"), eval_data=r.data("eval", check=True),
-            dynamic_batch=r.flag("dynamic_batch"),
+            dynamic_batch=r.flag("dynamic_batch"), ray=r.text("ray"),
         )
         r.done(extra)
         problem = plan.max_drop_problem(recipe=not r.cli)
@@ -144,15 +142,15 @@ def plan_from_manifest(manifest: dict, run_dir: Path | None = None) -> ExportPla
 
 
 def run_export(plan: ExportPlan, report: Reporter = print) -> ExportOutcome:
-    from edgekit.data.calibration import load_samples
+    from edgekit.export_jobs import Worker, split
     from edgekit.formats import export_order, get_format
-    from edgekit.verify import reference_outputs
 
     if plan.max_drop_problem():
         raise UsageError(plan.max_drop_problem())
     formats = {name: get_format(name) for name in export_order(plan.formats)}
-    for fmt in formats.values():
-        fmt.check_available()
+    local, remote = split(formats, sequential=plan.max_drop is not None)  # remote: a worker process's
+    for name in local:
+        formats[name].check_available()  # the worker checks its own while it starts
     for name, fmt in formats.items():
         fixed = fmt.use_dynamic_batch() if plan.dynamic_batch else None
         if fixed:
@@ -161,6 +159,15 @@ def run_export(plan: ExportPlan, report: Reporter = print) -> ExportOutcome:
         raise OutputExistsError(
             f"output directory {plan.out} already exists; choose another --out or remove it"
         )
+    with Worker({name: formats[name] for name in remote}) as worker:
+        return _export(plan, formats, worker, report)
+
+
+def _export(plan: ExportPlan, formats: dict, worker, report: Reporter) -> ExportOutcome:
+    from edgekit.data.calibration import load_samples
+    from edgekit.export_jobs import Work, export_formats
+    from edgekit.verify import reference_outputs
+
     model = load_planned_model(plan)
     if model.weights is None:
         report("warning: no --weights given: the weights are random, so accuracy numbers mean nothing")
@@ -189,12 +196,12 @@ def run_export(plan: ExportPlan, report: Reporter = print) -> ExportOutcome:
     out = Path(plan.out) if plan.out else default_run_dir(plan, model)
 
     manifest = _new_manifest(plan, model, samples, calib, held_out, formats)
+    worker.ready()  # its converters imported (or this process's MissingDependencyError)
     with mf.staging_dir(out, report) as stage:
         if pruning is not None:
             manifest["pruning"] = _save_pruned(model, pruning, base_record, stage)
-        for name, fmt in formats.items():
-            manifest["artefacts"] += _export_format(name, fmt, model, calib, held_out, reference,
-                                                    plan.int8, stage, report, budget)
+        work = Work(model, calib, held_out, reference, plan.int8, stage)
+        manifest["artefacts"] += export_formats(formats, work, report, budget, worker)
         manifest["finished"] = mf.utc_now()
         mf.write_json_atomic(stage / mf.MANIFEST, manifest)
     return ExportOutcome(out, manifest)
@@ -207,6 +214,7 @@ class _Budget:
     pp: float
     held: object  # LabelledSet: the val split of --eval
     more: Callable[[int], np.ndarray]
+    ray: str | None = None  # --ray: where the search runs its trials (edgekit.search)
 
 
 def _budget(plan: ExportPlan, model: LoadedModel) -> _Budget:
@@ -221,7 +229,7 @@ def _budget(plan: ExportPlan, model: LoadedModel) -> _Budget:
         x = load_samples(plan.calib, model, n + plan.verify_samples, seed=plan.seed).x
         return split_samples(x, n, plan.verify_samples)[0]
 
-    return _Budget(float(plan.max_drop), held, more)
+    return _Budget(float(plan.max_drop), held, more, plan.ray)
 
 
 def _save_pruned(model, pruning, base_record, stage) -> dict:
@@ -268,130 +276,3 @@ def _new_manifest(plan, model, samples, calib, held_out, formats) -> dict:
         "environment": mf.environment(),
         "artefacts": [],
     }
-
-
-def _export_format(name, fmt, model, calib, held_out, reference, int8, stage, report, budget) -> list[dict]:
-    folder = stage / name
-    folder.mkdir()
-    entries = []
-    fp32_path = folder / f"model.fp32{fmt.extension}"
-    entry = _step(name, "fp32", lambda: _fp32(fmt, model, fp32_path, held_out, reference), stage, fmt, report)
-    entries.append(entry)
-    if int8:
-        if entry["status"] != "ok":
-            entries.append(_skipped(name, "int8", f"skipped: the fp32 {name} export failed"))
-        else:
-            path = folder / f"model.int8{fmt.extension}"
-            work = lambda: _int8(fmt, model, fp32_path, calib, path, held_out, reference, budget)  # noqa: E731
-            entries.append(_step(name, "int8", work, stage, fmt, report))
-            if budget is not None and not model.static_int8:
-                report(f"  {name} int8: --max-drop searches static int8 only; {model.name}'s "
-                       f"{entries[-1].get('scheme', {}).get('type', 'dynamic')} int8 is measured by eval")
-            if entries[-1].get("search"):
-                from edgekit.search import summary_lines
-
-                for line in summary_lines(name, entries[-1]["search"]):
-                    report(line)
-    return entries
-
-
-def _fp32(fmt, model, path, held_out, reference) -> tuple[Path, dict, dict]:
-    from edgekit.errors import ExportError
-    from edgekit.verify import batched_metrics, compare, run_session
-
-    fmt.export_fp32(model, path)
-    session = fmt.open_exact(path)
-    result = compare(reference, run_session(session, held_out), judge=True)
-    if not result.passed:
-        raise ExportError(
-            f"fp32 {fmt.name} artefact disagrees with PyTorch: max abs diff "
-            f"{result.max_abs_diff:.3g} (tolerance {result.tolerance:.3g}), "
-            f"{result.top1_mismatches} top-1 mismatches on {result.samples} samples"
-        )
-    batched = batched_metrics(fmt, session, held_out, reference, judge=True)
-    return path, {"type": "none"}, {**result.to_dict(), **batched, **_session_info(session)}
-
-
-def _int8(fmt, model, fp32_path, calib, path, held_out, reference, budget) -> tuple:
-    """(path, scheme, verify metrics, search record or None) of the int8 artefact."""
-    from edgekit.verify import batched_metrics, compare, run_session
-
-    record = None
-    if budget is None or not model.static_int8:
-        result = fmt.export_int8(model, fp32_path, calib, path)
-    else:
-        from edgekit.search import SearchSettings, search_int8
-
-        result, record = search_int8(fmt, model, fp32_path, path, calib, budget.held,
-                                     SearchSettings(budget_pp=budget.pp), more_calib=budget.more)
-    session = fmt.open(result.path)
-    metrics = compare(reference, run_session(session, held_out), judge=False)
-    batched = batched_metrics(fmt, session, held_out, reference, judge=False)
-    return result.path, result.scheme, {**metrics.to_dict(), **batched, **_session_info(session)}, record
-
-
-def _session_info(session) -> dict:
-    info = {"runtime": session.runtime, "runtime_version": session.runtime_version,
-            "device": session.device}
-    if getattr(session, "precision", None):
-        info["inference_precision"] = session.precision
-    return info
-
-
-def _step(fmt_name, precision, work, stage, fmt, report) -> dict:
-    start = time.perf_counter()
-    entry = {"format": fmt_name, "precision": precision}
-    try:
-        with quiet():  # converters log from C++ straight to the terminal
-            path, scheme, verify, *search = work()
-    except EdgekitError as exc:
-        return _failed(entry, str(exc), start, report)
-    except Exception as exc:  # a converter/runtime bug must not discard the other formats
-        log.debug("%s %s failed", fmt_name, precision, exc_info=True)
-        text = " ".join(str(exc).split())
-        detail = f"{type(exc).__name__}: {text[:300]}{'...' if len(text) > 300 else ''}"
-        entry["traceback"] = traceback.format_exc(limit=8)
-        return _failed(entry, detail, start, report)
-    files = [mf.file_entry(p, stage) for p in fmt.files(path)]
-    entry.update({
-        "status": "ok",
-        "scheme": scheme,
-        "path": files[0]["path"],
-        "bytes": sum(f["bytes"] for f in files),
-        "sha256": files[0]["sha256"],
-        "files": files,
-        "verify": verify,
-        "seconds": round(time.perf_counter() - start, 2),
-    })
-    if search and search[0]:
-        entry["search"] = search[0]
-    entry.update(fmt.input_info(path))  # input_shape ("batch" where dynamic), dynamic_batch, max_batch
-    details = fmt.details(path)
-    if details:
-        entry["details"] = details
-    report(_summary_line(entry))
-    return entry
-
-
-def _failed(entry, message, start, report) -> dict:
-    entry.update({"status": "failed", "error": message,
-                  "seconds": round(time.perf_counter() - start, 2)})
-    report(f"FAILED {entry['format']} {entry['precision']}: {message}")
-    return entry
-
-
-def _skipped(fmt_name, precision, message) -> dict:
-    return {"format": fmt_name, "precision": precision, "status": "skipped", "error": message}
-
-
-def _summary_line(entry: dict) -> str:
-    v = entry["verify"]
-    size = entry["bytes"] / 1e6
-    if entry["precision"] == "fp32":
-        how = f"verified: max abs diff {v['max_abs_diff']:.2e} <= {v['tolerance']:.2e}"
-    else:
-        how = (f"top-1 agreement {v['top1_agreement']:.1%}, cosine {v['cosine']:.4f}, "
-               f"SQNR {v['sqnr_db']:.1f} dB")
-    line = f"ok {entry['format']:<8} {entry['precision']:<4} {size:8.2f} MB  {how}  ({entry['seconds']}s)"
-    summary = entry.get("details", {}).get("summary")
-    return f"{line}\n   {summary}" if summary else line

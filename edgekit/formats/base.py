@@ -143,6 +143,7 @@ class Format(ABC):
     companions: tuple[str, ...] = ()  # suffixes of files that travel beside the main one (".bin")
     default: bool = True  # written by `export` when --to is not given
     export_last: bool = False  # export after the others (its converter starts threads that a fork dislikes)
+    export_cost: float = 1.0  # relative time of its export; edgekit.export_jobs balances processes by it
     extra: str = ""  # the pip extra that installs this format's tools
     requires: tuple[tuple[str, str], ...] = ()  # (module to import, package that provides it)
     tools: tuple[str, ...] = ()  # distributions whose versions the manifest records

@@ -1,0 +1,146 @@
+"""One format's artefacts: export fp32, verify, quantize, verify; each a manifest entry (``step``).
+
+Split from ``edgekit.pipeline`` so that the export worker process (``edgekit.export_jobs``) runs
+exactly the same steps as the main process.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+import traceback
+from pathlib import Path
+
+from edgekit import manifest as mf
+from edgekit.errors import EdgekitError
+from edgekit.formats._util import quiet
+
+log = logging.getLogger("edgekit")
+
+
+def export_format(name, fmt, model, calib, held_out, reference, int8, stage, report, budget) -> list[dict]:
+    folder = stage / name
+    folder.mkdir()
+    entries = []
+    fp32_path = folder / f"model.fp32{fmt.extension}"
+    entry = step(name, "fp32", lambda: _fp32(fmt, model, fp32_path, held_out, reference), stage, fmt, report)
+    entries.append(entry)
+    if int8:
+        if entry["status"] != "ok":
+            entries.append(skipped(name, "int8", f"skipped: the fp32 {name} export failed"))
+        else:
+            path = folder / f"model.int8{fmt.extension}"
+            work = lambda: _int8(fmt, model, fp32_path, calib, path, held_out, reference, budget)  # noqa: E731
+            entries.append(step(name, "int8", work, stage, fmt, report))
+            if budget is not None and not model.static_int8:
+                report(f"  {name} int8: --max-drop searches static int8 only; {model.name}'s "
+                       f"{entries[-1].get('scheme', {}).get('type', 'dynamic')} int8 is measured by eval")
+            if entries[-1].get("search"):
+                from edgekit.search import summary_lines
+
+                for line in summary_lines(name, entries[-1]["search"]):
+                    report(line)
+    return entries
+
+
+def _fp32(fmt, model, path, held_out, reference) -> tuple[Path, dict, dict]:
+    from edgekit.errors import ExportError
+    from edgekit.verify import batched_metrics, compare, run_session
+
+    fmt.export_fp32(model, path)
+    session = fmt.open_exact(path)
+    result = compare(reference, run_session(session, held_out), judge=True)
+    if not result.passed:
+        raise ExportError(
+            f"fp32 {fmt.name} artefact disagrees with PyTorch: max abs diff "
+            f"{result.max_abs_diff:.3g} (tolerance {result.tolerance:.3g}), "
+            f"{result.top1_mismatches} top-1 mismatches on {result.samples} samples"
+        )
+    batched = batched_metrics(fmt, session, held_out, reference, judge=True)
+    return path, {"type": "none"}, {**result.to_dict(), **batched, **_session_info(session)}
+
+
+def _int8(fmt, model, fp32_path, calib, path, held_out, reference, budget) -> tuple:
+    """(path, scheme, verify metrics, search record or None) of the int8 artefact."""
+    from edgekit.verify import batched_metrics, compare, run_session
+
+    record = None
+    if budget is None or not model.static_int8:
+        result = fmt.export_int8(model, fp32_path, calib, path)
+    else:
+        from edgekit.search import SearchSettings, search_int8
+
+        result, record = search_int8(fmt, model, fp32_path, path, calib, budget.held,
+                                     SearchSettings(budget_pp=budget.pp), more_calib=budget.more,
+                                     ray=budget.ray)
+    session = fmt.open(result.path)
+    metrics = compare(reference, run_session(session, held_out), judge=False)
+    batched = batched_metrics(fmt, session, held_out, reference, judge=False)
+    return result.path, result.scheme, {**metrics.to_dict(), **batched, **_session_info(session)}, record
+
+
+def _session_info(session) -> dict:
+    info = {"runtime": session.runtime, "runtime_version": session.runtime_version,
+            "device": session.device}
+    if getattr(session, "precision", None):
+        info["inference_precision"] = session.precision
+    return info
+
+
+def step(fmt_name, precision, work, stage, fmt, report) -> dict:
+    start = time.perf_counter()
+    entry = {"format": fmt_name, "precision": precision}
+    try:
+        with quiet():  # converters log from C++ straight to the terminal
+            path, scheme, verify, *search = work()
+    except EdgekitError as exc:
+        return failed(entry, str(exc), start, report)
+    except Exception as exc:  # a converter/runtime bug must not discard the other formats
+        log.debug("%s %s failed", fmt_name, precision, exc_info=True)
+        text = " ".join(str(exc).split())
+        detail = f"{type(exc).__name__}: {text[:300]}{'...' if len(text) > 300 else ''}"
+        entry["traceback"] = traceback.format_exc(limit=8)
+        return failed(entry, detail, start, report)
+    files = [mf.file_entry(p, stage) for p in fmt.files(path)]
+    entry.update({
+        "status": "ok",
+        "scheme": scheme,
+        "path": files[0]["path"],
+        "bytes": sum(f["bytes"] for f in files),
+        "sha256": files[0]["sha256"],
+        "files": files,
+        "verify": verify,
+        "seconds": round(time.perf_counter() - start, 2),
+    })
+    if search and search[0]:
+        entry["search"] = search[0]
+    entry.update(fmt.input_info(path))  # input_shape ("batch" where dynamic), dynamic_batch, max_batch
+    details = fmt.details(path)
+    if details:
+        entry["details"] = details
+    report(_summary_line(entry))
+    return entry
+
+
+def failed(entry, message, start, report) -> dict:
+    entry.update({"status": "failed", "error": message,
+                  "seconds": round(time.perf_counter() - start, 2)})
+    report(f"FAILED {entry['format']} {entry['precision']}: {message}")
+    return entry
+
+
+def skipped(fmt_name, precision, message) -> dict:
+    return {"format": fmt_name, "precision": precision, "status": "skipped", "error": message}
+
+
+def _summary_line(entry: dict) -> str:
+    v = entry["verify"]
+    size = entry["bytes"] / 1e6
+    if entry["precision"] == "fp32":
+        how = f"verified: max abs diff {v['max_abs_diff']:.2e} <= {v['tolerance']:.2e}"
+    else:
+        how = (f"top-1 agreement {v['top1_agreement']:.1%}, cosine {v['cosine']:.4f}, "
+               f"SQNR {v['sqnr_db']:.1f} dB")
+    line = f"ok {entry['format']:<8} {entry['precision']:<4} {size:8.2f} MB  {how}  ({entry['seconds']}s)"
+    summary = entry.get("details", {}).get("summary")
+    return f"{line}\n   {summary}" if summary else line
