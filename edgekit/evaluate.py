@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import functools
 import time
 from collections.abc import Callable
 from pathlib import Path
 
 from edgekit import manifest as mf
 from edgekit.errors import UsageError
+from edgekit.formats.base import Format
+
+PREDICT_BATCH = 256  # edgekit.metrics.predict's batch: eval shards are whole batches of it
 
 
 def evaluate_run(
@@ -18,14 +22,14 @@ def evaluate_run(
     seed: int = 0,
     preprocessing_overrides: dict | None = None,
     report: Callable[[str], None] = print,
+    ray: str | None = None,
 ) -> dict:
-    """Evaluate the run's PyTorch model and each artefact; store and return the results."""
+    """Evaluate the run's PyTorch model and each artefact; store and return the results. ``ray``
+    ("auto" or an address): run each of them on shards of the samples as Ray tasks (same numbers)."""
     from edgekit.data.datasets import load_dataset
     from edgekit.data.preprocess import fit_to_input, override_preprocessing
-    from edgekit.formats import get_format
-    from edgekit.metrics import agreement, metrics, predict, primary_metric
+    from edgekit.metrics import agreement, metrics, primary_metric
     from edgekit.models.resolve import load_run_model
-    from edgekit.verify import run_session
 
     run_dir = Path(run_dir)
     manifest = mf.read_manifest(run_dir)
@@ -38,27 +42,27 @@ def evaluate_run(
 
         report(f"warning: {skipped_message(source, data.extra['skipped'])}")
     key = primary_metric(model.task)
-    ref_logits = predict(model.module, data.x)
+    arts = [(a["format"], a["precision"], a["path"]) for a in manifest["artefacts"]
+            if a.get("status") == "ok"]
+    if ray:
+        from edgekit.distributed import connect
+
+        backend = connect(ray)
+        outputs = _sharded(backend, run_dir, arts, data.x)
+    else:
+        backend = None
+        outputs = [shard_logits(str(run_dir), which, data.x, model.module) for which in [None, *arts]]
+    ref_logits = outputs[0][0]
     ref = metrics(ref_logits, data)
     rows = [{"format": "pytorch", "precision": "fp32", "status": "ok", **ref,
              "agreement": 1.0, "drop_pp": 0.0}]
-    for art in manifest["artefacts"]:
-        if art.get("status") != "ok":
-            continue
-        start = time.perf_counter()
-        fmt = get_format(art["format"])
-        # fp32 artefacts run with exact fp32 numerics (OpenVINO would pick bf16 on some CPUs);
-        # int8 ones as their runtime runs them by default. The precision that ran is recorded.
-        path = run_dir / art["path"]
-        session = fmt.open_exact(path) if art["precision"] == "fp32" else fmt.open(path)
-        logits = run_session(session, data.x)
+    for (fmt_name, precision, _), (logits, inference_precision, seconds) in zip(arts, outputs[1:]):
         m = metrics(logits, data)
-        row = {"format": art["format"], "precision": art["precision"], "status": "ok", **m,
+        row = {"format": fmt_name, "precision": precision, "status": "ok", **m,
                "agreement": agreement(ref_logits, logits),
-               "drop_pp": round(100.0 * (ref[key] - m[key]), 3),
-               "seconds": round(time.perf_counter() - start, 2)}
-        if getattr(session, "precision", None):
-            row["inference_precision"] = session.precision
+               "drop_pp": round(100.0 * (ref[key] - m[key]), 3), "seconds": round(seconds, 2)}
+        if inference_precision:
+            row["inference_precision"] = inference_precision
         rows.append(row)
     result = {
         "created": mf.utc_now(),
@@ -69,6 +73,7 @@ def evaluate_run(
         "metric": key,
         "preprocessing": pre.to_dict(),
         "preprocessing_overrides": dict(preprocessing_overrides or {}),
+        "backend": backend.to_dict() if backend else {"backend": "local"},
         "results": rows,
     }
     by_key = {(r["format"], r["precision"]): r for r in rows}
@@ -81,6 +86,67 @@ def evaluate_run(
 
     mf.update(run_dir, add)
     return result
+
+
+def shard_logits(run_dir: str, which: tuple[str, str, str] | None, x, module=None, start: int = 0,
+                 stop: int | None = None) -> tuple:
+    """(logits, inference precision or None, seconds) of the run's PyTorch model (``which`` None) or
+    of the artefact (format, precision, path) on ``x[start:stop]``; the same code runs locally (with
+    ``module``, the loaded model) and in a Ray task (which loads the model or opens the artefact once
+    per worker and keeps it for the next shard)."""
+    opener = _open if module is not None else _cached_open
+    from edgekit.metrics import predict
+    from edgekit.verify import run_session
+
+    began = time.perf_counter()
+    x = x[start:stop]
+    if which is None:
+        return predict(module if module is not None else opener(run_dir, None), x, PREDICT_BATCH), None, \
+            time.perf_counter() - began
+    session = opener(run_dir, which)
+    return run_session(session, x), getattr(session, "precision", None), time.perf_counter() - began
+
+
+def _open(run_dir: str, which: tuple[str, str, str] | None):
+    """The PyTorch module of the run, or a session of the artefact ``which``."""
+    if which is None:
+        from edgekit.models.resolve import load_run_model
+
+        return load_run_model(mf.read_manifest(Path(run_dir)), Path(run_dir)).module
+    from edgekit.distributed import task_threads
+    from edgekit.formats import get_format
+
+    fmt, path = get_format(which[0]), Path(run_dir) / which[2]
+    # fp32 artefacts run with exact fp32 numerics (OpenVINO would pick bf16 on some CPUs); int8
+    # ones as their runtime runs them by default. The precision that ran is recorded. In a Ray
+    # task, sessions whose exact mode is the plain one get the task's share of the cores.
+    if which[1] != "fp32":
+        return fmt.open(path, task_threads())
+    if type(fmt).open_exact is Format.open_exact:
+        return fmt.open(path, task_threads())
+    return fmt.open_exact(path)
+
+
+_cached_open = functools.lru_cache(maxsize=4)(_open)
+
+
+def _sharded(backend, run_dir: Path, arts: list, x) -> list[tuple]:
+    """shard_logits of the PyTorch model and each artefact, each on shards of ``x`` as Ray tasks,
+    stitched back in sample order (shards are whole batches of ``predict``, so its batches match)."""
+    import numpy as np
+
+    per = -(-len(x) // backend.workers)
+    size = max(PREDICT_BATCH, -(-per // PREDICT_BATCH) * PREDICT_BATCH)
+    bounds = [(i, min(i + size, len(x))) for i in range(0, len(x), size)]
+    ref = backend.put(np.ascontiguousarray(x))
+    which_all = [None, *arts]
+    calls = [(str(Path(run_dir).resolve()), w, ref, None, a, b) for w in which_all for a, b in bounds]
+    parts = backend.map(shard_logits, calls)
+    out = []
+    for i in range(len(which_all)):
+        mine = parts[i * len(bounds):(i + 1) * len(bounds)]
+        out.append((np.concatenate([p[0] for p in mine]), mine[0][1], sum(p[2] for p in mine)))
+    return out
 
 
 def table_rows(result: dict) -> tuple[list[str], list[list[str]]]:

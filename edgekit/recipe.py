@@ -12,7 +12,8 @@ top level with [prune] and [preprocess], ``BenchSettings`` each [[bench]], ``Gat
     int8 = true
     calib = "digits"
     calib-size = 64
-    # weights, num-classes, width, input-size, input-shape, model-args, seed, verify-samples
+    # weights, num-classes, width, input-size, input-shape, model-args, seed, verify-samples,
+    # ray = "auto" (or an address: --max-drop trials and eval shards as Ray tasks)
     max-drop = 0.3                        # int8 budget in points, measured on [eval]'s val split
 
     [preprocess] # optional: the model's preprocessing (keys of --preprocess files: resize, mean,
@@ -150,6 +151,10 @@ def run_recipe(
     if recipe.train is not None:
         plan = replace(plan, model=_train(recipe, run_dir, report))
     plan = replace(plan, out=run_dir, command=("edgekit", "run", str(recipe.path)))
+    if plan.ray:  # ray = "auto" or an address: the search and eval use it; unreachable fails now
+        from edgekit.distributed import connect
+
+        connect(plan.ray)
     outcome = run_export(plan, report=report)
     report(f"run directory: {outcome.run_dir}")
     status = EXIT_FAILED if outcome.failed else 0
@@ -206,7 +211,8 @@ def _eval(recipe: Recipe, run_dir: Path, report) -> int:
     from edgekit.evaluate import evaluate_run, table_rows
 
     ev = recipe.eval
-    result = evaluate_run(run_dir, ev["dataset"], split=ev["split"], limit=ev["limit"], report=report)
+    result = evaluate_run(run_dir, ev["dataset"], split=ev["split"], limit=ev["limit"], report=report,
+                          ray=recipe.plan.ray)
     head, rows = table_rows(result)
     widths = [max(len(str(c)) for c in col) for col in zip(head, *rows)]
     for line in (head, *rows):

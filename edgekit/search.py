@@ -10,6 +10,10 @@ toolchain offers, cheapest first, and stops at the first attempt within the budg
 4. the worst 1, 2, 4, 8 layers kept in float, ranked by ``edgekit.inspect.layer_errors`` on the best
    attempt so far.
 
+With ``--ray`` (``edgekit.distributed``) the attempts of a stage (default and more calibration; the
+methods; the exclusion steps) run as Ray tasks at once and are taken in the same order with the same
+stop, so the chosen attempt and the records are the local search's (the stage's later ones are dropped).
+
 Attempts are written beside ``path`` under hidden temporary names; only the best (lowest drop, ties
 to the earlier, cheaper one) ends up at ``path``, the others are removed, and the fp32 artefact is
 only read. Every attempt is recorded (settings, drop, accuracy, agreement, build seconds, a quick
@@ -71,18 +75,25 @@ def search_int8(
     settings: SearchSettings,
     more_calib: Callable[[int], np.ndarray] | None = None,
     progress: Callable[[str], None] | None = None,
+    ray: str | None = None,
 ) -> tuple[Int8Result, dict]:
     """Build the int8 artefact at ``path`` with the least drop found; return it and the record.
 
     ``calib``: the run's calibration samples; ``more_calib(n)``: up to n calibration samples from
     the same source (never the held-out ones), or None when there are no more. ``held_out``:
     labelled samples the drop is measured on. Raises the default attempt's error when even that
-    fails; later attempts that fail are recorded and skipped.
+    fails; later attempts that fail are recorded and skipped. ``ray`` ("auto" or an address; default:
+    the cluster this process already joined, if any): run a stage's attempts as Ray tasks.
     """
+    from edgekit.distributed import active, connect
+
     search = _Search(fmt, model, Path(fp32_path), Path(path), held_out, settings, progress)
+    search.backend = connect(ray) if ray else active()
+    if search.backend is not None:
+        search.remote.update(search.backend.to_dict(), trials=0, discarded=0)
     try:
-        for attempt in search.plan(calib, more_calib):
-            search.run(attempt)
+        for stage in search.plan(calib, more_calib):
+            search.run_stage(stage)
             if search.met:
                 break
         return search.finish()
@@ -104,6 +115,10 @@ class _Search:
         self.ranking: list[dict] = []
         self.chosen: _Attempt | None = None
         self.weighted: list[str] = []  # the ranked layers with weights, worst first
+        self.made: list[_Attempt] = []  # every attempt planned (its files are cleaned up)
+        self.backend = None  # edgekit.distributed.RayBackend: a stage's attempts as Ray tasks
+        self.remote: dict = {}  # what the Ray backend did (recorded as the search's "backend")
+        self.shared: list = []  # the model, held-out set and reference logits in Ray's object store
 
     @property
     def best(self) -> _Attempt:
@@ -115,27 +130,37 @@ class _Search:
         ok = any(a.result is not None for a in self.attempts)
         return ok and self.best.drop_pp <= self.settings.budget_pp
 
-    def plan(self, calib, more_calib) -> Iterator[_Attempt]:
-        """The attempts in order; each is made only after the ones before it were measured."""
-        yield self._new("default", Int8Options(), calib)
-        if more_calib is not None:
-            more = more_calib(self.settings.more_calib_factor * len(calib))
-            if more is not None and len(more) > len(calib):
-                yield self._new("more-calibration", Int8Options(), np.asarray(more, np.float32))
-            else:
-                self.notes.append("the calibration source has no more samples")
+    def plan(self, calib, more_calib) -> Iterator[list[_Attempt]]:
+        """The attempts in stages, in order; a stage is made only after the ones before it were
+        measured, and its attempts depend only on those."""
+        first = [self._new("default", Int8Options(), calib)]
+        if self.backend is None:  # locally more calibration samples are drawn only when it misses
+            yield first
+            first = []
+        yield first + self._more(calib, more_calib)
+        methods = []
         for options in self.fmt.remedies(self.model):
             if options.method in self.fmt.validated_methods:  # it measures accuracy itself
                 options = dataclasses.replace(options, max_drop_pp=self.settings.budget_pp,
                                               validation=(self.held_out, self.key))
-            yield self._new("method", options, self.best.calib)
-        yield from self._exclusions()
+            methods.append(self._new("method", options, self.best.calib))
+        yield methods
+        yield self._exclusions()
 
-    def _exclusions(self) -> Iterator[_Attempt]:
+    def _more(self, calib, more_calib) -> list[_Attempt]:
+        if more_calib is None:
+            return []
+        more = more_calib(self.settings.more_calib_factor * len(calib))
+        if more is not None and len(more) > len(calib):
+            return [self._new("more-calibration", Int8Options(), np.asarray(more, np.float32))]
+        self.notes.append("the calibration source has no more samples")
+        return []
+
+    def _exclusions(self) -> list[_Attempt]:
         candidates = [a for a in self.attempts if a.result is not None and self.fmt.can_exclude(a.options)]
         if not candidates:
             self.notes.append("no attempt whose method can keep layers in float")
-            return
+            return []
         base = min(candidates, key=lambda a: (a.drop_pp, a.index))
         names = self._rank(base)
         # An int8 artefact keeps most of its weighted layers int8: at most half go back to float
@@ -143,14 +168,15 @@ class _Search:
         cap = len(self.weighted) // 2
         if names and max(self.settings.exclude_steps, default=0) > cap:
             self.notes.append(f"at most {cap} of the {len(self.weighted)} weighted layers kept in float")
-        done = 0
+        done, out = 0, []
         for k in self.settings.exclude_steps:
             k = min(k, len(names), cap)
             if k <= done:
                 break
             done = k
             options = dataclasses.replace(base.options, exclude=tuple(names[:k]))
-            yield self._new("exclude", options, base.calib)
+            out.append(self._new("exclude", options, base.calib))
+        return out
 
     def _rank(self, base: _Attempt) -> list[str]:
         """Layer names worst first by edgekit.inspect.layer_errors on ``base``'s artefact; [] (and a
@@ -177,22 +203,69 @@ class _Search:
         return names
 
     def _new(self, stage: str, options: Int8Options, calib: np.ndarray) -> _Attempt:
-        return _Attempt(len(self.attempts), stage, options, calib)
+        self.made.append(_Attempt(len(self.made), stage, options, calib))
+        return self.made[-1]
 
     def _staged_path(self, index: int) -> Path:
         return self.path if index == 0 else self.path.with_name(f".search-{index}.{self.path.name}")
 
+    def run_stage(self, stage: list[_Attempt]) -> None:
+        """The stage's attempts in order until one is within the budget (with Ray: all at once)."""
+        outcomes = self._remote(stage) if self.backend is not None and len(stage) > 1 else None
+        for i, a in enumerate(stage):
+            if outcomes is None or (a.index == 0 and "error" in outcomes[i]):
+                self.run(a)  # (the default's error is raised from a local run, as without Ray)
+            else:
+                self._take(a, outcomes[i])
+            if self.met:
+                if outcomes is not None:  # built and measured, but the local search stops before them
+                    self.remote["discarded"] += len(stage) - i - 1
+                return
+
+    def _remote(self, stage: list[_Attempt]) -> list[dict] | None:
+        """Each attempt's ``trial`` as a Ray task; None (a note; local from now on) if Ray cannot run it."""
+        try:
+            shared = (self.model, self.held_out, self.ref_logits)  # a user's model may not pickle: noted
+            self.shared = self.shared or [self.backend.put(v) for v in shared]
+            model, held, ref_logits = self.shared
+            calls = [(self.fmt.name, model, str(self.fp32_path), a.calib, str(self._staged_path(a.index)),
+                      a.options if a.index else None, held, ref_logits, self.ref, self.key, self.settings)
+                     for a in stage]
+            outcomes = self.backend.map(trial, calls)
+        except Exception as exc:  # noqa: BLE001 - any Ray or pickling failure: the local search still works
+            self.notes.append(f"search trials ran locally: Ray could not run them ({_one_line(exc)})")
+            self.progress(f"  {self.fmt.name} int8: {self.notes[-1]}")
+            self.backend = None
+            return None
+        self.remote["trials"] += len(stage)
+        return outcomes
+
+    def _begin(self, a: _Attempt) -> None:
+        self.attempts.append(a)
+        a.record = {"index": a.index, "stage": a.stage,
+                    "settings": {**a.options.to_dict(), "calibration_samples": int(len(a.calib))}}
+
+    def _take(self, a: _Attempt, outcome: dict) -> None:
+        """Record a Ray task's ``trial`` of ``a`` as ``run`` records a local one."""
+        self._begin(a)
+        if "error" in outcome:
+            a.record.update(status="failed", error=outcome["error"], seconds=outcome["seconds"])
+        else:
+            a.result = outcome["result"]
+            a.record.update(outcome["record"], status="ok")
+            a.drop_pp = a.record["drop_pp"]
+        self.progress(attempt_line(self.fmt.name, a.record, self.settings.budget_pp))
+
     def run(self, a: _Attempt) -> None:
         """Build attempt ``a`` in its own file, measure it, record it."""
-        self.attempts.append(a)
-        settings = {**a.options.to_dict(), "calibration_samples": int(len(a.calib))}
-        a.record = {"index": a.index, "stage": a.stage, "settings": settings}
+        self._begin(a)
         start = time.perf_counter()
         try:
-            a.result = self.fmt.export_int8(self.model, self.fp32_path, a.calib, self._staged_path(a.index),
-                                            None if a.index == 0 else a.options)
-            built = time.perf_counter() - start
-            a.record.update(self._measure(a.result.path), seconds=round(built, 2), status="ok")
+            a.result, measured = build_and_measure(
+                self.fmt, self.model, self.fp32_path, a.calib, self._staged_path(a.index),
+                None if a.index == 0 else a.options, self.held_out, self.ref_logits, self.ref, self.key,
+                self.settings)
+            a.record.update(measured, status="ok")
             a.drop_pp = a.record["drop_pp"]
         except Exception as exc:
             if a.index == 0:  # the default artefact failed: the pipeline reports it as today
@@ -205,28 +278,6 @@ class _Search:
 
                 logging.getLogger("edgekit").debug("int8 search attempt failed", exc_info=True)
         self.progress(attempt_line(self.fmt.name, a.record, self.settings.budget_pp))
-
-    def _measure(self, path: Path) -> dict:
-        from edgekit.metrics import agreement, metrics
-        from edgekit.verify import run_session
-
-        session = self.fmt.open(path)
-        logits = run_session(session, self.held_out.x)
-        acc = metrics(logits, self.held_out)[self.key]
-        return {"accuracy": round(acc, 6), "drop_pp": round(100.0 * (self.ref - acc), 3),
-                "agreement": round(agreement(self.ref_logits, logits), 6),
-                "latency_p50_ms": round(self._latency(session), 4)}
-
-    def _latency(self, session) -> float:
-        x = self.held_out.x[:1]
-        for _ in range(self.settings.latency_warmup):
-            session.run(x)
-        times = []
-        for _ in range(self.settings.latency_runs):
-            start = time.perf_counter()
-            session.run(x)
-            times.append(time.perf_counter() - start)
-        return 1000.0 * float(np.median(times))
 
     def finish(self) -> tuple[Int8Result, dict]:
         """Move the best attempt to ``path`` and build the record."""
@@ -251,6 +302,8 @@ class _Search:
         }
         if self.ranking:
             record["ranking"] = self.ranking
+        if self.remote:
+            record["backend"] = dict(self.remote)
         if self.notes:
             record["notes"] = list(self.notes)
         if not record["met"]:
@@ -261,11 +314,54 @@ class _Search:
 
     def cleanup(self) -> None:
         """Remove every attempt's files but the one at ``path`` (also after an error)."""
-        for a in self.attempts:
+        for a in self.made:
             staged = self._staged_path(a.index)
             if staged != self.path:
                 for f in self.fmt.files(staged):
                     f.unlink(missing_ok=True)
+
+
+def build_and_measure(fmt, model, fp32_path, calib, staged, options, held_out, ref_logits, ref, key,
+                      settings: SearchSettings) -> tuple[Int8Result, dict]:
+    """Build one attempt's int8 artefact at ``staged`` (``options`` None: the format's default) and
+    measure it on ``held_out``: drop against ``ref`` in points of ``key``, agreement with
+    ``ref_logits``, a quick latency, build seconds. Raises what the build raises."""
+    from edgekit.distributed import task_threads
+    from edgekit.metrics import agreement, metrics
+    from edgekit.verify import run_session
+
+    start = time.perf_counter()
+    result = fmt.export_int8(model, Path(fp32_path), calib, Path(staged), options)
+    built = time.perf_counter() - start
+    threads = task_threads()  # in a Ray task: its share of the cores
+    session = fmt.open(result.path, threads) if threads else fmt.open(result.path)
+    logits = run_session(session, held_out.x)
+    acc = metrics(logits, held_out)[key]
+    return result, {"accuracy": round(acc, 6), "drop_pp": round(100.0 * (ref - acc), 3),
+                    "agreement": round(agreement(ref_logits, logits), 6),
+                    "latency_p50_ms": round(_latency(session, held_out.x[:1], settings), 4),
+                    "seconds": round(built, 2)}
+
+
+def trial(fmt_name: str, *args) -> dict:
+    """``build_and_measure`` in a Ray task: {"result", "record"}, or {"error", "seconds"} when it failed."""
+    from edgekit.formats import get_format
+
+    start = time.perf_counter()
+    try:
+        result, record = build_and_measure(get_format(fmt_name), *args)
+    except Exception as exc:  # noqa: BLE001 - recorded as the attempt's failure, as a local run does
+        return {"error": _one_line(exc), "seconds": round(time.perf_counter() - start, 2)}
+    return {"result": result, "record": record}
+
+
+def _latency(session, x: np.ndarray, settings: SearchSettings) -> float:
+    times = []
+    for _ in range(settings.latency_warmup + settings.latency_runs):
+        start = time.perf_counter()
+        session.run(x)
+        times.append(time.perf_counter() - start)
+    return 1000.0 * float(np.median(times[settings.latency_warmup:]))
 
 
 def _one_line(exc: BaseException) -> str:

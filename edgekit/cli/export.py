@@ -53,6 +53,9 @@ from edgekit.formats import names as format_names
               help="int8 accuracy budget in points, measured on the val split of --eval: while a format's "
               "int8 loses more, try its toolchain's remedies (more calibration, other methods, layers kept "
               "in float) and keep the best artefact.")
+@click.option("--ray", "ray", metavar="auto|ADDRESS", help="Run the --max-drop search's independent trials "
+              "and --eval's shards as Ray tasks (pip install 'edgekit[ray]'); auto: the cluster in "
+              "RAY_ADDRESS or running here, else a local one.")
 @prune_options
 @preprocessing_options
 def export_cmd(**options) -> int:
@@ -65,13 +68,17 @@ def export_cmd(**options) -> int:
     options["prune"] = prune_settings(options, options["prune"], required=False)
     options["preprocess"] = preprocess_overrides(options)
     plan = dataclasses.replace(ExportPlan.from_mapping(options), command=("edgekit", *sys.argv[1:]))
+    if plan.ray:  # an unreachable cluster fails now, not after the exports
+        from edgekit.distributed import connect
+
+        connect(plan.ray)
     outcome = run_export(plan, report=report)
     click.echo(f"run directory: {outcome.run_dir}")
     if plan.eval_data:
         from edgekit.cli.measure import print_eval
         from edgekit.evaluate import evaluate_run
 
-        print_eval(evaluate_run(outcome.run_dir, plan.eval_data, report=report))
+        print_eval(evaluate_run(outcome.run_dir, plan.eval_data, report=report, ray=plan.ray))
     if outcome.failed:
         names = ", ".join(f"{a['format']} {a['precision']}" for a in outcome.failed)
         err(f"{len(outcome.failed)} artefact(s) failed: {names}; see {outcome.run_dir / 'manifest.json'}")

@@ -43,15 +43,18 @@ def target_options(python_help: str):
 @click.option("--limit", type=click.IntRange(1), help="Evaluate at most N samples.")
 @click.option("--input-size", type=click.IntRange(1), help="Override the input size of the data.")
 @preprocessing_options
+@click.option("--ray", "ray", metavar="auto|ADDRESS", help="Run the model and each artefact on shards of "
+              "the samples as Ray tasks (pip install 'edgekit[ray]'); auto: the cluster in RAY_ADDRESS or "
+              "running here, else a local one. Same numbers as without.")
 @click.option("--json", "as_json", is_flag=True, help="Print the results as JSON.")
-def eval_cmd(run_dir, dataset, split, limit, input_size, as_json, **pre) -> int:
+def eval_cmd(run_dir, dataset, split, limit, input_size, ray, as_json, **pre) -> int:
     """Accuracy of the PyTorch model and every artefact of RUN_DIR on the same samples. The run's
     declared preprocessing is used; options given here override it (and are recorded)."""
     from edgekit.evaluate import check_run_dir, evaluate_run
 
     overrides = preprocess_overrides(pre, input_size)
     result = evaluate_run(check_run_dir(run_dir), dataset, split=split, limit=limit,
-                          preprocessing_overrides=overrides, report=report)
+                          preprocessing_overrides=overrides, report=report, ray=ray)
     if as_json:
         click.echo(json.dumps(result, indent=2))
     else:

@@ -1,0 +1,134 @@
+"""--ray: eval shards and --max-drop search trials as Ray tasks on a real local cluster of 2 workers give
+the numbers and the choice of the local run; a clear error for an unreachable address or missing Ray;
+without --ray nothing imports Ray."""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import REPO, read_manifest, run_cli
+
+pytest.importorskip("ray", reason="Ray is not installed (pip install 'edgekit[ray]'; make setup installs it)")
+
+EXPORT = ("export", "lenet5", "--to", "onnx,openvino", "--int8", "--calib", "digits")
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+# Ray sends a token to an explicit address only with RAY_AUTH_MODE=token; the head and every client
+# share one, as a user's `ray start --head` and `edgekit ... --ray ADDRESS` would.
+AUTH = {"RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN": secrets.token_hex(32)}
+
+
+@pytest.fixture(scope="module")
+def cluster():
+    """A real Ray head of 2 CPUs on a free port (`ray start --block`: SIGTERM stops all it started)."""
+    port = _free_port()
+    ray = Path(sys.executable).with_name("ray")
+    proc = subprocess.Popen([str(ray), "start", "--head", "--block", "--num-cpus=2", f"--port={port}",
+                             "--include-dashboard=false", "--disable-usage-stats"],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT, env={**os.environ, **AUTH})
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=1).close()
+            break
+        except OSError:
+            time.sleep(0.2)
+    else:
+        proc.kill()
+        pytest.fail("ray start did not listen within 60 s")
+    yield f"127.0.0.1:{port}"
+    proc.send_signal(signal.SIGTERM)
+    proc.wait(60)
+
+
+@pytest.fixture(scope="module")
+def run_dir(tmp_path_factory):
+    out = tmp_path_factory.mktemp("ray") / "run"
+    r = run_cli(*EXPORT, "--out", out)
+    assert r.code == 0, r.stderr
+    return out
+
+
+def _eval(run_dir, *extra) -> dict:
+    r = run_cli("eval", run_dir, "--dataset", "digits", "--json", *extra, env=AUTH)
+    assert r.code == 0, r.stderr
+    return json.loads(r.stdout)
+
+
+def test_eval_on_two_ray_workers_gives_the_local_numbers(run_dir, cluster):
+    local = _eval(run_dir)
+    remote = _eval(run_dir, "--ray", cluster)
+    strip = ("seconds",)  # wall time differs; every number a user reads must not
+    assert [{k: v for k, v in r.items() if k not in strip} for r in remote["results"]] == \
+        [{k: v for k, v in r.items() if k not in strip} for r in local["results"]]
+    assert len(remote["results"]) == 5  # pytorch + onnx and openvino, fp32 and int8
+    assert local["backend"] == {"backend": "local"}
+    assert remote["backend"]["backend"] == "ray" and remote["backend"]["workers"] == 2
+    assert remote["backend"]["ray_version"]
+    assert read_manifest(run_dir)["eval"]["backend"]["workers"] == 2
+
+
+def test_max_drop_search_with_ray_picks_the_local_attempt(tmp_path, cluster):
+    # A budget no attempt meets (random weights drop nothing): every stage runs, several trials each.
+    args = (*EXPORT, "--eval", "digits", "--max-drop", "-5")
+    runs = {}
+    for name, extra in (("local", ()), ("ray", ("--ray", cluster))):
+        r = run_cli(*args, *extra, "--out", tmp_path / name, env=AUTH)
+        assert r.code == 0, r.stderr
+        runs[name] = {a["format"]: a["search"] for a in read_manifest(tmp_path / name)["artefacts"]
+                      if a.get("search")}
+    assert set(runs["ray"]) == set(runs["local"]) == {"onnx", "openvino"}
+    for fmt, local in runs["local"].items():
+        remote = runs["ray"][fmt]
+        assert remote["chosen"] == local["chosen"]
+        picked = ("index", "stage", "settings", "status", "drop_pp", "accuracy", "agreement")
+        assert [{k: a.get(k) for k in picked} for a in remote["attempts"]] == \
+            [{k: a.get(k) for k in picked} for a in local["attempts"]]
+        assert remote["backend"]["trials"] >= 4 and remote["backend"]["workers"] == 2  # stages as Ray tasks
+        assert "backend" not in local
+    assert not [p for p in (tmp_path / "ray").rglob(".search-*")]  # the attempts not kept are removed
+
+
+def test_unreachable_address_is_a_one_line_error(run_dir):
+    r = run_cli("eval", run_dir, "--dataset", "digits", "--ray", f"127.0.0.1:{_free_port()}", timeout=120)
+    assert r.code != 0
+    lines = [line for line in r.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1 and "cannot reach the Ray cluster" in lines[0], r.stderr
+    assert "Traceback" not in r.stderr
+
+
+def test_missing_ray_says_how_to_install(run_dir):
+    # Ray is installed here; hiding it from the import system is how a user without it runs.
+    argv = ["edgekit", "eval", str(run_dir), "--dataset", "digits", "--ray", "auto"]
+    code = f"import sys; sys.modules['ray'] = None; from edgekit.cli import main; sys.argv = {argv!r}; main()"
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO, timeout=300)
+    assert proc.returncode != 0
+    assert "pip install 'edgekit[ray]'" in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_without_ray_nothing_imports_ray(run_dir, tmp_path):
+    for args in (("eval", str(run_dir), "--dataset", "digits", "--limit", "20"),
+                 (*EXPORT, "--eval", "digits", "--max-drop", "-5", "--out", str(tmp_path / "run"))):
+        proc = subprocess.run([sys.executable, "-X", "importtime", "-m", "edgekit", *args],
+                              capture_output=True, text=True, cwd=REPO, timeout=900)
+        assert proc.returncode == 0, proc.stderr[-2000:]
+        modules = {line.rsplit("|", 1)[-1].strip() for line in proc.stderr.splitlines()
+                   if line.startswith("import time:")}
+        assert "edgekit.evaluate" in modules  # the eval code ran in this process
+        assert not {m for m in modules if m == "ray" or m.startswith("ray.")}, args
