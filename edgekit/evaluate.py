@@ -51,7 +51,8 @@ def evaluate_run(
         outputs = _sharded(backend, run_dir, arts, data.x)
     else:
         backend = None
-        outputs = [shard_logits(str(run_dir), which, data.x, model.module) for which in [None, *arts]]
+        module = model.axes.module(model.module)
+        outputs = [shard_logits(str(run_dir), which, data.x, module) for which in [None, *arts]]
     ref_logits = outputs[0][0]
     ref = metrics(ref_logits, data)
     rows = [{"format": "pytorch", "precision": "fp32", "status": "ok", **ref,
@@ -95,16 +96,21 @@ def shard_logits(run_dir: str, which: tuple[str, str, str] | None, x, module=Non
     ``module``, the loaded model) and in a Ray task (which loads the model or opens the artefact once
     per worker and keeps it for the next shard)."""
     opener = _open if module is not None else _cached_open
+    from edgekit.layout import first, take
     from edgekit.metrics import predict
     from edgekit.verify import run_session
 
     began = time.perf_counter()
-    x = x[start:stop]
+    x = take(x, slice(start, stop))
     if which is None:
         return predict(module if module is not None else opener(run_dir, None), x, PREDICT_BATCH), None, \
             time.perf_counter() - began
+    from edgekit.layout import manifest_axes
+
     session = opener(run_dir, which)
-    return run_session(session, x), getattr(session, "precision", None), time.perf_counter() - began
+    axes = manifest_axes(mf.read_manifest(Path(run_dir)))
+    logits = first(run_session(session, x, axes))
+    return logits, getattr(session, "precision", None), time.perf_counter() - began
 
 
 def _open(run_dir: str, which: tuple[str, str, str] | None):
@@ -112,7 +118,8 @@ def _open(run_dir: str, which: tuple[str, str, str] | None):
     if which is None:
         from edgekit.models.resolve import load_run_model
 
-        return load_run_model(mf.read_manifest(Path(run_dir)), Path(run_dir)).module
+        model = load_run_model(mf.read_manifest(Path(run_dir)), Path(run_dir))
+        return model.axes.module(model.module)
     from edgekit.distributed import task_threads
     from edgekit.formats import get_format
 
@@ -135,10 +142,14 @@ def _sharded(backend, run_dir: Path, arts: list, x) -> list[tuple]:
     stitched back in sample order (shards are whole batches of ``predict``, so its batches match)."""
     import numpy as np
 
-    per = -(-len(x) // backend.workers)
+    from edgekit.layout import count
+
+    n = count(x)
+    per = -(-n // backend.workers)
     size = max(PREDICT_BATCH, -(-per // PREDICT_BATCH) * PREDICT_BATCH)
-    bounds = [(i, min(i + size, len(x))) for i in range(0, len(x), size)]
-    ref = backend.put(np.ascontiguousarray(x))
+    bounds = [(i, min(i + size, n)) for i in range(0, n, size)]
+    contiguous = tuple(map(np.ascontiguousarray, x)) if isinstance(x, tuple) else np.ascontiguousarray(x)
+    ref = backend.put(contiguous)
     which_all = [None, *arts]
     calls = [(str(Path(run_dir).resolve()), w, ref, None, a, b) for w in which_all for a, b in bounds]
     parts = backend.map(shard_logits, calls)

@@ -33,15 +33,20 @@ def agreement(a: np.ndarray, b: np.ndarray) -> float:
     return float(np.mean(a.argmax(-1) == b.argmax(-1)))
 
 
-def predict(module: nn.Module, x: np.ndarray, batch_size: int = 256) -> np.ndarray:
-    """Logits of ``module`` (in eval mode, no grad) for all of ``x``, as float32 numpy."""
+def predict(module: nn.Module, x, batch_size: int = 256) -> np.ndarray:
+    """Logits of ``module`` (in eval mode, no grad) for all of ``x`` (a tuple of arrays for several
+    inputs), as float32 numpy: the first output where it has several."""
     import torch
+
+    from edgekit.layout import count, take
 
     module.eval()
     outs = []
     with torch.inference_mode():
-        for i in range(0, len(x), batch_size):
-            out = module(torch.from_numpy(np.ascontiguousarray(x[i : i + batch_size], np.float32)))
+        for i in range(0, count(x), batch_size):
+            batch = take(x, slice(i, i + batch_size))
+            batch = batch if isinstance(batch, tuple) else (batch,)
+            out = module(*(torch.from_numpy(np.ascontiguousarray(a, np.float32)) for a in batch))
             out = out[0] if isinstance(out, (tuple, list)) else out
             outs.append(out.float().numpy())
     return np.concatenate(outs)

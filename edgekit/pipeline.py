@@ -15,6 +15,7 @@ import numpy as np
 from edgekit import manifest as mf
 from edgekit.errors import DataError, OutputExistsError, UsageError
 from edgekit.formats import default_names
+from edgekit.layout import count
 from edgekit.models.resolve import PRUNED_CHECKPOINT, load_planned_model, run_plan_fields
 from edgekit.models.spec import LoadedModel, ModelOptions
 from edgekit.prune import PruneSettings
@@ -32,8 +33,10 @@ class ExportPlan:
     options: ModelOptions = ModelOptions()
     weights: Path | None = None
     input_shape: tuple[int, ...] | None = None
+    batch_axis: int | None = None  # where the batch is in input_shape (None: first)
     model_args: dict | None = None
     formats: tuple[str, ...] = field(default_factory=default_names)  # the registry's default formats
+    formats_given: bool = False  # the user named the formats (--to, a recipe's `to`), not the default
     int8: bool = False
     calib: str | None = None
     calib_size: int = 32
@@ -79,8 +82,10 @@ class ExportPlan:
             options=ModelOptions(num_classes=r.integer("num_classes", least=1), width=r.number("width", 1.0),
                                  input_size=r.integer("input_size", least=1)),
             weights=weights.resolve() if weights else None,
-            input_shape=r.shape("input_shape"), model_args=r.kwargs("model_args"),
-            formats=r.formats("to", default_names()), int8=r.flag("int8"), calib=r.data("calib"),
+            input_shape=r.shape("input_shape"), batch_axis=r.integer("batch_axis", least=0),
+            model_args=r.kwargs("model_args"),
+            formats=r.formats("to", default_names()), formats_given=r.raw("to") is not None,
+            int8=r.flag("int8"), calib=r.data("calib"),
             calib_size=r.integer("calib_size", 32, least=1),
             verify_samples=r.integer("verify_samples", VERIFY_SAMPLES, least=1),
             out=r.path("out"), seed=r.integer("seed", 0), prune=prune, preprocess=r.preprocess("preprocess"),
@@ -117,22 +122,26 @@ Reporter = Callable[[str], None]
 
 
 def default_run_dir(plan: ExportPlan, model: LoadedModel) -> Path:
-    slug = re.sub(r"[^a-z0-9]+", "-", model.name.rsplit(":", 1)[-1].lower()).strip("-")
+    slug = re.sub(r"[^a-z0-9]+", "-", Path(model.name.rsplit(":", 1)[-1]).stem.lower()).strip("-")
     key = json.dumps([plan.settings(), (model.weights or {}).get("sha256")], sort_keys=True)
     short = hashlib.sha256(key.encode()).hexdigest()[:8]
     stamp = mf.utc_stamp()
     return plan.runs_dir / f"{stamp}-{slug}-{short}"
 
 
-def split_samples(x: np.ndarray, calib_size: int, verify: int) -> tuple[np.ndarray, np.ndarray]:
-    """Held-out verification samples come after the calibration ones and never overlap them."""
-    if len(x) < 2:
+def split_samples(x, calib_size: int, verify: int) -> tuple:
+    """Held-out verification samples come after the calibration ones and never overlap them
+    (``x`` an array, or a tuple of arrays for several inputs)."""
+    from edgekit.layout import take
+
+    n = count(x)
+    if n < 2:
         raise DataError(
-            f"need at least 2 samples (calibration + held-out verification), got {len(x)}; "
+            f"need at least 2 samples (calibration + held-out verification), got {n}; "
             "pass more data with --calib"
         )
-    n_verify = max(1, min(verify, len(x) // 2 if calib_size else len(x)))
-    return x[: len(x) - n_verify][:calib_size], x[len(x) - n_verify :]
+    n_verify = max(1, min(verify, n // 2 if calib_size else n))
+    return take(take(x, slice(0, n - n_verify)), slice(0, calib_size)), take(x, slice(n - n_verify, None))
 
 
 def plan_from_manifest(manifest: dict, run_dir: Path | None = None) -> ExportPlan:
@@ -144,9 +153,11 @@ def plan_from_manifest(manifest: dict, run_dir: Path | None = None) -> ExportPla
 def run_export(plan: ExportPlan, report: Reporter = print) -> ExportOutcome:
     from edgekit.export_jobs import Worker, split
     from edgekit.formats import export_order, get_format
+    from edgekit.models.onnx_file import check_plan
 
     if plan.max_drop_problem():
         raise UsageError(plan.max_drop_problem())
+    plan = check_plan(plan, report)  # an ONNX file: onnx and openvino only
     formats = {name: get_format(name) for name in export_order(plan.formats)}
     local, remote = split(formats, sequential=plan.max_drop is not None)  # remote: a worker process's
     for name in local:
@@ -169,9 +180,11 @@ def _export(plan: ExportPlan, formats: dict, worker, report: Reporter) -> Export
     from edgekit.verify import reference_outputs
 
     model = load_planned_model(plan)
+    _check_batch_axis(plan, model)
     if model.weights is None:
         report("warning: no --weights given: the weights are random, so accuracy numbers mean nothing")
-    if ":" in model.name and not plan.preprocess and model.preprocessing.kind == "image":
+    if (":" in model.name or model.name.endswith(".onnx")) and not plan.preprocess \
+            and model.preprocessing.kind == "image":
         p = model.preprocessing
         report(f"warning: {model.name} declares no preprocessing, so images are taken as resize {p.resize}, "
                f"scale {p.scale:.4g}, mean {list(p.mean)}, std {list(p.std)}; declare yours with --mean, "
@@ -191,7 +204,7 @@ def _export(plan: ExportPlan, formats: dict, worker, report: Reporter) -> Export
     if samples.warning:
         report(f"warning: {samples.warning}")
     calib, held_out = split_samples(samples.x, plan.calib_size if plan.int8 else 0, plan.verify_samples)
-    reference = reference_outputs(model.module, held_out)
+    reference = reference_outputs(model.axes.module(model.module), held_out)
     budget = _budget(plan, model) if plan.max_drop is not None else None
     out = Path(plan.out) if plan.out else default_run_dir(plan, model)
 
@@ -205,6 +218,20 @@ def _export(plan: ExportPlan, formats: dict, worker, report: Reporter) -> Export
         manifest["finished"] = mf.utc_now()
         mf.write_json_atomic(stage / mf.MANIFEST, manifest)
     return ExportOutcome(out, manifest)
+
+
+def _check_batch_axis(plan: ExportPlan, model: LoadedModel) -> None:
+    """What a model whose batch is not first cannot do yet."""
+    axis = model.input_spec.batch_axis
+    if axis and plan.dynamic_batch:
+        raise UsageError(f"--dynamic-batch makes axis 0 dynamic, but {model.name} takes its batch at axis "
+                         f"{axis}; export it without --dynamic-batch")
+    if model.multi_io and (plan.prune is not None or plan.max_drop is not None):
+        raise UsageError(f"{model.name} has several inputs or outputs; --prune and --max-drop take models "
+                         "with one input and one output (drop them)")
+    if axis and plan.prune is not None:
+        raise UsageError(f"--prune needs the batch first, but {model.name} takes it at axis {axis}; "
+                         "prune it batch-first or export without --prune")
 
 
 @dataclass(frozen=True)
@@ -262,16 +289,19 @@ def _new_manifest(plan, model, samples, calib, held_out, formats) -> dict:
             "macs": model.macs,
             "num_classes": model.num_classes,
             "input": model.input_spec.to_dict(),
+            **({"output_batch_axis": model.output_batch_axis} if model.output_batch_axis else {}),
+            **({"inputs": [s.to_dict() for s in model.inputs], "outputs": list(model.output_names)}
+               if model.multi_io else {}),
             "preprocessing": model.preprocessing.to_dict(),
         },
         "calibration": {
             "source": samples.source,
-            "samples": int(len(calib)),
+            "samples": count(calib),
             "sha256": samples.sha256,
             "skipped": samples.skipped,
             **({"split": samples.split} if samples.split else {}),
         },
-        "verification": {"samples": int(len(held_out)), "held_out": True},
+        "verification": {"samples": count(held_out), "held_out": True},
         "tools": tools,
         "environment": mf.environment(),
         "artefacts": [],

@@ -296,11 +296,12 @@ def finetune(model: LoadedModel, settings: PruneSettings, seed: int = 0, report=
     )
     train_set = load_dataset(settings.dataset, model, split="train", seed=seed)
     val_set = load_dataset(settings.dataset, model, split="val", seed=seed)
-    before = accuracy(model.module, val_set)
+    before = accuracy(model.axes.module(model.module), val_set)
     report(f"fine-tuning for {config.epochs} epochs on {train_set.name} (lr {config.lr:g}); "
            f"val top-1 right after pruning {100 * before['top1'] if 'top1' in before else 0:.2f}%")
     result = train(model, train_set, val_set, config)
-    test = accuracy(model.module, load_dataset(settings.dataset, model, split="test", seed=seed))
+    test_set = load_dataset(settings.dataset, model, split="test", seed=seed)
+    test = accuracy(model.axes.module(model.module), test_set)
     return {"dataset": train_set.name, "dataset_sha256": train_set.sha256, "classes": train_set.classes,
             "config": config.to_dict(), "val_before": before, "val_after": result.val_metrics,
             "test": test, "epochs_run": result.epochs_run, "seconds": round(result.seconds, 1)}

@@ -12,7 +12,8 @@ top level with [prune] and [preprocess], ``BenchSettings`` each [[bench]], ``Gat
     int8 = true
     calib = "digits"
     calib-size = 64
-    # weights, num-classes, width, input-size, input-shape, model-args, seed, verify-samples,
+    # weights, num-classes, width, input-size, input-shape (a list of them for several inputs),
+    # batch-axis, model-args, seed, verify-samples,
     # ray = "auto" (or an address: --max-drop trials and eval shards as Ray tasks)
     max-drop = 0.3                        # int8 budget in points, measured on [eval]'s val split
 

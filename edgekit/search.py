@@ -108,7 +108,7 @@ class _Search:
         self.fmt, self.model, self.fp32_path, self.path = fmt, model, fp32_path, path
         self.held_out, self.settings, self.progress = held_out, settings, progress or (lambda _: None)
         self.key = primary_metric(model.task)
-        self.ref_logits = predict(model.module, held_out.x)
+        self.ref_logits = predict(model.axes.module(model.module), held_out.x)
         self.ref = metrics(self.ref_logits, held_out)[self.key]
         self.attempts: list[_Attempt] = []
         self.notes: list[str] = []
@@ -335,11 +335,11 @@ def build_and_measure(fmt, model, fp32_path, calib, staged, options, held_out, r
     built = time.perf_counter() - start
     threads = task_threads()  # in a Ray task: its share of the cores
     session = fmt.open(result.path, threads) if threads else fmt.open(result.path)
-    logits = run_session(session, held_out.x)
-    acc = metrics(logits, held_out)[key]
+    logits = run_session(session, held_out.x, model.axes)
+    acc, one = metrics(logits, held_out)[key], model.axes.to_model(held_out.x[:1])
     return result, {"accuracy": round(acc, 6), "drop_pp": round(100.0 * (ref - acc), 3),
                     "agreement": round(agreement(ref_logits, logits), 6),
-                    "latency_p50_ms": round(_latency(session, held_out.x[:1], settings), 4),
+                    "latency_p50_ms": round(_latency(session, one, settings), 4),
                     "seconds": round(built, 2)}
 
 

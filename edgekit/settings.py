@@ -198,14 +198,27 @@ class Reader:
             value = ",".join(value)
         return parse_formats(value)
 
-    def shape(self, key: str) -> tuple[int, ...] | None:
-        """A tensor shape: ``1,3,224,224`` or a list of integers."""
+    def shape(self, key: str) -> tuple | None:
+        """A tensor shape: ``1,3,224,224`` or a list of integers; for a model with several inputs
+        several of them (``--input-shape`` repeated, or a list of shapes), as a tuple of shapes."""
         value = self._typed(key, (str, list, tuple), None, "a list")
         if isinstance(value, str):
             return parse_shape(value, self.name(key))
-        if value is not None and not all(isinstance(v, int) and not isinstance(v, bool) for v in value):
-            raise self.error(f"{self.name(key)} must be a list of integers, got {value!r}")
-        return tuple(value) if value else None
+        if not value:
+            return None
+        if all(isinstance(v, int) and not isinstance(v, bool) for v in value):
+            return tuple(value)
+        if not all(isinstance(v, (str, list, tuple)) for v in value):
+            raise self.error(f"{self.name(key)} must be a list of integers (or one per input), got {value!r}")
+        shapes = tuple(self._one_shape(key, v) for v in value)
+        return shapes[0] if len(shapes) == 1 else shapes
+
+    def _one_shape(self, key: str, value) -> tuple[int, ...]:
+        if isinstance(value, str):
+            return parse_shape(value, self.name(key))
+        if not value or not all(isinstance(v, int) and not isinstance(v, bool) and v > 0 for v in value):
+            raise self.error(f"{self.name(key)} must be lists of positive integers, got {value!r}")
+        return tuple(value)
 
     def kwargs(self, key: str) -> dict | None:
         """Keyword arguments: a JSON object or a table."""

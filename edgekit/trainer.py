@@ -66,7 +66,7 @@ def run_training(
             result = train_loop(model, train_set, val_set, cfg, progress=callback)
     else:
         result = train_loop(model, train_set, val_set, cfg)
-    test = accuracy(model.module, test_set)
+    test = accuracy(model.axes.module(model.module), test_set)
     out = Path(out) if out else Path("checkpoints") / (
         f"{model_name}-{train_set.name.replace(':', '_').replace('/', '_')}-"
         f"{mf.utc_stamp()}.pt")

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import asdict, dataclass
 
 import numpy as np
+
+from edgekit.layout import BATCH_FIRST, BatchAxes, concat, count, take
 
 FP32_RELATIVE_TOLERANCE = 1e-3  # of the reference output range
 VERIFY_BATCH = 4  # artefacts with a dynamic batch are also checked in batches of this many samples
@@ -20,22 +23,28 @@ class VerifyResult:
     cosine: float
     sqnr_db: float
     passed: bool | None  # fp32: the pass/fail verdict; int8: None (metrics are recorded, not judged)
+    outputs: list | None = None  # a model with several outputs: each one's metrics (the fields above)
 
     def to_dict(self) -> dict:
-        return asdict(self)
+        d = asdict(self)
+        return d if self.outputs is not None else {k: v for k, v in d.items() if k != "outputs"}
 
 
-def run_session(session, x: np.ndarray) -> np.ndarray:
-    """Run every sample separately (artefacts have batch 1) and stack the outputs."""
-    return np.concatenate([session.run(x[i : i + 1]) for i in range(len(x))], axis=0)
+def run_session(session, x: np.ndarray, axes: BatchAxes = BATCH_FIRST) -> np.ndarray:
+    """Run every sample of the batch-first ``x`` separately (artefacts have batch 1) and stack the
+    outputs batch-first; ``axes`` says where the artefact has its batch."""
+    return run_batched(session, x, 1, axes)
 
 
-def run_batched(session, x: np.ndarray, batch: int = VERIFY_BATCH) -> np.ndarray:
+def run_batched(session, x: np.ndarray, batch: int = VERIFY_BATCH,
+                axes: BatchAxes = BATCH_FIRST) -> np.ndarray:
     """Run ``x`` in batches of ``batch`` samples (the last may be smaller) and stack the outputs."""
-    return np.concatenate([session.run(x[i : i + batch]) for i in range(0, len(x), batch)], axis=0)
+    return concat([axes.from_model(session.run(axes.to_model(take(x, slice(i, i + batch)))))
+                   for i in range(0, count(x), batch)])
 
 
-def batched_metrics(fmt, session, x: np.ndarray, reference: np.ndarray, judge: bool) -> dict:
+def batched_metrics(fmt, session, x: np.ndarray, reference: np.ndarray, judge: bool,
+                    axes: BatchAxes = BATCH_FIRST) -> dict:
     """For a format writing a dynamic batch (``fmt.dynamic_batch``): the artefact's outputs on ``x``
     run ``VERIFY_BATCH`` samples at a time against the reference, as {"batched": metrics}; {} else.
     ``judge`` (fp32): raise ExportError when they disagree beyond the fp32 tolerance."""
@@ -43,7 +52,7 @@ def batched_metrics(fmt, session, x: np.ndarray, reference: np.ndarray, judge: b
         return {}
     from edgekit.errors import ExportError
 
-    result = compare(reference, run_batched(session, x), judge=judge)
+    result = compare(reference, run_batched(session, x, VERIFY_BATCH, axes), judge=judge)
     if judge and not result.passed:
         raise ExportError(
             f"fp32 {fmt.name} artefact disagrees with PyTorch at batch {VERIFY_BATCH}: max abs diff "
@@ -53,15 +62,39 @@ def batched_metrics(fmt, session, x: np.ndarray, reference: np.ndarray, judge: b
     return {"batched": {"batch": VERIFY_BATCH, **result.to_dict()}}
 
 
-def reference_outputs(module, x: np.ndarray) -> np.ndarray:
+def reference_outputs(module, x) -> np.ndarray | tuple:
+    """The PyTorch outputs of each sample of ``x`` (batch-first; a tuple of arrays for several
+    inputs), stacked: an array, or a tuple of them for a model with several outputs."""
     import torch
 
+    def one(i: int):
+        batch = take(x, slice(i, i + 1))
+        y = module(*(torch.from_numpy(a) for a in (batch if isinstance(batch, tuple) else (batch,))))
+        if isinstance(y, (tuple, list)):
+            return tuple(t.numpy().astype(np.float32) for t in y)
+        return y.numpy().astype(np.float32)
+
     with torch.no_grad():
-        outs = [module(torch.from_numpy(x[i : i + 1])).numpy() for i in range(len(x))]
-    return np.concatenate(outs, axis=0).astype(np.float32)
+        return concat([one(i) for i in range(count(x))])
 
 
-def compare(ref: np.ndarray, out: np.ndarray, judge: bool) -> VerifyResult:
+def compare(ref, out, judge: bool) -> VerifyResult:
+    """``compare_one`` of each output; for several outputs the verdict covers all of them, the
+    headline metrics are the first output's (the one eval scores) and ``outputs`` lists each."""
+    if not isinstance(ref, tuple):
+        return compare_one(ref, out, judge)
+    if not isinstance(out, tuple) or len(out) != len(ref):
+        got = len(out) if isinstance(out, tuple) else 1
+        raise ValueError(f"the artefact gives {got} outputs, PyTorch {len(ref)}")
+    each = [compare_one(r, o, judge) for r, o in zip(ref, out)]
+    passed = all(e.passed for e in each) if judge else None
+    mismatches = sum(e.top1_mismatches for e in each)
+    head = next((e for e in each if judge and not e.passed), each[0])  # a failure names its numbers
+    return dataclasses.replace(head, passed=passed, top1_mismatches=mismatches,
+                               outputs=[e.to_dict() for e in each])
+
+
+def compare_one(ref: np.ndarray, out: np.ndarray, judge: bool) -> VerifyResult:
     """Metrics of ``out`` against ``ref``. With ``judge`` (fp32) decide pass/fail.
 
     fp32 passes when the max abs difference is below 1e-3 of the reference's output range and the

@@ -151,6 +151,12 @@ def bench(
 
     path = Path(path)
     manifest, items = collect(path)
+    from edgekit.layout import manifest_axes
+
+    batch_axis = manifest_axes(manifest).input if manifest else 0
+    if batch_axis and settings.batch > 1:
+        raise UsageError(f"--batch {settings.batch}: this run's model takes its batch at axis {batch_axis}, "
+                         "and its artefacts have a fixed batch of 1; bench it with --batch 1")
     device = make_device(target, host, python, ssh_config)
     runnable = set(target.formats())
     results: list[dict] = []
@@ -173,7 +179,7 @@ def bench(
             where = device.stage({item.key: item.files for item in todo})
             for item in todo:
                 report(f"timing {item.format} {item.precision} on {device.name} ...")
-                spec = spec_for(item, where[item.key], target, settings)
+                spec = {**spec_for(item, where[item.key], target, settings), "batch_axis": batch_axis}
                 result = device.run(spec, timeout_for(settings))
                 results.append({"format": item.format, "precision": item.precision, **result})
     if target.accelerator:

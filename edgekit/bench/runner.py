@@ -12,7 +12,8 @@ the measurements or {"error": ..., "kind": ...} with kind "no_runtime", "no_devi
 or "failed". The exit status is 0 when the measurement succeeded.
 
 The spec (JSON): path, format (a key of SESSIONS), threads (int or null: the
-runtime's default), batch, warmup, iters (int or null), seconds (float or null), min_iters,
+runtime's default), batch, batch_axis (where the batch is, default 0), warmup, iters (int or
+null), seconds (float or null), min_iters,
 seed, "return_outputs" (one more run whose inputs and outputs come back, base64; with
 "inputs" given in the same form they are used instead of random ones), and per format the
 runtimes to try ("runtimes": {"tflite": ["ai-edge-litert",
@@ -167,11 +168,11 @@ def _random_input(shape, dtype_name: str, rng, quant=None):
     raise BenchError("bad_model", f"cannot make inputs of type {dtype_name}")
 
 
-def _fix_shape(name: str, shape, batch: int, fmt: str) -> list[int]:
-    """A concrete input shape: the batch dimension set to ``batch``; other dims must be static."""
+def _fix_shape(name: str, shape, batch: int, fmt: str, axis: int = 0) -> list[int]:
+    """A concrete input shape: the batch dimension (``axis``) set to ``batch``; other dims must be static."""
     out = []
     for i, dim in enumerate(shape):
-        if i == 0:
+        if i == axis:
             out.append(batch)
         elif isinstance(dim, int) and dim > 0:
             out.append(dim)
@@ -219,7 +220,7 @@ class OnnxSession:
         elif not providers:
             providers = ["CPUExecutionProvider"]
         self.session = ort.InferenceSession(spec["path"], opts, providers=providers)
-        self.batch = int(spec.get("batch") or 1)
+        self.batch, self.axis = int(spec.get("batch") or 1), int(spec.get("batch_axis") or 0)
         self.info = {
             "runtime": "onnxruntime",
             "runtime_version": ort.__version__,
@@ -233,14 +234,14 @@ class OnnxSession:
                  "tensor(uint8)": "uint8", "tensor(bool)": "bool"}
         self.feed = {}
         for node in self.session.get_inputs():
-            shape = list(node.shape)
-            if isinstance(shape[0], int) and shape[0] > 0 and shape[0] != self.batch:
+            shape, axis = list(node.shape), self.axis
+            if isinstance(shape[axis], int) and shape[axis] > 0 and shape[axis] != self.batch:
                 raise BenchError(
                     "bad_model",
-                    f"this ONNX file has a fixed batch of {shape[0]}; bench it with --batch "
-                    f"{shape[0]} or export it with a dynamic batch dimension",
+                    f"this ONNX file has a fixed batch of {shape[axis]}; bench it with --batch "
+                    f"{shape[axis]} or export it with a dynamic batch dimension",
                 )
-            shape = _fix_shape(node.name, shape, self.batch, "ONNX")
+            shape = _fix_shape(node.name, shape, self.batch, "ONNX", axis)
             if node.type not in types:
                 raise BenchError("bad_model", f"input {node.name!r} has type {node.type}, not supported")
             self.feed[node.name] = _random_input(shape, types[node.type], rng)
@@ -275,7 +276,8 @@ class OpenVinoSession:
         for port in model.inputs:
             pshape = port.get_partial_shape()
             dims = [d.get_length() if d.is_static else None for d in pshape]
-            shapes[port.any_name] = _fix_shape(port.any_name, dims, self.batch, "OpenVINO")
+            shapes[port.any_name] = _fix_shape(port.any_name, dims, self.batch, "OpenVINO",
+                                               int(spec.get("batch_axis") or 0))
         static = {p.any_name: list(p.get_partial_shape().to_shape()) for p in model.inputs
                   if p.get_partial_shape().is_static}
         if static != shapes:
@@ -367,11 +369,12 @@ class TFLiteSession:
             kwargs["num_threads"] = int(spec["threads"])
         kwargs.update(spec.get("runtime_options") or {})
         self.interpreter = interpreter_cls(**kwargs)
-        self.batch = int(spec.get("batch") or 1)
+        self.batch, axis = int(spec.get("batch") or 1), int(spec.get("batch_axis") or 0)
         for detail in self.interpreter.get_input_details():
             shape = [int(d) for d in detail["shape"]]
-            if shape and shape[0] != self.batch:  # fails at allocate_tensors where an op cannot
-                self.interpreter.resize_tensor_input(detail["index"], [self.batch, *shape[1:]])
+            if shape and shape[axis] != self.batch:  # fails at allocate_tensors where an op cannot
+                self.interpreter.resize_tensor_input(detail["index"], [*shape[:axis], self.batch,
+                                                                       *shape[axis + 1:]])
         try:
             self.interpreter.allocate_tensors()
         except Exception as exc:
@@ -382,10 +385,11 @@ class TFLiteSession:
             "runtime_version": version,
             "device": "CPU XNNPACK",  # both runtimes apply the XNNPACK delegate by default
         }
+        self.input_details, self.output_details = _tflite_order(self.interpreter)
 
     def make_inputs(self, rng) -> None:
         self.input_shapes = []
-        for detail in self.interpreter.get_input_details():
+        for detail in self.input_details:
             shape = [int(d) for d in detail["shape"]]
             quant = detail.get("quantization") if detail["dtype"].__name__ in ("int8", "uint8") else None
             x = _random_input(shape, detail["dtype"].__name__, rng, quant)
@@ -396,14 +400,38 @@ class TFLiteSession:
         self.interpreter.invoke()
 
     def run_once(self, arrays):
-        details = self.interpreter.get_input_details()
+        details = self.input_details
         for detail, array in zip(details, arrays or []):
             self.interpreter.set_tensor(detail["index"], array.astype(detail["dtype"]))
         self.interpreter.invoke()
         inputs = [self.interpreter.get_tensor(d["index"]).copy() for d in details]
-        outputs = [self.interpreter.get_tensor(d["index"]).copy()
-                   for d in self.interpreter.get_output_details()]
+        outputs = [self.interpreter.get_tensor(d["index"]).copy() for d in self.output_details]
         return outputs, inputs
+
+
+def _tflite_order(interpreter):
+    """Input and output details in the model's order: by the one signature's names (litert-torch's
+    args_0, args_1, ... and output_0, ...; the interpreter's tensor order may differ), else as the
+    interpreter lists them (after any resize, so the shapes are current)."""
+    import re
+
+    inputs, outputs = interpreter.get_input_details(), interpreter.get_output_details()
+    try:
+        signatures = interpreter.get_signature_list()
+    except Exception:  # an old runtime without signatures
+        return inputs, outputs
+    if len(signatures) != 1 or (len(inputs) == 1 and len(outputs) == 1):
+        return inputs, outputs
+
+    def key(name):
+        found = re.search(r"(\d+)$", name)
+        return (int(found.group(1)) if found else -1, name)
+
+    runner = interpreter.get_signature_runner(next(iter(signatures)))
+    by_index = {d["index"]: d for d in inputs + outputs}
+    named_in, named_out = runner.get_input_details(), runner.get_output_details()
+    return ([by_index[named_in[n]["index"]] for n in sorted(named_in, key=key)],
+            [by_index[named_out[n]["index"]] for n in sorted(named_out, key=key)])
 
 
 class ExecuTorchSession:
@@ -428,8 +456,10 @@ class ExecuTorchSession:
         self.metas = [meta.input_tensor_meta(i) for i in range(meta.num_inputs())]
         # sizes() is the shape, or its bound where the program takes a dynamic batch: a smaller
         # batch runs only there, so one trial run tells a dynamic program from a fixed one.
-        self.shapes = [[self.batch, *t.sizes()[1:]] if t.sizes() else [] for t in self.metas]
-        bound = min((int(t.sizes()[0]) for t in self.metas if t.sizes()), default=self.batch)
+        axis = int(spec.get("batch_axis") or 0)
+        self.shapes = [[*t.sizes()[:axis], self.batch, *t.sizes()[axis + 1:]] if t.sizes() else []
+                       for t in self.metas]
+        bound = min((int(t.sizes()[axis]) for t in self.metas if t.sizes()), default=self.batch)
         if bound == 1 and self.batch != 1:
             raise BenchError("bad_model", "this ExecuTorch program has a fixed batch of 1; bench it "
                              "with --batch 1 or export it with --dynamic-batch")

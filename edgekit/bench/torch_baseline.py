@@ -30,21 +30,24 @@ def measure(spec: dict) -> dict:
     module = model.module.eval()
     load = time.perf_counter() - start
     batch = int(spec.get("batch") or 1)
-    shape = [batch, *model.input_spec.shape[1:]]
-    x = torch.randn(shape, generator=torch.Generator().manual_seed(int(spec.get("seed", 0))))
+    generator = torch.Generator().manual_seed(int(spec.get("seed", 0)))
+    shapes = []
+    for input_spec in model.inputs:  # random inputs for every input, the batch at its own axis
+        shape = list(input_spec.shape)
+        shape[input_spec.batch_axis] = batch
+        shapes.append(shape)
+    inputs = tuple(torch.randn(shape, generator=generator) for shape in shapes)
 
     def infer() -> None:
         with torch.inference_mode():
-            module(x)
+            module(*inputs)
 
     first, steady = time_loop(infer, spec)
     return {
-        "runtime": "torch",
-        "runtime_version": torch.__version__.split("+")[0],
-        "device": "CPU (eager)",
+        **_runtime(module, torch),
         "threads": torch.get_num_threads(),
         "batch": batch,
-        "input_shapes": [shape],
+        "input_shapes": shapes,
         "load_ms": load * 1e3,
         "first_inference_ms": first * 1e3,
         "warmup": int(spec.get("warmup", 5)),
@@ -53,6 +56,16 @@ def measure(spec: dict) -> dict:
         "peak_rss_bytes": peak_rss_bytes(),
         "status": "ok",
     }
+
+
+def _runtime(module, torch) -> dict:
+    """What the row timed: PyTorch eager, or for an ONNX file as the model (``edgekit.models.onnx_file``)
+    onnxruntime running the user's file, labelled so."""
+    if getattr(module, "onnx_path", None) is not None:
+        import onnxruntime
+
+        return {"runtime": module.runtime, "runtime_version": onnxruntime.__version__, "device": "CPU"}
+    return {"runtime": "torch", "runtime_version": torch.__version__.split("+")[0], "device": "CPU (eager)"}
 
 
 def main(argv: list[str]) -> int:

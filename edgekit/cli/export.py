@@ -40,7 +40,10 @@ from edgekit.formats import names as format_names
 @click.option("--width", type=click.FloatRange(0.01, 16), default=1.0, show_default=True,
               help="Channel multiplier (small variants).")
 @click.option("--input-size", type=click.IntRange(1), help="Image side in pixels (sequence length for lstm).")
-@click.option("--input-shape", help="Input shape incl. batch for a user model, e.g. 1,1,28,28.")
+@click.option("--input-shape", multiple=True, help="Input shape incl. batch for a user model, e.g. "
+              "1,1,28,28; repeat it for a model with several inputs, in the order forward() takes them.")
+@click.option("--batch-axis", type=click.IntRange(0), help="Where the batch is in --input-shape when not "
+              "first, e.g. 1 for a seq-first LSTM taking (time, batch, features) = 28,1,28.")
 @click.option("--model-args", help="JSON keyword arguments for a user model's class or factory function.")
 @click.option("--verify-samples", type=click.IntRange(1, 10000), default=8, show_default=True,
               help="Held-out samples each artefact is checked on.")
@@ -65,6 +68,8 @@ def export_cmd(**options) -> int:
 
     from edgekit.pipeline import ExportPlan, run_export
 
+    if click.get_current_context().get_parameter_source("to") is click.core.ParameterSource.DEFAULT:
+        options["to"] = None  # the default formats, which an ONNX file narrows to those it can make
     options["prune"] = prune_settings(options, options["prune"], required=False)
     options["preprocess"] = preprocess_overrides(options)
     plan = dataclasses.replace(ExportPlan.from_mapping(options), command=("edgekit", *sys.argv[1:]))

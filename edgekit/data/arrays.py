@@ -58,7 +58,7 @@ def is_image_input(spec: InputSpec) -> bool:
 
 
 def _shape_error(name: str, arr: np.ndarray, spec: InputSpec) -> DataError:
-    sample = tuple(spec.shape[1:])
+    sample = tuple(spec.sample_shape)
     batched = "(N, " + ", ".join(str(d) for d in sample) + ")"
     extra = " or uint8 images (N, H, W, C)" if is_image_input(spec) else ""
     return DataError(
@@ -69,7 +69,7 @@ def _shape_error(name: str, arr: np.ndarray, spec: InputSpec) -> DataError:
 
 def _uint8_as_nhwc(arr: np.ndarray, spec: InputSpec) -> np.ndarray | None:
     """Raw pixel arrays in any common layout as (N, H, W, C); None if it is not one."""
-    sample = tuple(spec.shape[1:])
+    sample = tuple(spec.sample_shape)
     if arr.shape == sample:  # one (C, H, W) image
         arr = arr[None]
     if arr.ndim == 4 and arr.shape[1:] == sample:  # the model's own layout
@@ -100,7 +100,7 @@ def _pick(arr: np.ndarray, n: int | None, seed: int) -> np.ndarray:
 def load_array_file(
     path: str | Path, spec: InputSpec, pre: Preprocessing, n: int | None = None, seed: int = 0
 ) -> np.ndarray:
-    """Up to ``n`` model inputs (N, *spec.shape[1:]) float32 from a .npy/.npz file.
+    """Up to ``n`` model inputs (N, *spec.sample_shape) float32 from a .npy/.npz file.
 
     When the file holds more than ``n`` samples, ``seed`` picks which (kept in file order).
     """
@@ -117,7 +117,7 @@ def array_to_inputs(
 
     With more than ``n`` samples, ``seed`` picks which (kept in order).
     """
-    sample = tuple(spec.shape[1:])
+    sample = tuple(spec.sample_shape)
     if arr.dtype == np.uint8 and is_image_input(spec) and pre.kind == "image":
         nhwc = _uint8_as_nhwc(arr, spec)
         if nhwc is None:

@@ -18,6 +18,7 @@ from edgekit.data.builtin import digits_samples, photo_crops, photos_warning, re
 from edgekit.data.images import load_image_folder
 from edgekit.data.preprocess import image_preprocessing
 from edgekit.errors import DataError, UnknownNameError, UsageError
+from edgekit.layout import count
 from edgekit.registry import Registry
 
 if TYPE_CHECKING:
@@ -28,7 +29,7 @@ HOW_TO_PASS = "pass --calib FOLDER of images, --calib FILE.npy/.npz, or a built-
 
 @dataclass
 class SampleSet:
-    x: np.ndarray  # float32 (N, *input_spec.shape[1:]), preprocessed, ready for the model
+    x: np.ndarray  # float32 (N, *input_spec.sample_shape), preprocessed; a tuple of them for several inputs
     source: str  # "builtin:digits", "folder:/abs/path", "file:/abs/x.npy"
     sha256: str  # of shape, dtype and bytes of x
     skipped: list[str]  # files skipped (not images / unreadable), relative to the folder
@@ -39,8 +40,8 @@ class SampleSet:
         """What the manifest records about the calibration set."""
         return {
             "source": self.source,
-            "samples": int(len(self.x)),
-            "shape": list(self.x.shape),
+            "samples": count(self.x),
+            "shape": [list(a.shape) for a in self.x] if isinstance(self.x, tuple) else list(self.x.shape),
             "sha256": self.sha256,
             "skipped": len(self.skipped),
             **({"split": self.split} if self.split else {}),
@@ -95,7 +96,8 @@ def default_source(model: LoadedModel) -> str:
     shape = tuple(model.input_spec.shape)
     raise DataError(
         f"no built-in calibration data fits {model.name}'s input {shape}; "
-        f"pass --calib FILE.npy holding (N, {', '.join(map(str, shape[1:]))}) float32 samples"
+        f"pass --calib FILE.npy holding (N, {', '.join(map(str, model.input_spec.sample_shape))}) "
+        "float32 samples"
     )
 
 
@@ -153,6 +155,8 @@ def load_samples(source: str | Path | None, model: LoadedModel, n: int, seed: in
     """Up to ``n`` preprocessed samples for ``model``, the same ones for the same seed."""
     if n < 1:
         raise UsageError(f"--calib-size must be at least 1, got {n}")
+    if len(model.inputs) > 1:
+        return _several_inputs(source, model, n, seed)
     kind, where = resolve_source(source, model)
     skipped: list[str] = []
     warnings: list[str] = []
@@ -181,6 +185,19 @@ def load_samples(source: str | Path | None, model: LoadedModel, n: int, seed: in
         warning="; ".join(warnings) or None,
         split="train" if kind == "dataset" else None,
     )
+
+
+def _several_inputs(source, model: LoadedModel, n: int, seed: int) -> SampleSet:
+    """Calibration samples of a model with several inputs: a tuple of arrays from one .npz."""
+    from edgekit.data.multi import how_to, pick, read_npz, samples_sha256
+
+    if source is None:
+        raise DataError(f"no built-in calibration data fits a model with several inputs; {how_to(model)}")
+    xs, _ = read_npz(source, model)
+    x = pick(xs, n, seed)
+    warning = f"only {len(x[0])} calibration samples available ({n} asked for)" if len(x[0]) < n else None
+    return SampleSet(x=x, source=f"file:{Path(source).expanduser().resolve()}", sha256=samples_sha256(x),
+                     skipped=[], warning=warning)
 
 
 def skipped_message(where, skipped: list[str]) -> str:

@@ -32,7 +32,7 @@ HOW_TO_PASS = (
 
 @dataclass
 class LabelledSet:
-    x: np.ndarray  # float32 (N, *model.input_spec.shape[1:]), preprocessed for the model
+    x: np.ndarray  # float32 (N, *model.input_spec.sample_shape), preprocessed for the model
     y: np.ndarray  # int64 (N,) class labels; sequences: (N, T) next-symbol targets, -100 = ignore
     name: str  # "digits", "shapes", "reber", "folder:/abs", "idx:/abs", "npz:/abs"
     split: str  # "train" | "val" | "test" | "all"
@@ -41,21 +41,23 @@ class LabelledSet:
     extra: dict = field(default_factory=dict)  # see load_dataset
 
     def __len__(self) -> int:
-        return len(self.x)
+        return len(self.y)
 
     def to_dict(self) -> dict:
         """What the manifest records about the evaluation data."""
         return {
             "name": self.name,
             "split": self.split,
-            "samples": int(len(self.x)),
+            "samples": int(len(self.y)),
             "classes": len(self.classes),
             "sha256": self.sha256,
         }
 
 
 def labelled_sha256(x: np.ndarray, y: np.ndarray) -> str:
-    return hashlib.sha256(f"{array_sha256(x)}|{array_sha256(y)}".encode()).hexdigest()
+    from edgekit.data.multi import samples_sha256
+
+    return hashlib.sha256(f"{samples_sha256(x)}|{array_sha256(y)}".encode()).hexdigest()
 
 
 def image_pre_for(model: LoadedModel, pre: Preprocessing | None, what: str) -> Preprocessing:
@@ -66,7 +68,7 @@ def image_pre_for(model: LoadedModel, pre: Preprocessing | None, what: str) -> P
         raise DataError(
             f"{what} holds images, but {model.name} takes {spec.layout} inputs of shape "
             f"{tuple(spec.shape)}, not images; pass a .npz with x of shape (N, "
-            f"{', '.join(map(str, spec.shape[1:]))}) and y"
+            f"{', '.join(map(str, spec.sample_shape))}) and y"
         )
     channels, height, width = dims
     if pre is not None:
@@ -163,10 +165,13 @@ def check_labels(y: np.ndarray, model: LoadedModel, where: str) -> np.ndarray:
 
 
 def make_set(x, y, model, name, split, classes, extra=None) -> LabelledSet:
+    from edgekit.layout import count
+
     y = check_labels(np.asarray(y), model, name)
-    if len(x) != len(y):
-        raise DataError(f"{name}: {len(x)} samples but {len(y)} labels; they must match one to one")
-    x = np.ascontiguousarray(x, np.float32)
+    if count(x) != len(y):
+        raise DataError(f"{name}: {count(x)} samples but {len(y)} labels; they must match one to one")
+    x = tuple(np.ascontiguousarray(a, np.float32) for a in x) if isinstance(x, tuple) else \
+        np.ascontiguousarray(x, np.float32)
     return LabelledSet(x, y, name, split, list(classes), labelled_sha256(x, y), extra or {})
 
 

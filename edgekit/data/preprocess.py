@@ -134,6 +134,6 @@ def image_preprocessing(model: LoadedModel) -> Preprocessing:
     if dims is None:
         raise DataError(
             f"{model.name} takes {spec.layout} inputs of shape {tuple(spec.shape)}, not images; "
-            f"pass --calib FILE.npy holding (N, {', '.join(map(str, spec.shape[1:]))}) samples"
+            f"pass --calib FILE.npy holding (N, {', '.join(map(str, spec.sample_shape))}) samples"
         )
     return fit_to_input(model.preprocessing, spec, model.name)

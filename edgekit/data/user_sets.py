@@ -165,6 +165,8 @@ def _npz_parts(path: Path) -> tuple[dict[str | None, tuple[np.ndarray, np.ndarra
 
 
 def _npz(path: Path, model, pre, split, n, seed) -> LabelledSet:
+    if len(model.inputs) > 1:
+        return _npz_several(path, model, split, n, seed)
     parts, classes = _npz_parts(path)
     for s, (x, y) in parts.items():
         if len(x) != len(y):
@@ -181,6 +183,19 @@ def _npz(path: Path, model, pre, split, n, seed) -> LabelledSet:
     if classes is not None and len(classes) < (int(ys.max()) + 1 if ys.size else 0):
         raise DataError(f"{path.name}: 'classes' names {len(classes)} classes but labels go up to {ys.max()}")
     return make_set(x, ys[chosen], model, f"npz:{path}", split, classes or _class_names(model))
+
+
+def _npz_several(path: Path, model, split, n, seed) -> LabelledSet:
+    """A dataset for a model with several inputs: one array per input and y (``edgekit.data.multi``)."""
+    from edgekit.data.multi import how_to, read_npz
+
+    xs, y = read_npz(path, model)
+    if y is None:
+        raise DataError(f"{path.name} holds no labels y; {how_to(model)}")
+    ys = check_labels(np.asarray(y), model, path.name)
+    chosen = split_or_fail(ys, _array_rank(len(ys)), None, split, path.name, n, seed)
+    x = tuple(a[chosen] for a in xs)
+    return make_set(x, ys[chosen], model, f"npz:{path}", split, _class_names(model))
 
 
 UserLoader = Callable[..., LabelledSet]

@@ -9,7 +9,7 @@ import os
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from edgekit.errors import ExportError, MissingDependencyError
+from edgekit.errors import MissingDependencyError
 from edgekit.formats.base import FixedShapeSession
 
 if TYPE_CHECKING:
@@ -23,7 +23,11 @@ def _quiet_environment() -> None:
 
 
 class TFLiteSession(FixedShapeSession):
-    """A ``.tflite`` file in ai-edge-litert (or tflite-runtime); float32 in, float32 out."""
+    """A ``.tflite`` file in ai-edge-litert (or tflite-runtime); float32 in, float32 out.
+
+    Several inputs and outputs are matched to the model's order through the file's signature
+    (litert-torch names them ``args_0``, ``args_1``... and ``output_0``...; the interpreter's own
+    tensor order may differ), each quantized or dequantized with its own scale and zero point."""
 
     device = "CPU"
     what = "the TFLite model"
@@ -32,21 +36,50 @@ class TFLiteSession(FixedShapeSession):
         interpreter_cls, self.runtime, self.runtime_version = _interpreter()
         self._interp = interpreter_cls(model_path=str(path), num_threads=num_threads)
         self._interp.allocate_tensors()
-        inputs, outputs = self._interp.get_input_details(), self._interp.get_output_details()
-        if len(inputs) != 1 or len(outputs) != 1:
-            raise ExportError(
-                f"{path} has {len(inputs)} inputs and {len(outputs)} outputs; "
-                "edgekit runs models with one input and one output"
-            )
-        self._in, self._out = inputs[0], outputs[0]
-        self.input_shape = tuple(int(d) for d in self._in["shape"])
-        self.input_dtype = _dtype_name(self._in["dtype"])
-        self.output_dtype = _dtype_name(self._out["dtype"])
+        self.input_details, self.output_details = _ordered_details(self._interp)
+        self.input_shapes = tuple(tuple(int(d) for d in t["shape"]) for t in self.input_details)
+        self.input_shape = self.input_shapes[0]
+        self.input_names = tuple(t["name"] for t in self.input_details)
+        self.input_dtype = _dtype_names(self.input_details)
+        self.output_dtype = _dtype_names(self.output_details)
 
-    def _invoke(self, x: np.ndarray) -> np.ndarray:
-        self._interp.set_tensor(self._in["index"], _quantize(x, self._in))
+    def _invoke(self, x):
+        for detail, a in zip(self.input_details, x if isinstance(x, tuple) else (x,)):
+            self._interp.set_tensor(detail["index"], _quantize(a, detail))
         self._interp.invoke()
-        return _dequantize(self._interp.get_tensor(self._out["index"]), self._out)
+        outputs = tuple(_dequantize(self._interp.get_tensor(d["index"]), d) for d in self.output_details)
+        return outputs[0] if len(outputs) == 1 else outputs
+
+
+def signature_order(names: list[str]) -> list[str]:
+    """A signature's input or output names in the model's order: ``args_2`` before ``args_10``."""
+    import re
+
+    def key(name: str) -> tuple:
+        found = re.search(r"(\d+)$", name)
+        return (int(found.group(1)) if found else -1, name)
+
+    return sorted(names, key=key)
+
+
+def _ordered_details(interp: Any) -> tuple[list[dict], list[dict]]:
+    """The input and output tensor details in the model's order: by the signature's names where
+    the file has one signature, else the interpreter's order."""
+    inputs, outputs = interp.get_input_details(), interp.get_output_details()
+    signatures = interp.get_signature_list()
+    if len(signatures) != 1 or (len(inputs) == 1 and len(outputs) == 1):
+        return inputs, outputs
+    key = next(iter(signatures))
+    runner = interp.get_signature_runner(key)
+    by_index = {d["index"]: d for d in inputs + outputs}
+    named_in, named_out = runner.get_input_details(), runner.get_output_details()
+    return ([by_index[named_in[n]["index"]] for n in signature_order(list(named_in))],
+            [by_index[named_out[n]["index"]] for n in signature_order(list(named_out))])
+
+
+def _dtype_names(details: list[dict]) -> str:
+    """"int8", or e.g. "float32, int8" for tensors of several types (in order of first use)."""
+    return ", ".join(dict.fromkeys(_dtype_name(d["dtype"]) for d in details))
 
 
 def _quantize(x: np.ndarray, detail: dict) -> np.ndarray:

@@ -83,3 +83,35 @@ def check_module_names(model: LoadedModel, names: tuple[str, ...]) -> None:
         close = difflib.get_close_matches(unknown[0], known, n=3)
         raise UsageError(f"no module named {', '.join(unknown)} in {model.name} to keep in float"
                          + (f"; closest: {', '.join(close)}" if close else ""))
+
+
+def calibration_batches(calib, model: LoadedModel, torch_tensors: bool = True) -> list[tuple]:
+    """The calibration samples as batch-1 inputs in the model's own layout (its batch at
+    ``input_spec.batch_axis``), one tuple per sample with one tensor per input: torch tensors, or
+    float32 numpy arrays with ``torch_tensors`` False. ``calib`` is batch-first, (N, *sample) or
+    (N, 1, *sample), or a tuple of such arrays for a model with several inputs. A sample of the
+    wrong shape is a DataError."""
+    import numpy as np
+
+    from edgekit.errors import DataError
+
+    arrays = calib if isinstance(calib, tuple) else (calib,)
+    if len(arrays) != len(model.inputs):
+        raise DataError(f"calibration data holds {len(arrays)} arrays; {model.name} takes "
+                        f"{len(model.inputs)} inputs")
+    checked = []
+    for spec, arr in zip(model.inputs, arrays):
+        arr = np.asarray(arr, dtype=np.float32)
+        if arr.ndim == len(spec.shape) + 1 and arr.shape[1] == 1 and arr.shape[2:] == spec.sample_shape:
+            arr = arr[:, 0]  # samples kept with their batch of 1
+        if arr.shape[1:] != spec.sample_shape:
+            raise DataError(f"calibration samples of shape {list(arr.shape[1:])} do not fit the model input "
+                            f"{spec.name} {list(spec.shape)}")
+        checked.append(arr)
+    batches = [tuple(np.ascontiguousarray(model.axes.one(a[i])) for a in checked)
+               for i in range(len(checked[0]))]
+    if not torch_tensors:
+        return batches
+    import torch
+
+    return [tuple(torch.from_numpy(b) for b in batch) for batch in batches]

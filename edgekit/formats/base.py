@@ -60,8 +60,18 @@ TRACE_BATCH = 2
 
 
 def batch_example(example: Any) -> Any:
-    """A batch-1 example input (a tensor) repeated to ``TRACE_BATCH`` along the batch axis (0)."""
+    """A batch-1 example input (a tensor, or a tuple of them one per input) repeated to
+    ``TRACE_BATCH`` along the batch axis (0)."""
+    if isinstance(example, tuple):
+        return tuple(batch_example(e) for e in example)
     return example.repeat(TRACE_BATCH, *([1] * (example.dim() - 1)))
+
+
+def batch_shapes(examples: tuple, bounded: bool = False) -> tuple:
+    """``dynamic_shapes`` for ``torch.export`` of ``module(*examples)``: axis 0 of every input is
+    the one batch dimension (the same ``Dim``, so the inputs' batches are equal)."""
+    dim = batch_dim(bounded)
+    return tuple({0: dim} for _ in examples)
 
 
 def batch_dim(bounded: bool = False) -> Any:
@@ -71,23 +81,40 @@ def batch_dim(bounded: bool = False) -> Any:
     return torch.export.Dim("batch", min=1, max=DYNAMIC_BATCH_MAX if bounded else None)
 
 
-def shape_info(shape: list, max_batch: int | None = None) -> dict:
-    """What the manifest records of an artefact's input: its shape, "batch" where dynamic."""
+def shape_info(shape: list, max_batch: int | None = None, inputs: list | None = None) -> dict:
+    """What the manifest records of an artefact's input: its (first input's) shape, "batch" where
+    dynamic; for several inputs also ``inputs``: [{"name", "shape"}, ...] of them all."""
     dynamic = bool(shape) and not isinstance(shape[0], int)
     info: dict = {"input_shape": ["batch", *shape[1:]] if dynamic else list(shape), "dynamic_batch": dynamic}
+    if inputs and len(inputs) > 1:
+        info["inputs"] = [{"name": name, "shape": ["batch", *s[1:]] if dynamic else list(s)}
+                          for name, s in inputs]
     return {**info, "max_batch": max_batch} if dynamic and max_batch else info
 
 
+def as_outputs(outputs: list) -> Any:
+    """A runtime's outputs as ``Session.run`` returns them: the float32 array of a one-output
+    artefact, else a tuple of float32 arrays in the artefact's output order."""
+    import numpy as np
+
+    arrays = tuple(np.asarray(o, dtype=np.float32) for o in outputs)
+    return arrays[0] if len(arrays) == 1 else arrays
+
+
 class Session(ABC):
-    """A loaded artefact in its own runtime. ``run`` takes and returns float32 numpy arrays."""
+    """A loaded artefact in its own runtime. ``run`` takes and returns float32 numpy arrays.
+
+    Several inputs: ``run`` takes a tuple of arrays, one per input in ``LoadedModel.inputs`` order,
+    each batch-first; several outputs: it returns a tuple in ``LoadedModel.output_names`` order.
+    """
 
     runtime: str = ""
     runtime_version: str = ""
     device: str = "CPU"
 
     @abstractmethod
-    def run(self, x: np.ndarray) -> np.ndarray:
-        """Run one batch (float32, the model's input layout); return the float32 output."""
+    def run(self, x: np.ndarray | tuple) -> np.ndarray | tuple:
+        """Run one batch (float32, the model's input layout); return the float32 output(s)."""
 
     def input_info(self) -> dict:
         """The artefact's input as the manifest records it (``shape_info``)."""
@@ -95,39 +122,49 @@ class Session(ABC):
 
 
 class FixedShapeSession(Session):
-    """A session whose artefact has one input shape (``input_shape``). With a fixed batch, a batch
-    that differs from a batch-1 artefact's runs one sample at a time; with ``dynamic_batch`` any
-    batch up to ``input_shape[0]`` (the bound) runs at once, larger ones in chunks of the bound.
-    Subclasses define ``_invoke``."""
+    """A session whose artefact has fixed input shapes (``input_shapes``, one per input;
+    ``input_shape`` is the first). With a fixed batch, a batch that differs from a batch-1
+    artefact's runs one sample at a time; with ``dynamic_batch`` any batch up to ``input_shape[0]``
+    (the bound) runs at once, larger ones in chunks of the bound. Subclasses define ``_invoke``."""
 
     input_shape: tuple[int, ...] = ()
+    input_shapes: tuple[tuple[int, ...], ...] = ()  # all inputs (empty: the one ``input_shape``)
+    input_names: tuple[str, ...] = ()
     dynamic_batch: bool = False
     what: str = "model"  # for the error: "the TFLite model", "the ExecuTorch program"
 
     def input_info(self) -> dict:
         shape = ["batch" if self.dynamic_batch else self.input_shape[0], *self.input_shape[1:]]
-        return shape_info(shape, self.input_shape[0])
+        inputs = list(zip(self.input_names, self.input_shapes))
+        return shape_info(shape, self.input_shape[0], inputs)
 
-    def run(self, x: np.ndarray) -> np.ndarray:
+    def run(self, x):
         import numpy as np
 
         from edgekit.errors import DataError
+        from edgekit.layout import concat, take
 
-        x = np.ascontiguousarray(x, dtype=np.float32)
-        if x.shape == self.input_shape:
-            return self._invoke(x)
-        fits = x.shape[1:] == self.input_shape[1:]
-        if fits and self.dynamic_batch and len(x) <= self.input_shape[0]:
-            return self._invoke(x)
-        if fits and (self.dynamic_batch or self.input_shape[0] == 1):
-            step = self.input_shape[0]
-            return np.concatenate([self._invoke(x[i : i + step]) for i in range(0, len(x), step)])
-        raise DataError(f"input of shape {list(x.shape)} does not fit {self.what}'s input "
-                        f"{list(self.input_shape)}")
+        several = isinstance(x, tuple)
+        xs = tuple(np.ascontiguousarray(a, dtype=np.float32) for a in (x if several else (x,)))
+        shapes = self.input_shapes or (self.input_shape,)
+        packed = xs if several else xs[0]
+        if len(xs) == len(shapes) and all(a.shape == s for a, s in zip(xs, shapes)):
+            return self._invoke(packed)
+        n, bound = len(xs[0]), shapes[0][0]
+        fits = len(xs) == len(shapes) and all(a.shape[1:] == s[1:] and len(a) == n
+                                              for a, s in zip(xs, shapes))
+        if fits and self.dynamic_batch and n <= bound:
+            return self._invoke(packed)
+        if fits and (self.dynamic_batch or bound == 1):
+            return concat([self._invoke(take(packed, slice(i, i + bound))) for i in range(0, n, bound)])
+        got = " and ".join(str(list(a.shape)) for a in xs)
+        want = " and ".join(str(list(s)) for s in shapes)
+        raise DataError(f"input of shape {got} does not fit {self.what}'s input {want}")
 
     @abstractmethod
-    def _invoke(self, x: np.ndarray) -> np.ndarray:
-        """Run ``x`` (``input_shape``, or any batch up to its bound when dynamic); the float32 output."""
+    def _invoke(self, x):
+        """Run ``x`` (``input_shapes``, or any batch up to the bound when dynamic; a tuple for
+        several inputs); the float32 output (a tuple for several outputs)."""
 
 
 class Format(ABC):

@@ -21,17 +21,19 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from edgekit.errors import DataError, ExportError, UsageError
-from edgekit.formats._util import check_module_names, module_path
+from edgekit.formats._util import calibration_batches, check_module_names, module_path
 from edgekit.formats.base import (
     DYNAMIC_BATCH_MAX,
     FixedShapeSession,
     Format,
     Int8Options,
     Int8Result,
-    batch_dim,
+    as_outputs,
     batch_example,
+    batch_shapes,
     scheme_options,
 )
+from edgekit.layout import count
 
 if TYPE_CHECKING:
     import numpy as np
@@ -65,15 +67,17 @@ class ExecuTorchSession(FixedShapeSession):
         self.runtime_version = dist_version("executorch") or ""
         self._method = Runtime.get().load_program(Path(path)).load_method("forward")
         meta = self._method.metadata
-        if meta.num_inputs() != 1 or meta.num_outputs() != 1:
-            raise ExportError(f"{path} has {meta.num_inputs()} inputs and {meta.num_outputs()} outputs; "
-                              "edgekit runs models with one input and one output")
-        self.input_shape = tuple(int(d) for d in meta.input_tensor_meta(0).sizes())  # the bound, if dynamic
+        # the shapes, or their bounds where the batch is dynamic; inputs are positional (no names)
+        self.input_shapes = tuple(tuple(int(d) for d in meta.input_tensor_meta(i).sizes())
+                                  for i in range(meta.num_inputs()))
+        self.input_shape = self.input_shapes[0]
+        self.input_names = tuple(f"input_{i}" for i in range(len(self.input_shapes)))
         self.dynamic_batch = _input_is_dynamic(Path(path))
 
-    def _invoke(self, x: np.ndarray) -> np.ndarray:
-        out = self._method.execute([self._torch.from_numpy(x)])[0]
-        return out.detach().numpy().astype("float32", copy=False)
+    def _invoke(self, x):
+        xs = x if isinstance(x, tuple) else (x,)
+        outputs = self._method.execute([self._torch.from_numpy(a) for a in xs])
+        return as_outputs([o.detach().numpy() for o in outputs])
 
 
 class ExecuTorchFormat(Format):
@@ -93,7 +97,7 @@ class ExecuTorchFormat(Format):
         self._captured: dict[tuple[int, bool], tuple[Any, str]] = {}
 
     def export_fp32(self, model: LoadedModel, path: Path) -> Path:
-        program, capture = _capture(model.module.eval(), model.example_input(), self.dynamic_batch)
+        program, capture = _capture(model.module.eval(), model.example_inputs(), self.dynamic_batch)
         if model.static_int8:  # taken before lowering, which may rewrite the program
             self._captured[(id(model.module), self.dynamic_batch)] = (program.module(), capture)
         self._write(program, Path(path))
@@ -107,10 +111,10 @@ class ExecuTorchFormat(Format):
                              f"known: {', '.join(METHODS)}")
         check_module_names(model, options.exclude)
         dynamic = not model.static_int8
-        if not dynamic and len(calib) == 0:
+        if not dynamic and count(calib) == 0:
             raise DataError("static int8 needs calibration samples, got none")
-        example = model.example_input()
-        samples = [example] if dynamic else _samples(calib, tuple(example.shape))
+        example = model.example_inputs()
+        samples = [example] if dynamic else calibration_batches(calib, model)
         captured = self._captured.pop((id(model.module), self.dynamic_batch), None)
         program, capture = _quantize(model.module.eval(), example, samples, options, dynamic,
                                      self.dynamic_batch, captured)
@@ -122,7 +126,7 @@ class ExecuTorchFormat(Format):
                       "calibration_samples": 0}
         else:
             scheme = {"type": "static", "weights": "int8 symmetric per-channel",
-                      "activations": METHODS[options.method], "calibration_samples": int(len(calib))}
+                      "activations": METHODS[options.method], "calibration_samples": count(calib)}
         tool = "ExecuTorch XNNPACKQuantizer PT2E" + (" (dynamic)" if dynamic else "")
         scheme.update(io="float32", tool=tool, export=capture, **scheme_options(options))
         return Int8Result(path=Path(path), scheme=scheme)
@@ -169,20 +173,21 @@ class ExecuTorchFormat(Format):
         self._lowered[hashlib.sha256(data).hexdigest()] = lowered
 
 
-def _capture(module: Any, example: Any, dynamic_batch: bool = False) -> tuple[Any, str]:
-    """torch.export, strict (dynamo) first and non-strict where dynamo cannot trace the model;
-    ``dynamic_batch``: axis 0 a ``Dim`` of 1 to ``DYNAMIC_BATCH_MAX`` (traced at ``TRACE_BATCH``)."""
+def _capture(module: Any, examples: tuple, dynamic_batch: bool = False) -> tuple[Any, str]:
+    """torch.export of ``module(*examples)``, strict (dynamo) first and non-strict where dynamo
+    cannot trace the model; ``dynamic_batch``: axis 0 of every input a ``Dim`` of 1 to
+    ``DYNAMIC_BATCH_MAX`` (traced at ``TRACE_BATCH``)."""
     import torch
 
     kwargs: dict = {}
     if dynamic_batch:
-        example = batch_example(example)
-        kwargs["dynamic_shapes"] = ({0: batch_dim(bounded=True)},)
+        kwargs["dynamic_shapes"] = batch_shapes(examples, bounded=True)
+        examples = batch_example(examples)
     with torch.no_grad():
         try:
-            return torch.export.export(module, (example,), strict=True, **kwargs), "torch.export strict"
+            return torch.export.export(module, examples, strict=True, **kwargs), "torch.export strict"
         except Exception:  # noqa: BLE001 - non-strict still works where dynamo gives up
-            return torch.export.export(module, (example,), strict=False, **kwargs), "torch.export non-strict"
+            return torch.export.export(module, examples, strict=False, **kwargs), "torch.export non-strict"
 
 
 def _restore_batch_range(program: Any) -> None:
@@ -232,11 +237,11 @@ def _quantize(module: Any, example: Any, samples: list, options: Int8Options, dy
     with torch.no_grad():
         prepared = prepare_pt2e(graph, quantizer)
         for sample in samples:
-            prepared(sample)
+            prepared(*sample)
         converted = convert_pt2e(prepared)
-        kwargs = {"dynamic_shapes": ({0: batch_dim(bounded=True)},)} if dynamic_batch else {}
+        kwargs = {"dynamic_shapes": batch_shapes(example, bounded=True)} if dynamic_batch else {}
         traced = batch_example(example) if dynamic_batch else example
-        return torch.export.export(converted, (traced,), strict=False, **kwargs), capture
+        return torch.export.export(converted, traced, strict=False, **kwargs), capture
 
 
 def _quantizer(options: Int8Options, dynamic: bool) -> Any:
@@ -266,15 +271,6 @@ def _quantizer(options: Int8Options, dynamic: bool) -> Any:
 
         quantizer.set_filter_function(keep)
     return quantizer
-
-
-def _samples(calib: np.ndarray, shape: tuple[int, ...]) -> list:
-    """Calibration samples as torch tensors of the model's input shape (batch 1 each)."""
-    import numpy as np
-    import torch
-
-    x = np.ascontiguousarray(calib, dtype=np.float32)
-    return [torch.from_numpy(x[i : i + 1]).reshape(shape) for i in range(len(x))]
 
 
 def _delegation(graph_module: Any) -> dict:

@@ -8,18 +8,20 @@ from pathlib import Path
 import numpy as np
 
 from edgekit.cpu import ort_int8_choice, this_cpu
-from edgekit.errors import ExportError, UsageError, require
-from edgekit.formats._util import quiet
+from edgekit.errors import DataError, ExportError, UsageError, require
+from edgekit.formats._util import calibration_batches, quiet
 from edgekit.formats.base import (
     Format,
     Int8Options,
     Int8Result,
     Session,
-    batch_dim,
+    as_outputs,
     batch_example,
+    batch_shapes,
     scheme_options,
     shape_info,
 )
+from edgekit.layout import count
 
 OPSET = 18
 INPUT_NAME = "input"
@@ -50,13 +52,20 @@ class OnnxSession(Session):
         )
         self.runtime_version = ort.__version__
         self.device = self.session.get_providers()[0]
-        self.input_name = self.session.get_inputs()[0].name
+        self.input_names = [i.name for i in self.session.get_inputs()]
+        self.input_name = self.input_names[0]
 
-    def run(self, x: np.ndarray) -> np.ndarray:
-        return self.session.run(None, {self.input_name: np.ascontiguousarray(x, np.float32)})[0]
+    def run(self, x: np.ndarray | tuple) -> np.ndarray | tuple:
+        xs = x if isinstance(x, tuple) else (x,)
+        if len(xs) != len(self.input_names):
+            raise DataError(f"{len(xs)} input arrays for an ONNX model with inputs "
+                            f"{', '.join(self.input_names)}")
+        feed = {name: np.ascontiguousarray(a, np.float32) for name, a in zip(self.input_names, xs)}
+        return as_outputs(self.session.run(None, feed))
 
     def input_info(self) -> dict:
-        return shape_info([d if isinstance(d, int) else str(d) for d in self.session.get_inputs()[0].shape])
+        shapes = [[d if isinstance(d, int) else str(d) for d in i.shape] for i in self.session.get_inputs()]
+        return shape_info(shapes[0], inputs=list(zip(self.input_names, shapes)))
 
 
 class OnnxFormat(Format):
@@ -76,18 +85,24 @@ class OnnxFormat(Format):
     def export_fp32(self, model, path: Path) -> Path:
         import torch
 
+        source = getattr(model.module, "onnx_path", None)  # an ONNX file as the model (models/onnx_file.py)
+        if source is not None:
+            from edgekit.models.onnx_file import copy_onnx
+
+            return copy_onnx(source, path)
         require("onnxscript", "onnxscript", "onnx")
-        # --dynamic-batch: axis 0 of the input and output is the symbolic dimension "batch"
-        dynamic = {"dynamic_shapes": ({0: batch_dim()},)} if self.dynamic_batch else {}
-        example = batch_example(model.example_input()) if self.dynamic_batch else model.example_input()
+        # --dynamic-batch: axis 0 of every input and output is the symbolic dimension "batch"
+        examples = model.example_inputs()
+        dynamic = {"dynamic_shapes": batch_shapes(examples)} if self.dynamic_batch else {}
+        examples = batch_example(examples) if self.dynamic_batch else examples
         with quiet(), torch.no_grad():
             torch.onnx.export(
                 model.module,
-                (example,),
+                examples,
                 str(path),
                 **dynamic,
-                input_names=[INPUT_NAME],
-                output_names=[OUTPUT_NAME],
+                input_names=io_names(model)[0],
+                output_names=io_names(model)[1],
                 opset_version=OPSET,
                 dynamo=True,
                 external_data=False,
@@ -125,7 +140,7 @@ class OnnxFormat(Format):
                 q.quantize_static(
                     str(pre),
                     str(path),
-                    _reader(calib),
+                    _reader(calibration_batches(calib, model, torch_tensors=False), _input_names(pre)),
                     quant_format=q.QuantFormat.QDQ,
                     activation_type=act_type,
                     weight_type=q.QuantType.QInt8,
@@ -149,7 +164,7 @@ class OnnxFormat(Format):
             "weights": "int8 symmetric per-channel" + (" (7-bit range)" if choice.reduce_range else ""),
             "activations": f"{choice.activations} {activations}",
             "io": "float32",
-            "calibration_samples": int(len(calib)),
+            "calibration_samples": count(calib),
             "tool": "onnxruntime.quantization.quantize_static",
             "chosen": choice.record(),
             **scheme_options(options),
@@ -168,17 +183,33 @@ class OnnxFormat(Format):
         return OnnxSession(path, threads=threads)
 
 
-def _reader(calib: np.ndarray):
-    """An onnxruntime CalibrationDataReader over a numpy array, one sample per call."""
+def io_names(model) -> tuple[list[str], list[str]]:
+    """The artefact's input and output names: "input"/"output" for one, the model's own for several."""
+    inputs = [s.name for s in model.inputs] if len(model.inputs) > 1 else [INPUT_NAME]
+    outputs = list(model.output_names) if len(model.output_names) > 1 else [OUTPUT_NAME]
+    return inputs, outputs
+
+
+def _input_names(path: Path) -> list[str]:
+    """The graph's input names in order: edgekit's exports' (``io_names``), or a user's ONNX file's own."""
+    import onnx
+
+    graph = onnx.load(str(path), load_external_data=False).graph
+    weights = {t.name for t in graph.initializer}
+    return [i.name for i in graph.input if i.name not in weights]
+
+
+def _reader(batches: list[tuple], names: list[str] | tuple[str, ...] = (INPUT_NAME,)):
+    """An onnxruntime CalibrationDataReader over batch-1 samples (one array per input), one per call."""
     from onnxruntime.quantization import CalibrationDataReader
 
     class Reader(CalibrationDataReader):
         def __init__(self):
-            self._it = iter(calib)
+            self._it = iter(batches)
 
         def get_next(self):
             x = next(self._it, None)
-            return None if x is None else {INPUT_NAME: x[None].astype(np.float32)}
+            return None if x is None else dict(zip(names, x))
 
     return Reader()
 

@@ -8,16 +8,18 @@ import numpy as np
 
 from edgekit.cpu import this_cpu
 from edgekit.errors import UsageError, require
-from edgekit.formats._util import quiet
+from edgekit.formats._util import calibration_batches, quiet
 from edgekit.formats.base import (
     Format,
     Int8Options,
     Int8Result,
     Session,
+    as_outputs,
     batch_example,
     scheme_options,
     shape_info,
 )
+from edgekit.layout import count, take
 
 NNCF_METHODS = {
     "default": "int8 per-tensor (NNCF default preset)",
@@ -59,13 +61,16 @@ class OpenVinoSession(Session):
         hint = self.compiled.get_property("INFERENCE_PRECISION_HINT")
         self.precision = hint.get_type_name() if hasattr(hint, "get_type_name") else str(hint)
 
-    def run(self, x: np.ndarray) -> np.ndarray:
-        out = self.request.infer({0: np.ascontiguousarray(x, np.float32)})
-        return np.asarray(out[self.compiled.output(0)], dtype=np.float32)
+    def run(self, x: np.ndarray | tuple) -> np.ndarray | tuple:
+        xs = x if isinstance(x, tuple) else (x,)
+        out = self.request.infer({i: np.ascontiguousarray(a, np.float32) for i, a in enumerate(xs)})
+        return as_outputs([out[port] for port in self.compiled.outputs])
 
     def input_info(self) -> dict:
-        dims = self.compiled.input(0).get_partial_shape()
-        return shape_info([d.get_length() if d.is_static else "?" for d in dims])
+        shapes = [[d.get_length() if d.is_static else "?" for d in port.get_partial_shape()]
+                  for port in self.compiled.inputs]
+        names = [port.any_name for port in self.compiled.inputs]
+        return shape_info(shapes[0], inputs=list(zip(names, shapes)))
 
 
 class OpenVinoFormat(Format):
@@ -88,11 +93,19 @@ class OpenVinoFormat(Format):
         ov = require("openvino", "openvino", "openvino")
         import torch
 
-        example = batch_example(model.example_input()) if self.dynamic_batch else model.example_input()
-        shape = [-1, *example.shape[1:]] if self.dynamic_batch else list(example.shape)  # -1: dynamic
+        source = getattr(model.module, "onnx_path", None)  # an ONNX file as the model (models/onnx_file.py)
+        if source is not None:
+            return _from_onnx(ov, model, source, path, self.dynamic_batch)
+        examples = model.example_inputs()
+        examples = batch_example(examples) if self.dynamic_batch else examples
         with quiet(), torch.no_grad():
+            example = examples if len(examples) > 1 else examples[0]
             ov_model = ov.convert_model(model.module, example_input=example)
-            ov_model.reshape(shape)
+            # -1: the dynamic batch (axis 0 of every input)
+            ov_model.reshape({i: [-1, *e.shape[1:]] if self.dynamic_batch else list(e.shape)
+                              for i, e in enumerate(examples)})
+            if model.multi_io:
+                _name_ports(ov_model, model)
             ov.save_model(ov_model, str(path), compress_to_fp16=False)
         return path
 
@@ -105,19 +118,20 @@ class OpenVinoFormat(Format):
         scope = _ignored_scope(nncf, ov_model, options.exclude)
         with quiet():
             if model.static_int8:
-                dataset = nncf.Dataset([x[None].astype(np.float32) for x in calib])
+                batches = calibration_batches(calib, model, torch_tensors=False)  # one tuple per sample
+                dataset = nncf.Dataset([b if len(b) > 1 else b[0] for b in batches])
                 kwargs, activations = _nncf_settings(nncf, options.method)
                 if options.method == "accuracy_control":
-                    q_model = _accuracy_control(nncf, ov_model, dataset, options, len(calib), scope)
+                    q_model = _accuracy_control(nncf, ov_model, dataset, options, count(calib), scope)
                 else:
-                    q_model = nncf.quantize(ov_model, dataset, subset_size=len(calib), ignored_scope=scope,
+                    q_model = nncf.quantize(ov_model, dataset, subset_size=count(calib), ignored_scope=scope,
                                             **kwargs)
                 scheme = {
                     "type": "static",
                     "weights": "int8 symmetric per-channel",
                     "activations": activations,
                     "io": "float32",
-                    "calibration_samples": int(len(calib)),
+                    "calibration_samples": count(calib),
                     "tool": "nncf.quantize",
                     "chosen": {"cpu": this_cpu().describe(), "why": OV_WHY},
                 }
@@ -195,11 +209,11 @@ def _accuracy_control(nncf, ov_model, dataset, options: Int8Options, subset_size
     def validate(compiled, indices) -> float:
         idx = np.fromiter(indices, dtype=np.int64)
         out = compiled.output(0)
-        logits = np.concatenate([np.asarray(compiled(held.x[i : i + 1])[out]) for i in idx])
+        logits = np.concatenate([np.asarray(compiled(take(held.x, slice(i, i + 1)))[out]) for i in idx])
         return float(metrics(logits, _subset(held, idx))[key])
 
     return nncf.quantize_with_accuracy_control(
-        ov_model, dataset, nncf.Dataset(list(range(len(held.x)))), validate,
+        ov_model, dataset, nncf.Dataset(list(range(count(held.x)))), validate,
         max_drop=max(options.max_drop_pp, 0.0) / 100.0, preset=nncf.QuantizationPreset.MIXED,
         subset_size=subset_size, ignored_scope=scope)
 
@@ -208,6 +222,29 @@ def _subset(held, idx: np.ndarray):
     """The samples ``idx`` of a LabelledSet, with the per-sample arrays of ``extra`` (reber's)."""
     import dataclasses
 
-    n = len(held.x)
+    n = count(held.x)
     extra = {k: v[idx] if isinstance(v, np.ndarray) and len(v) == n else v for k, v in held.extra.items()}
-    return dataclasses.replace(held, x=held.x[idx], y=held.y[idx], extra=extra)
+    return dataclasses.replace(held, x=take(held.x, idx), y=held.y[idx], extra=extra)
+
+
+def _name_ports(ov_model, model) -> None:
+    """Name a converted model's ports as the model names them (``InputSpec.name``, ``output_names``)."""
+    for port, spec in zip(ov_model.inputs, model.inputs):
+        port.get_tensor().set_names({spec.name})
+    for port, name in zip(ov_model.outputs, model.output_names):
+        port.get_tensor().set_names({name})
+
+
+def _from_onnx(ov, model, source: Path, path: Path, dynamic_batch: bool) -> Path:
+    """The IR of a user's ONNX file, at the model's input shapes; with ``--dynamic-batch`` the batch
+    stays dynamic where the file's is (a file exported with batch 1 may hold it in its reshapes)."""
+    shapes = {}
+    for i, spec in enumerate(model.inputs):
+        shapes[i] = list(spec.shape)
+        if dynamic_batch and model.module.dynamic_batch:
+            shapes[i][spec.batch_axis] = -1
+    with quiet():
+        ov_model = ov.convert_model(str(source))
+        ov_model.reshape(shapes)
+        ov.save_model(ov_model, str(path), compress_to_fp16=False)
+    return path

@@ -19,9 +19,10 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from edgekit.errors import DataError, ExportError, MissingDependencyError, UsageError
-from edgekit.formats._tflite_runtime import TFLiteSession, _interpreter, _quiet_environment
-from edgekit.formats._util import check_module_names, module_path
+from edgekit.formats._tflite_runtime import TFLiteSession, _interpreter, _quiet_environment, signature_order
+from edgekit.formats._util import calibration_batches, check_module_names, module_path
 from edgekit.formats.base import Format, Int8Options, Int8Result, scheme_options
+from edgekit.layout import count
 
 if TYPE_CHECKING:
     import numpy as np
@@ -63,7 +64,7 @@ class TFLiteFormat(Format):
     def export_fp32(self, model: LoadedModel, path: Path) -> Path:
         litert_torch = _import_litert_torch()
         with _quiet():
-            edge = _convert(litert_torch, model.module.eval(), model.example_input())
+            edge = _convert(litert_torch, model.module.eval(), model.example_inputs())
         return _write(edge, Path(path))
 
     def export_int8(
@@ -114,16 +115,16 @@ class TFLiteFormat(Format):
 
 def _export_static(model: LoadedModel, calib: np.ndarray, path: Path, options: Int8Options) -> Int8Result:
     """torch.export -> prepare_pt2e -> calibrate on every sample -> convert_pt2e -> convert."""
-    if len(calib) == 0:
+    if count(calib) == 0:
         raise DataError("static int8 needs calibration samples, got none")
-    samples = _samples(calib, tuple(model.input_spec.shape))
+    samples = calibration_batches(calib, model)
     capture = _quantize_pt2e(model, samples, dynamic=False, path=path, options=options)
     scheme = {
         "type": "static",
         "weights": "int8 symmetric per-channel",
         "activations": METHODS[options.method],
         "io": _io_dtypes(path),
-        "calibration_samples": int(len(calib)),
+        "calibration_samples": count(calib),
         "tool": TOOL,
         "export": capture,
         **scheme_options(options),
@@ -133,7 +134,7 @@ def _export_static(model: LoadedModel, calib: np.ndarray, path: Path, options: I
 
 def _export_dynamic(model: LoadedModel, path: Path, options: Int8Options) -> Int8Result:
     """Dynamic-range int8: int8 weights, activations quantized at run time; no calibration."""
-    capture = _quantize_pt2e(model, [model.example_input()], dynamic=True, path=path, options=options)
+    capture = _quantize_pt2e(model, [model.example_inputs()], dynamic=True, path=path, options=options)
     scheme = {
         "type": "dynamic",
         "weights": "int8 symmetric per-channel (linear/conv, incl. LSTM gates)",
@@ -154,13 +155,14 @@ def _export_aeq(model: LoadedModel, fp32_path: Path, calib: np.ndarray, path: Pa
     from edgekit.formats._util import quiet
     from edgekit.manifest import write_atomic
 
-    if len(calib) == 0:
+    if count(calib) == 0:
         raise DataError("static int8 needs calibration samples, got none")
     interpreter_cls, _, _ = _interpreter()
     signatures = interpreter_cls(model_path=str(fp32_path)).get_signature_list()
     key = next(iter(signatures))
-    name = signatures[key]["inputs"][0]
-    data = {key: [{name: s.numpy()} for s in _samples(calib, tuple(model.input_spec.shape))]}
+    names = signature_order(signatures[key]["inputs"])  # the model's inputs in order
+    batches = calibration_batches(calib, model, torch_tensors=False)
+    data = {key: [dict(zip(names, b)) for b in batches]}
     with quiet(), _quiet():
         q = quantizer.Quantizer(str(fp32_path))
         q.load_quantization_recipe(recipe.static_wi8_ai8())
@@ -171,7 +173,7 @@ def _export_aeq(model: LoadedModel, fp32_path: Path, calib: np.ndarray, path: Pa
         "weights": "int8 symmetric per-channel",
         "activations": METHODS["aeq"],
         "io": _io_dtypes(path),
-        "calibration_samples": int(len(calib)),
+        "calibration_samples": count(calib),
         "tool": f"ai-edge-quantizer {_version('ai-edge-quantizer')}".strip(),
         **scheme_options(Int8Options("aeq")),
     }
@@ -186,14 +188,14 @@ def _quantize_pt2e(model: LoadedModel, samples: Iterable[Any], dynamic: bool, pa
     from litert_torch.quantize.quant_config import QuantConfig
     from torchao.quantization.pt2e.quantize_pt2e import convert_pt2e, prepare_pt2e
 
-    example = model.example_input()
+    example = model.example_inputs()
     quantizer = _quantizer(_config(options.method, dynamic), options.exclude)
     with _quiet(), torch.no_grad():
         graph, capture = _capture(model.module.eval(), example)
         with contextlib.redirect_stdout(io.StringIO()):  # the annotators print() notes
             prepared = prepare_pt2e(graph, quantizer)
         for sample in samples:  # dynamic: weight observers need one pass, activations none
-            prepared(sample)
+            prepared(*sample)
         quantized = _mark_eval(convert_pt2e(prepared, fold_quantize=False))
         edge = _convert(litert_torch, quantized, example, quant_config=QuantConfig(pt2e_quantizer=quantizer))
     _write(edge, path)
@@ -256,15 +258,16 @@ def _version(package: str) -> str:
         return ""
 
 
-def _capture(module: Any, example: Any) -> tuple[Any, str]:
-    """Export for PT2E; strict (dynamo) first, because only strict export records the
-    ``source_fn_stack`` that litert-torch's annotators need to find cat, add and max-pool."""
+def _capture(module: Any, examples: tuple | Any) -> tuple[Any, str]:
+    """Export for PT2E (``module(*examples)``); strict (dynamo) first, because only strict export
+    records the ``source_fn_stack`` that litert-torch's annotators need to find cat, add and max-pool."""
     import torch
 
+    examples = examples if isinstance(examples, tuple) else (examples,)  # one tensor: one input
     try:
-        graph, capture = torch.export.export(module, (example,), strict=True).module(), "strict"
+        graph, capture = torch.export.export(module, examples, strict=True).module(), "strict"
     except Exception:  # noqa: BLE001 - dynamo cannot trace every model; non-strict still works
-        graph, capture = torch.export.export(module, (example,), strict=False).module(), "non-strict"
+        graph, capture = torch.export.export(module, examples, strict=False).module(), "non-strict"
     _remove_dropout(graph)
     return graph, f"torch.export {capture}"
 
@@ -294,9 +297,10 @@ def _remove_dropout(graph: Any) -> None:
     graph.recompile()
 
 
-def _convert(litert_torch: Any, module: Any, example: Any, **kwargs: Any) -> Any:
+def _convert(litert_torch: Any, module: Any, examples: tuple, **kwargs: Any) -> Any:
+    """litert-torch's conversion of ``module(*examples)``: its signature takes the inputs in order."""
     try:
-        return litert_torch.convert(module, (example,), **kwargs)
+        return litert_torch.convert(module, examples, **kwargs)
     except Exception as exc:
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
         raise ExportError(f"litert-torch could not convert the model: {type(exc).__name__}: {first}") from exc
@@ -308,22 +312,6 @@ def _io_dtypes(path: Path) -> str:
     if session.input_dtype == session.output_dtype:
         return session.input_dtype
     return f"{session.input_dtype} in, {session.output_dtype} out"
-
-
-def _samples(calib: np.ndarray, shape: tuple[int, ...]) -> list[Any]:
-    """Calibration samples as batch-1 tensors shaped like the example input (views, no copy)."""
-    import numpy as np
-    import torch
-
-    per_sample = tuple(shape[1:])
-    arr = np.asarray(calib, dtype=np.float32)
-    if arr.ndim == len(shape) + 1 and arr.shape[1] == 1:  # (N, 1, ...): samples kept batch 1
-        arr = arr[:, 0]
-    if arr.shape[1:] != per_sample:
-        raise DataError(
-            f"calibration samples of shape {list(arr.shape[1:])} do not fit the model input {list(shape)}"
-        )
-    return [torch.from_numpy(arr[i : i + 1]) for i in range(len(arr))]
 
 
 def _mark_eval(graph: Any) -> Any:

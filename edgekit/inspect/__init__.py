@@ -133,6 +133,9 @@ def inspect_run(run_dir: Path, samples: int = DEFAULT_SAMPLES, formats: tuple[st
     manifest = mf.read_manifest(run_dir)
     pairs = _int8_pairs(manifest, formats)
     model = load_run_model(manifest, run_dir)
+    if model.multi_io or model.input_spec.batch_axis:
+        raise UsageError(f"inspect compares layers of models with one batch-first input and one output; "
+                         f"{model.name} is not one")
     x, source = inspect_samples(manifest, model, samples)
     results = {}
     for fmt, (fp32, int8) in pairs.items():

@@ -196,21 +196,28 @@ def load_model(
     weights: Path | None = None,
     input_shape: tuple[int, ...] | None = None,
     model_args: dict | None = None,
+    batch_axis: int | None = None,
 ) -> LoadedModel:
     """Build a zoo model or a user's ``path/to/file.py:NAME`` / ``package.module:NAME``, load
     ``weights``, count params/MACs."""
+    from edgekit.models.onnx_file import is_onnx_file, load_onnx_model
     from edgekit.models.user import is_user_model
 
+    if is_onnx_file(name):  # path/to/model.onnx: onnxruntime runs the file as the reference
+        return load_onnx_model(name, input_shape, batch_axis, weights=weights, model_args=model_args,
+                               zoo_options=options != DEFAULT_OPTIONS)
     if is_user_model(name):
         if options != DEFAULT_OPTIONS:
             raise UsageError(
                 "--num-classes, --width and --input-size apply to zoo models; for a model from a "
                 "file use --model-args and --input-shape"
             )
-        return _load_user_model(name, weights, input_shape, model_args)
+        return _load_user_model(name, weights, input_shape, model_args, batch_axis)
     if name.endswith(".py"):
         raise UsageError(f"{name}: name the model class or factory function too, e.g. {name}:MyNet")
     spec = MODELS.get(name)
+    if batch_axis:
+        raise UsageError(f"{name} takes its batch first; --batch-axis is for models from a file")
     if model_args:
         raise UsageError("--model-args applies only to your own model (file.py:NAME or package.module:NAME)")
     check_options(spec, options)
@@ -244,28 +251,35 @@ def load_model(
 
 
 def _load_user_model(
-    name: str, weights: Path | None, input_shape: tuple[int, ...] | None, model_args: dict | None
+    name: str, weights: Path | None, input_shape: tuple[int, ...] | None, model_args: dict | None,
+    batch_axis: int | None = None,
 ) -> LoadedModel:
-    from edgekit.models.user import build_user_model, describe_user_model
+    from edgekit.models.describe import describe_user_model
+    from edgekit.models.user import build_user_model
 
     if input_shape is None:
         raise UsageError(f"{name}: a model from a file needs --input-shape (with the batch), e.g. 1,1,28,28")
     module, code = build_user_model(name, model_args)
     module.eval()
     info = _load_weights(module, weights)  # before the trial run, so its errors come first
-    task, input_spec, preprocessing, num_classes = describe_user_model(module, input_shape, name)
+    about = describe_user_model(module, input_shape, name, batch_axis or 0)
     loaded = LoadedModel(
         name=name,
         module=module,
-        task=task,
-        input_spec=input_spec,
-        preprocessing=preprocessing,
-        num_classes=num_classes,
-        options={"model_args": dict(model_args or {}), "input_shape": list(input_spec.shape), "code": code},
+        task=about.task,
+        input_spec=about.inputs[0],
+        preprocessing=about.preprocessing,
+        num_classes=about.num_classes,
+        options={"model_args": dict(model_args or {}), "code": code,
+                 "input_shape": [list(s.shape) for s in about.inputs] if len(about.inputs) > 1
+                 else list(about.inputs[0].shape)},
         params=0,
         macs=None,
         weights=info,
         builtin_calibration=None,
+        output_batch_axis=about.output_batch_axis,
+        extra_inputs=about.inputs[1:],
+        output_names=about.output_names,
     )
     return _count(loaded)
 
@@ -286,5 +300,5 @@ def _count(loaded: LoadedModel) -> LoadedModel:
     from edgekit.models.complexity import count_macs, count_params
 
     loaded.params = count_params(loaded.module)
-    loaded.macs = count_macs(loaded.module, loaded.example_input())
+    loaded.macs = count_macs(loaded.module, loaded.example_inputs())
     return loaded

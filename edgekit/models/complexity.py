@@ -3,8 +3,8 @@
 Convention (the one behind torchvision's "GFLOPS" column, which is really GMACs): a MAC is one
 multiply-accumulate of a convolution, a linear layer, a matrix multiply (including attention) or
 a recurrent layer (LSTM, GRU, RNN). Bias additions, batch norm, activations, pooling and
-element-wise additions are not counted. Counts are for one forward pass on the example input
-(batch 1), in eval mode.
+element-wise additions are not counted. Counts are for one forward pass on the example inputs
+(batch 1, every input), in eval mode.
 
 Convolutions, linear layers and matmuls are counted by ``torch.utils.flop_counter`` (MACs =
 FLOPs / 2). It does not see inside ``nn.LSTM``/``nn.GRU``/``nn.RNN`` (their fused kernels are not
@@ -57,7 +57,8 @@ def _rnn_shape(rnn: nn.RNNBase, x) -> tuple[int, int]:
 
 
 def count_macs(module: nn.Module, example_input: torch.Tensor | tuple) -> int:
-    """MACs of one eval-mode forward pass of ``module`` on ``example_input`` (see module doc)."""
+    """MACs of one eval-mode forward pass of ``module`` on ``example_input`` (see module doc): a
+    tensor, or ``LoadedModel.example_inputs()``, one tensor per input (``module(*inputs)``)."""
     import torch
     import torch.nn as nn
     from torch.utils.flop_counter import FlopCounterMode

@@ -18,7 +18,8 @@ from edgekit.models.spec import LoadedModel, ModelOptions
 
 CHECKPOINT_SUFFIXES = (".pt", ".pth", ".ckpt", ".safetensors", ".bin")
 PRUNED_CHECKPOINT = "pytorch/model.pruned.pt"  # in a run made with --prune: the model it exported
-_MODEL_FIELDS = ("model", "options", "weights", "input_shape", "model_args", "seed", "preprocess")
+_MODEL_FIELDS = ("model", "options", "weights", "input_shape", "batch_axis", "model_args", "seed",
+                 "preprocess")
 
 
 @dataclass(frozen=True)
@@ -29,6 +30,7 @@ class ModelPlan:
     options: ModelOptions = ModelOptions()
     weights: Path | None = None
     input_shape: tuple[int, ...] | None = None
+    batch_axis: int | None = None
     model_args: dict | None = None
     seed: int = 0
     preprocess: dict | None = None  # declared preprocessing (edgekit.data.preprocess keys)
@@ -59,7 +61,8 @@ def load_planned_model(plan: ModelPlan) -> LoadedModel:
     # (eval and bench of a run compare the artefacts with this rebuilt model).
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(plan.seed)
-        model = load_model(plan.model, plan.options, plan.weights, plan.input_shape, plan.model_args)
+        model = load_model(plan.model, plan.options, plan.weights, plan.input_shape, plan.model_args,
+                           plan.batch_axis)
     record = (model.weights or {}).get("edgekit") or {}
     if record.get("preprocessing"):  # trained by edgekit with its own preprocessing
         from edgekit.checkpoint import calibrate_like_training
@@ -82,7 +85,7 @@ def declare_preprocessing(model: LoadedModel, overrides: dict | None) -> LoadedM
     pre = override_preprocessing(model.preprocessing, **overrides)
     spec = model.input_spec
     if pre.layout != spec.layout and spec.layout in ("NCHW", "NHWC"):
-        if ":" not in model.name:
+        if ":" not in model.name and not model.name.endswith(".onnx"):
             raise UsageError(f"{model.name} takes {spec.layout} inputs; --layout {pre.layout} applies "
                              "to your own models")
         model.input_spec = dataclasses.replace(spec, layout=pre.layout)
@@ -104,6 +107,10 @@ def run_plan_fields(manifest: dict, run_dir: Path | None = None) -> dict:
                     preprocess=s.get("preprocess"))
     weights = Path(s["weights"]) if s.get("weights") else None
     model = s["model"]
+    if model.lower().endswith(".onnx"):  # an ONNX file as the model: still there, unchanged
+        from edgekit.models.onnx_file import check_unchanged
+
+        check_unchanged(Path(model), manifest["model"].get("weights"))
     for path in filter(None, [weights, Path(model) if is_checkpoint(model) else None]):
         recorded = (manifest["model"].get("weights") or {}).get("sha256")
         if not path.is_file():
@@ -115,13 +122,21 @@ def run_plan_fields(manifest: dict, run_dir: Path | None = None) -> dict:
         model=model,
         options=ModelOptions(**s["options"]),
         weights=weights,
-        input_shape=tuple(s["input_shape"]) if s.get("input_shape") else None,
+        input_shape=_shape(s.get("input_shape")),
+        batch_axis=s.get("batch_axis"),
         model_args=s.get("model_args"),
         formats=tuple(s["formats"]),
         int8=s["int8"],
         seed=s.get("seed", 0),
         preprocess=s.get("preprocess"),
     )
+
+
+def _shape(value) -> tuple | None:
+    """A recorded input shape: a list of sizes, or a list of them for several inputs."""
+    if not value:
+        return None
+    return tuple(tuple(v) for v in value) if isinstance(value[0], list) else tuple(value)
 
 
 def load_run_model(manifest: dict, run_dir: Path | None = None) -> LoadedModel:

@@ -24,14 +24,29 @@ class ModelOptions:
 
 @dataclass(frozen=True)
 class InputSpec:
-    """The tensor a model takes. ``shape`` includes the batch dimension (1)."""
+    """The tensor a model takes. ``shape`` includes the batch dimension (1) at ``batch_axis``.
+
+    Inside edgekit samples are stacked batch-first, (N, *sample_shape); ``edgekit.layout`` moves
+    the batch to ``batch_axis`` where a batch meets the model or an artefact (e.g. a seq-first
+    LSTM: shape (28, 1, 28), batch_axis 1, layout "TNC").
+    """
 
     shape: tuple[int, ...]
     dtype: str = "float32"
     layout: str = "NCHW"  # "NCHW" for images, "NTC" (batch, time, features) for sequences
+    batch_axis: int = 0
+    name: str = "input"  # the input's name in exported graphs (a multi-input model's forward arguments)
+
+    @property
+    def sample_shape(self) -> tuple[int, ...]:
+        """One sample's shape: ``shape`` without the batch axis."""
+        return self.shape[: self.batch_axis] + self.shape[self.batch_axis + 1 :]
 
     def to_dict(self) -> dict:
-        return {"shape": list(self.shape), "dtype": self.dtype, "layout": self.layout}
+        d = {"shape": list(self.shape), "dtype": self.dtype, "layout": self.layout}
+        if self.name != "input":
+            d["name"] = self.name
+        return {**d, "batch_axis": self.batch_axis} if self.batch_axis else d
 
 
 RESIZE_MODES = ("crop", "squash", "pad", "none")
@@ -158,10 +173,35 @@ class LoadedModel:
     weights: dict | None  # {"path": str, "sha256": str, "format": "pickle"|"safetensors"} or None
     builtin_calibration: str | None
     static_int8: bool = True
+    output_batch_axis: int = 0  # where the batch is in the model's output (found by running it)
+    # A model with several inputs and outputs: the inputs after the first (``input_spec``), and the
+    # names of all outputs. Samples of such a model are tuples of batch-first arrays, one per input
+    # (``edgekit.layout``), and its outputs tuples; the first output is what eval scores.
+    extra_inputs: tuple[InputSpec, ...] = ()
+    output_names: tuple[str, ...] = ("output",)
+
+    @property
+    def inputs(self) -> tuple[InputSpec, ...]:
+        return (self.input_spec, *self.extra_inputs)
+
+    @property
+    def multi_io(self) -> bool:
+        return bool(self.extra_inputs) or len(self.output_names) > 1
+
+    @property
+    def axes(self):
+        """The model's batch axes (``edgekit.layout.BatchAxes``), to move batch-first samples in and out."""
+        from edgekit.layout import BatchAxes
+
+        return BatchAxes(self.input_spec.batch_axis, self.output_batch_axis)
 
     def example_input(self):
-        """A deterministic example tensor of the input shape (for tracing/export)."""
+        """A deterministic example tensor of the (first) input's shape (for tracing/export)."""
+        return self.example_inputs()[0]
+
+    def example_inputs(self) -> tuple:
+        """Deterministic example tensors, one per input (for tracing/export: ``module(*inputs)``)."""
         import torch
 
         g = torch.Generator().manual_seed(0)
-        return torch.rand(self.input_spec.shape, generator=g)
+        return tuple(torch.rand(spec.shape, generator=g) for spec in self.inputs)

@@ -23,7 +23,7 @@ from types import ModuleType
 from typing import TYPE_CHECKING
 
 from edgekit.errors import UsageError
-from edgekit.models.spec import InputSpec, Preprocessing
+from edgekit.models.spec import Preprocessing
 
 if TYPE_CHECKING:
     import torch.nn as nn
@@ -153,38 +153,6 @@ def build_user_model(name: str, model_args: dict | None = None) -> tuple[nn.Modu
         raise UsageError(f"{call} returned {type(module).__name__}, not an nn.Module; name a class or a "
                          "function that returns the model")
     return module, code
-
-
-def describe_user_model(
-    module: nn.Module, input_shape: tuple[int, ...], name: str
-) -> tuple[str, InputSpec, Preprocessing, int]:
-    """Run ``module`` once on ``input_shape``; return (task, input spec, preprocessing, classes)."""
-    import torch
-
-    shape = tuple(input_shape)
-    if len(shape) not in LAYOUTS or shape[0] != 1 or any(d < 1 for d in shape):
-        raise UsageError(
-            f"--input-shape {','.join(map(str, shape))}: expected 2 to 5 positive sizes "
-            "starting with the batch size 1, e.g. 1,1,28,28"
-        )
-    x = torch.rand(shape)
-    try:
-        with torch.no_grad():
-            y = module.eval()(x)
-    except Exception as exc:
-        raise UsageError(
-            f"{name} fails on an input of shape {shape}: {_describe(exc)}",
-            hint="check --input-shape",
-        ) from None
-    if not isinstance(y, torch.Tensor) or y.dim() not in (2, 3) or y.shape[0] != 1:
-        got = tuple(y.shape) if isinstance(y, torch.Tensor) else type(y).__name__
-        raise UsageError(
-            f"{name} returns {got}; edgekit needs one tensor of shape (batch, classes) "
-            "or (batch, time, classes)"
-        )
-    task = "classification" if y.dim() == 2 else "sequence"
-    spec = InputSpec(shape=shape, layout=LAYOUTS[len(shape)])
-    return task, spec, _preprocessing(shape), int(y.shape[-1])
 
 
 def _preprocessing(input_shape: tuple[int, ...]) -> Preprocessing:

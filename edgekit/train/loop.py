@@ -62,7 +62,7 @@ def _check_config(config: TrainConfig) -> None:
 
 
 def _check_data(model: LoadedModel, data: LabelledSet, what: str) -> None:
-    want = tuple(model.input_spec.shape[1:])
+    want = tuple(model.input_spec.sample_shape)
     if len(data.x) == 0:
         raise DataError(f"the {what} set {data.name} is empty")
     if tuple(data.x.shape[1:]) != want:
@@ -85,6 +85,7 @@ class _Trainer:
         import torch
 
         self.model, self.module = model, model.module
+        self.forward = model.axes.module(model.module)  # takes and gives batch-first tensors
         self.train_set, self.val_set, self.config = train_set, val_set, config
         self.progress = progress or (lambda event: None)
         self.sequence = model.task == "sequence"
@@ -135,7 +136,7 @@ class _Trainer:
         """Train one epoch, then score the validation set: (history row, val metrics, stop?)."""
         t0 = time.monotonic()
         loss, train_acc, stopped = self._epoch(epoch)
-        metrics = accuracy(self.module, self.val_set) if self.val_set is not None else {}
+        metrics = accuracy(self.forward, self.val_set) if self.val_set is not None else {}
         row = {
             "epoch": epoch,
             "loss": loss,
@@ -177,7 +178,7 @@ class _Trainer:
     def _loss(self, x, y):
         import torch.nn.functional as F
 
-        out = self.module(x)
+        out = self.forward(x)
         aux = list(out[1:]) if isinstance(out, (tuple, list)) else []
         logits = out[0] if isinstance(out, (tuple, list)) else out
         loss = 0.0

@@ -121,6 +121,7 @@ def test_onnx_names_are_nodes_to_exclude_and_the_ranking_means_something(lenet_r
     from onnxruntime.quantization import QuantFormat, QuantType, quant_pre_process, quantize_static
 
     from edgekit.formats import get_format
+    from edgekit.formats._util import calibration_batches
     from edgekit.formats.onnx import _reader
     from edgekit.verify import run_session
 
@@ -128,7 +129,7 @@ def test_onnx_names_are_nodes_to_exclude_and_the_ranking_means_something(lenet_r
     manifest = json.loads((run_dir / "manifest.json").read_text())
     from edgekit.data.calibration import load_samples
 
-    calib = load_samples(None, model, 16, seed=0).x
+    batches = calibration_batches(load_samples(None, model, 16, seed=0).x, model, torch_tensors=False)
     x, _ = insp.inspect_samples(manifest, model, 8)
     fmt = get_format("onnx")
     ref = run_session(fmt.open(run_dir / "onnx/model.fp32.onnx"), x)
@@ -139,7 +140,7 @@ def test_onnx_names_are_nodes_to_exclude_and_the_ranking_means_something(lenet_r
         quant_pre_process(str(run_dir / "onnx/model.fp32.onnx"), str(pre), skip_symbolic_shape=True)
         for which, node in (("worst", layers[0]["name"]), ("best", layers[-1]["name"])):
             out_path = Path(tmp) / f"{which}.onnx"
-            quantize_static(str(pre), str(out_path), _reader(calib), quant_format=QuantFormat.QDQ,
+            quantize_static(str(pre), str(out_path), _reader(batches), quant_format=QuantFormat.QDQ,
                             activation_type=QuantType.QInt8, weight_type=QuantType.QInt8, per_channel=True,
                             nodes_to_exclude=[node], extra_options={"WeightSymmetric": True})
             assert _onnx_weights_quantized(run_dir / "onnx/model.int8.onnx", node)
