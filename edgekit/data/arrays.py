@@ -42,6 +42,15 @@ def read_array(path: Path) -> np.ndarray:
         raise DataError(f"cannot read {path}: {exc}") from None
 
 
+def npz_arrays(path: Path) -> dict[str, np.ndarray]:
+    """Every array of a .npz file by name (pickled objects refused); unreadable is one DataError."""
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            return {k: z[k] for k in z.files}
+    except (OSError, ValueError, EOFError) as exc:
+        raise DataError(f"cannot read {path}: {exc}") from None
+
+
 def image_dims(spec: InputSpec) -> tuple[int, int, int] | None:
     """(channels, height, width) of an image input (NCHW or NHWC, 1 or 3 channels), else None."""
     if len(spec.shape) != 4:

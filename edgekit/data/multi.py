@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from edgekit.data.arrays import array_sha256
+from edgekit.data.arrays import array_sha256, npz_arrays
 from edgekit.errors import DataError
 
 if TYPE_CHECKING:
@@ -31,11 +31,7 @@ def read_npz(path: str | Path, model: LoadedModel) -> tuple[tuple[np.ndarray, ..
     path = Path(path).expanduser().resolve()
     if path.suffix.lower() != ".npz" or not path.is_file():
         raise DataError(f"{path.name} is not a .npz file; {how_to(model)}")
-    try:
-        with np.load(path, allow_pickle=False) as z:
-            arrays = {k: z[k] for k in z.files}
-    except (OSError, ValueError, EOFError) as exc:
-        raise DataError(f"cannot read {path}: {exc}") from None
+    arrays = npz_arrays(path)
     xs = []
     for i, spec in enumerate(model.inputs):
         arr = arrays.get(spec.name, arrays.get(f"x{i}"))

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from edgekit.data.arrays import array_to_inputs, is_image_input
+from edgekit.data.arrays import array_to_inputs, is_image_input, npz_arrays
 from edgekit.data.idx import find_idx_pairs, read_pair, split_of
 from edgekit.data.images import list_image_folder, no_usable_message, read_image
 from edgekit.data.labelled import LabelledSet, check_labels, image_pre_for, make_set, split_or_fail
@@ -144,11 +144,7 @@ def _npz_parts(path: Path) -> tuple[dict[str | None, tuple[np.ndarray, np.ndarra
     """{split or None: (x, y)} and the class names the file holds (key "classes"), if any."""
     if path.suffix.lower() != ".npz":
         raise DataError(f"{path.name} holds no labels; save np.savez(path, x=inputs, y=labels)")
-    try:
-        with np.load(path, allow_pickle=False) as z:
-            arrays = {k: z[k] for k in z.files}
-    except (OSError, ValueError, EOFError) as exc:
-        raise DataError(f"cannot read {path}: {exc}") from None
+    arrays = npz_arrays(path)
     classes = [str(c) for c in arrays["classes"]] if "classes" in arrays else None
     if "x" in arrays and "y" in arrays:
         return {None: (arrays["x"], arrays["y"])}, classes
