@@ -153,6 +153,9 @@ def prune_model(
     from edgekit.models.complexity import count_macs, count_params
 
     settings.check()
+    if getattr(model.module, "onnx_path", None) is not None:  # edgekit/models/onnx_reference.py
+        raise UsageError(f"{model.name} is an ONNX file: pruning needs the PyTorch model; prune that "
+                         "and export it again")
     start = time.perf_counter()
     module = model.module.eval()
     example = model.example_input()

@@ -172,6 +172,9 @@ def test_mistakes_with_onnx_files_are_one_line_each(onnx_files, tmp_path):
     r = run_cli("export", onnx_files / "resnet_dyn.onnx", "--weights", corrupt, "--out", tmp_path / "r5")
     assert "holds its own weights" in _one_error(r)
     assert not any((tmp_path / f"r{i}").exists() for i in range(2, 6))
+    r = run_cli("prune", onnx_files / "resnet_dyn.onnx", "--ratio", "0.5", cwd=tmp_path)  # no PyTorch model
+    assert "pruning needs the PyTorch model" in _one_error(r)
+    assert not (tmp_path / "checkpoints").exists()
 
 
 def test_eval_refuses_a_run_whose_onnx_file_changed(onnx_files, tmp_path):
