@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING
 
 from edgekit.errors import UsageError
 from edgekit.models.spec import InputSpec, LoadedModel, Preprocessing
+from edgekit.models.user import _describe, _preprocessing  # one rule for models from files
 
 if TYPE_CHECKING:
     import onnx
@@ -201,12 +202,6 @@ def _probe(reference, shapes: tuple[tuple[int, ...], ...], axis: int, dynamic: b
     return axes[0], y
 
 
-def _preprocessing(shape: tuple[int, ...]) -> Preprocessing:
-    from edgekit.models.user import _preprocessing as from_shape  # one rule for files: .py and .onnx
-
-    return from_shape(shape)
-
-
 def _count_params(model: onnx.ModelProto) -> int:
     """Elements of the floating-point initializers (weights, biases, norm statistics)."""
     import math
@@ -265,8 +260,3 @@ def check_unchanged(path: Path, recorded: dict | None) -> None:
     if sha and mf.sha256_file(path) != sha:
         raise UsageError(f"the run's ONNX model file {path} changed since the export (sha256 differs); "
                          "export it again")
-
-
-def _describe(exc: BaseException) -> str:
-    text = (str(exc).strip().splitlines() or [""])[0]
-    return f"{type(exc).__name__}: {text[:200]}" if text else type(exc).__name__

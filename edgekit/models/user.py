@@ -170,4 +170,4 @@ def _preprocessing(input_shape: tuple[int, ...]) -> Preprocessing:
 
 def _describe(exc: BaseException) -> str:
     text = (str(exc).strip().splitlines() or [""])[0]
-    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+    return f"{type(exc).__name__}: {text[:200]}" if text else type(exc).__name__
