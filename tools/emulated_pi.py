@@ -92,6 +92,16 @@ def enable_binfmt() -> None:
                        capture_output=True)
     if shutil.which("update-binfmts"):
         subprocess.run(["update-binfmts", "--enable", "qemu-aarch64"], capture_output=True)
+    # qemu-user-static 10 (bookworm-backports) ships a systemd binfmt.d entry and none for
+    # binfmt-support; with no systemd to read it, write its line to the kernel ourselves.
+    conf = Path("/usr/lib/binfmt.d/qemu-aarch64.conf")
+    if not binfmt_ready() and conf.is_file():
+        line = next((x for x in conf.read_text().splitlines() if x.startswith(":qemu-aarch64:")), None)
+        if line:
+            try:
+                Path("/proc/sys/fs/binfmt_misc/register").write_text(line)
+            except OSError:
+                pass
 
 
 def why_not(need_build: bool = True) -> str | None:
