@@ -10,7 +10,7 @@ TORCH_INDEX_ARG := $(if $(TORCH_INDEX),--index-url $(TORCH_INDEX),)
 STAMP := $(VENV)/.edgekit-installed
 RUN ?= runs/demo-lenet5
 
-.PHONY: setup demo test test-fast lint bench clean ssh-server gate emulated-pi emulated-pi-deps emulated-pi-image \
+.PHONY: setup demo test test-all test-fast lint bench clean ssh-server gate emulated-pi emulated-pi-deps emulated-pi-image \
 	emulated-pi-stop
 
 setup: $(STAMP)
@@ -67,16 +67,29 @@ emulated-pi: emulated-pi-image
 emulated-pi-stop:
 	$(PY) tools/emulated_pi.py stop
 
-test: setup ssh-server emulated-pi-image
-	EDGEKIT_REQUIRE_SSHD=1 EDGEKIT_REQUIRE_EMULATED_PI=$(ROOT) $(PY) -m pytest -q
-	$(MAKE) gate
+# The tests (not the ones marked extended: `make test-all` runs those too). The main job's recipe
+# runs once, as our CI's own gate, before pytest; pytest's recipe test reads that run rather than
+# running the recipe a second time.
+PYTEST_ARGS ?=
+test: setup ssh-server emulated-pi-image gate
+	EDGEKIT_REQUIRE_SSHD=1 EDGEKIT_REQUIRE_EMULATED_PI=$(ROOT) EDGEKIT_CI_GATE_RUN=$(CI_RUN) \
+	  $(PY) -m pytest -q -m "not extended" --durations=30 $(PYTEST_ARGS)
 
-# Our own CI ends with a real gate: the main job's recipe, run fresh; its JUnit file stays in
-# $(CI_RUN)/gate/junit.xml (and the report in $(CI_RUN)/report/).
+# Everything, including the tests that stay slow (see README: what each target runs and how long).
+test-all: setup ssh-server emulated-pi-image gate
+	EDGEKIT_REQUIRE_SSHD=1 EDGEKIT_REQUIRE_EMULATED_PI=$(ROOT) EDGEKIT_CI_GATE_RUN=$(CI_RUN) \
+	  $(PY) -m pytest -q --durations=30 $(PYTEST_ARGS)
+
+# Our own CI's real gate: the main job's recipe, run fresh; its JUnit file stays in
+# $(CI_RUN)/gate/junit.xml (and the report in $(CI_RUN)/report/), its output and exit code in
+# $(CI_RUN).log (pytest's recipe test reads them); a failing gate fails the target.
 CI_RUN ?= runs/ci-gate
 gate: setup
-	rm -rf $(CI_RUN) $(CI_RUN).ckpt.pt
-	$(VENV)/bin/edgekit run examples/lenet5.toml --out $(CI_RUN)
+	rm -rf $(CI_RUN) $(CI_RUN).ckpt.pt $(CI_RUN).log
+	mkdir -p $(dir $(CI_RUN))
+	@$(VENV)/bin/edgekit run examples/lenet5.toml --out $(CI_RUN) > $(CI_RUN).out 2>&1; code=$$?; \
+	  cat $(CI_RUN).out; { echo "exit code $$code"; cat $(CI_RUN).out; } > $(CI_RUN).log; \
+	  rm -f $(CI_RUN).out; exit $$code
 
 test-fast: setup
 	$(PY) -m pytest -q -m "not slow"

@@ -1,4 +1,5 @@
-"""Shared fixtures: run the real `edgekit` CLI in a child process, as a user would."""
+"""Shared fixtures: run the real `edgekit` CLI (in this process, or in a child process where a test
+needs one), and the expensive things many tests read, built once per session."""
 
 from __future__ import annotations
 
@@ -25,13 +26,79 @@ class Result:
         return [line for line in self.stderr.splitlines() if line.startswith("error:")]
 
 
-def run_cli(*args: str, cwd: Path | None = None, env: dict | None = None, timeout: int = 900) -> Result:
+def run_cli(*args: str, cwd: Path | None = None, env: dict | None = None, timeout: int = 900,
+            process: bool = False) -> Result:
+    """Run ``edgekit ARGS`` and return its exit code and output.
+
+    By default the CLI runs in this process (``edgekit.cli.main``, exactly what the console script
+    calls), which saves the ~5 s of importing torch and the converters per call; exports then run
+    their formats one after another (``EDGEKIT_EXPORT_JOBS=1``) rather than spawning a worker.
+    ``process=True`` runs a real child process, for what needs one: signals, the export worker, a
+    separate interpreter's state. ``EDGEKIT_TEST_PROCESS=1`` runs every call in a child process.
+    """
+    if process or os.environ.get("EDGEKIT_TEST_PROCESS") == "1":
+        return _run_process(args, cwd, env, timeout)
+    return _run_here(args, cwd, env)
+
+
+def _run_process(args, cwd, env, timeout) -> Result:
     full_env = {**os.environ, **(env or {})}
     proc = subprocess.run(
         [sys.executable, "-m", "edgekit", *map(str, args)],
         capture_output=True, text=True, cwd=cwd or REPO, env=full_env, timeout=timeout,
     )
     return Result(proc.returncode, proc.stdout, proc.stderr)
+
+
+def _run_here(args, cwd, env) -> Result:
+    """``main(args)`` in this process with its stdout and stderr captured (Python-level: C++ logs of
+    the runtimes are not seen, as they are not in a terminal's stderr that the tests read), and
+    everything a command may change put back afterwards: the working folder, the environment,
+    torch's thread count, modules imported from the test's own files."""
+    import contextlib
+    import io
+
+    from edgekit.cli import main
+
+    saved_env, saved_cwd, saved_modules = dict(os.environ), os.getcwd(), set(sys.modules)
+    threads = _torch_threads()
+    os.environ.update({k: str(v) for k, v in (env or {}).items()})
+    os.environ.setdefault("EDGEKIT_EXPORT_JOBS", "1")  # no worker process: this one has the converters
+    out, err = io.StringIO(), io.StringIO()
+    code = 0
+    try:
+        os.chdir(cwd or REPO)
+        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+            try:
+                main([str(a) for a in args])
+            except SystemExit as exc:
+                code = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
+    finally:
+        os.chdir(saved_cwd)
+        os.environ.clear()
+        os.environ.update(saved_env)
+        _torch_threads(threads)
+        _forget_test_modules(saved_modules)
+    return Result(code, out.getvalue(), err.getvalue())
+
+
+def _torch_threads(n: int | None = None) -> int | None:
+    torch = sys.modules.get("torch")
+    if torch is None:
+        return None
+    if n is not None:
+        torch.set_num_threads(n)
+    return torch.get_num_threads()
+
+
+def _forget_test_modules(before: set[str]) -> None:
+    """Drop modules a command imported from outside the installed packages and this repository
+    (a test's model files), so that the next test's file of the same name is imported afresh."""
+    keep = (sys.prefix, sys.base_prefix, str(REPO))
+    for name in set(sys.modules) - before:
+        file = getattr(sys.modules[name], "__file__", None) or ""
+        if name.startswith("edgekit_user_") or (file and not file.startswith(keep)):
+            sys.modules.pop(name, None)
 
 
 def read_manifest(run_dir: Path) -> dict:
@@ -75,3 +142,61 @@ def sleeper():
     yield p.pid
     p.kill()
     p.wait()
+
+
+# ---------------------------------------------------------------- built once per session
+# What many tests read: a trained LeNet-5 and int8 runs of every format. Each is built once; tests
+# only read them. A test that writes into a run (bench, eval, gate and report add to its manifest)
+# works on its own copy: ``copy_run``.
+
+
+@dataclass(frozen=True)
+class Built:
+    path: Path
+    result: Result  # what the command that built it printed
+
+
+def _build(tmp_path_factory, name: str, *args: str, process: bool = False) -> Built:
+    out = tmp_path_factory.mktemp(name) / (name + (".pt" if args[0] == "train" else ""))
+    r = run_cli(*args, "--out", out, process=process)
+    assert r.code == 0, r.stdout + r.stderr
+    return Built(out, r)
+
+
+def copy_run(built: Built | Path, dest: Path) -> Path:
+    """A copy of a shared run at ``dest`` (which must not exist), for a test that writes into it."""
+    import shutil
+
+    shutil.copytree(getattr(built, "path", built), dest)
+    return dest
+
+
+@pytest.fixture(scope="session")
+def lenet5_ckpt(tmp_path_factory) -> Built:
+    """LeNet-5 trained on real handwritten digits (scikit-learn's, 8 epochs; about 97% test top-1)."""
+    return _build(tmp_path_factory, "lenet5", "train", "lenet5", "--dataset", "digits", "--epochs", "8")
+
+
+@pytest.fixture(scope="session")
+def lenet5_run(tmp_path_factory, lenet5_ckpt) -> Built:
+    """That checkpoint exported to every default format, fp32 and int8 (16 calibration digits), with
+    accuracy on the digits' test split, in a real child process with its export worker: the user's
+    path, end to end, once per session."""
+    return _build(tmp_path_factory, "lenet5-run", "export", lenet5_ckpt.path, "--int8", "--calib-size", "16",
+                  "--eval", "digits", process=True)
+
+
+@pytest.fixture(scope="session")
+def lstm_run(tmp_path_factory) -> Built:
+    """The zoo LSTM (Embedded Reber grammar) exported to every default format, fp32 and int8."""
+    return _build(tmp_path_factory, "lstm-run", "export", "lstm", "--int8", "--calib-size", "16")
+
+
+TINY_RESNET = ("--width", "0.25", "--input-size", "64", "--num-classes", "10")
+
+
+@pytest.fixture(scope="session")
+def resnet_tiny_run(tmp_path_factory) -> Built:
+    """ResNet-50's real architecture at a quarter of its width on 64x64 inputs, every format, int8."""
+    return _build(tmp_path_factory, "resnet-tiny-run", "export", "resnet50", *TINY_RESNET, "--int8",
+                  "--calib-size", "16")

@@ -16,17 +16,15 @@ import time
 import pytest
 
 from edgekit.formats import default_names
-from tests.conftest import REPO, read_manifest, run_cli
+from tests.conftest import REPO, copy_run, read_manifest, run_cli
 
 FORMATS = default_names()  # what `export` writes without --to
 
 
 @pytest.fixture(scope="module")
-def run_dir(tmp_path_factory):
-    out = tmp_path_factory.mktemp("ssh-run") / "run"
-    r = run_cli("export", "lenet5", "--int8", "--calib-size", "16", "--out", out)
-    assert r.code == 0, r.stderr
-    return out
+def run_dir(tmp_path_factory, lenet5_run):
+    """The session's lenet5 int8 run of every format (tests/conftest.py), copied: bench writes into it."""
+    return copy_run(lenet5_run, tmp_path_factory.mktemp("ssh-run") / "run")
 
 
 def remote_folders() -> set[str]:

@@ -96,7 +96,7 @@ def test_missing_runtime_names_the_extra_to_install(tmp_path):
     shadow.mkdir(parents=True)
     (shadow / "__init__.py").write_text("raise ImportError('openvino is not installed here')\n")
     r = run_cli("export", "lenet5", "--to", "openvino", "--out", tmp_path / "x",
-                env={"PYTHONPATH": str(tmp_path / "shadow")})
+                env={"PYTHONPATH": str(tmp_path / "shadow")}, process=True)  # a fresh interpreter
     assert_usage_error(r, "openvino", "pip install 'edgekit[openvino]'")
     assert not (tmp_path / "x").exists()
 

@@ -9,13 +9,12 @@ from tests.conftest import read_manifest, run_cli
 
 FORMATS = default_names()  # what `export` writes without --to
 # Small real variants of each architecture keep the matrix fast; one full-size test runs below.
+# lenet5 (trained), lstm and the tiny resnet50 are the session's shared runs (tests/conftest.py).
 SMALL = {
-    "lenet5": [],
-    "lstm": [],
     "vgg16": ["--width", "0.125", "--input-size", "32", "--num-classes", "10"],
     "googlenet": ["--width", "0.25", "--input-size", "64", "--num-classes", "10"],
-    "resnet50": ["--width", "0.25", "--input-size", "64", "--num-classes", "10"],
 }
+SHARED = {"lenet5": "lenet5_run", "lstm": "lstm_run", "resnet50": "resnet_tiny_run"}
 
 
 def check_run(run_dir, model: str, int8: bool = True) -> dict:
@@ -41,10 +40,14 @@ def check_run(run_dir, model: str, int8: bool = True) -> dict:
     return m
 
 
-@pytest.mark.parametrize("model", list(SMALL))
-def test_every_model_exports_to_every_format_fp32_and_int8(tmp_path, model):
-    out = tmp_path / "run"
-    r = run_cli("export", model, "--int8", "--calib-size", "8", "--out", out, *SMALL[model])
+@pytest.mark.parametrize("model", [*SHARED, *SMALL])
+def test_every_model_exports_to_every_format_fp32_and_int8(tmp_path, request, model):
+    if model in SHARED:
+        built = request.getfixturevalue(SHARED[model])
+        out, r = built.path, built.result
+    else:
+        out = tmp_path / "run"
+        r = run_cli("export", model, "--int8", "--calib-size", "8", "--out", out, *SMALL[model])
     assert r.code == 0, r.stderr
     assert "Traceback" not in r.stderr
     m = check_run(out, model)

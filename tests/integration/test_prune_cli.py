@@ -8,12 +8,11 @@ import torch
 from tests.conftest import read_manifest, run_cli
 
 
-def test_export_prune_writes_smaller_verified_artefacts_and_bench_eval_follow(tmp_path):
-    plain, pruned = tmp_path / "plain", tmp_path / "pruned"
-    for out, extra in ((plain, ()), (pruned, ("--prune", "0.5"))):
-        r = run_cli("export", "lenet5", "--int8", "--to", "onnx,openvino", "--calib-size", "16",
-                    "--out", out, *extra)
-        assert r.code == 0, r.stderr
+def test_export_prune_writes_smaller_verified_artefacts_and_bench_eval_follow(tmp_path, lenet5_run):
+    plain, pruned = lenet5_run.path, tmp_path / "pruned"  # plain: the session's unpruned lenet5 run
+    r = run_cli("export", "lenet5", "--int8", "--to", "onnx,openvino", "--calib-size", "16",
+                "--out", pruned, "--prune", "0.5")
+    assert r.code == 0, r.stderr
     m, base = read_manifest(pruned), read_manifest(plain)
     p = m["pruning"]
     assert p["settings"]["ratio"] == 0.5 and p["settings"]["method"] == "structured"
@@ -35,10 +34,8 @@ def test_export_prune_writes_smaller_verified_artefacts_and_bench_eval_follow(tm
     assert r.code == 0, r.stderr
 
 
-def test_prune_a_trained_checkpoint_fine_tune_and_export_with_accuracy(tmp_path):
-    ckpt, small = tmp_path / "lenet5.pt", tmp_path / "lenet5-pruned.pt"
-    r = run_cli("train", "lenet5", "--dataset", "digits", "--epochs", "6", "--out", ckpt)
-    assert r.code == 0, r.stderr
+def test_prune_a_trained_checkpoint_fine_tune_and_export_with_accuracy(tmp_path, lenet5_ckpt):
+    ckpt, small = lenet5_ckpt.path, tmp_path / "lenet5-pruned.pt"  # the session's trained LeNet-5
     r = run_cli("prune", ckpt, "--ratio", "0.4", "--finetune-epochs", "3", "--dataset", "digits",
                 "--out", small)
     assert r.code == 0, r.stderr

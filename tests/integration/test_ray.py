@@ -32,6 +32,8 @@ def _free_port() -> int:
 # Ray sends a token to an explicit address only with RAY_AUTH_MODE=token; the head and every client
 # share one, as a user's `ray start --head` and `edgekit ... --ray ADDRESS` would.
 AUTH = {"RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN": secrets.token_hex(32)}
+# The commands that use Ray run in child processes (process=True): a Ray client stays connected for
+# the life of its process, and the next test must start without one.
 
 
 @pytest.fixture(scope="module")
@@ -66,7 +68,7 @@ def run_dir(tmp_path_factory):
 
 
 def _eval(run_dir, *extra) -> dict:
-    r = run_cli("eval", run_dir, "--dataset", "digits", "--json", *extra, env=AUTH)
+    r = run_cli("eval", run_dir, "--dataset", "digits", "--json", *extra, env=AUTH, process=True)
     assert r.code == 0, r.stderr
     return json.loads(r.stdout)
 
@@ -89,7 +91,7 @@ def test_max_drop_search_with_ray_picks_the_local_attempt(tmp_path, cluster):
     args = (*EXPORT, "--eval", "digits", "--max-drop", "-5")
     runs = {}
     for name, extra in (("local", ()), ("ray", ("--ray", cluster))):
-        r = run_cli(*args, *extra, "--out", tmp_path / name, env=AUTH)
+        r = run_cli(*args, *extra, "--out", tmp_path / name, env=AUTH, process=True)
         assert r.code == 0, r.stderr
         runs[name] = {a["format"]: a["search"] for a in read_manifest(tmp_path / name)["artefacts"]
                       if a.get("search")}
@@ -106,7 +108,8 @@ def test_max_drop_search_with_ray_picks_the_local_attempt(tmp_path, cluster):
 
 
 def test_unreachable_address_is_a_one_line_error(run_dir):
-    r = run_cli("eval", run_dir, "--dataset", "digits", "--ray", f"127.0.0.1:{_free_port()}", timeout=120)
+    r = run_cli("eval", run_dir, "--dataset", "digits", "--ray", f"127.0.0.1:{_free_port()}", timeout=120,
+                process=True)
     assert r.code != 0
     lines = [line for line in r.stderr.splitlines() if line.strip()]
     assert len(lines) == 1 and "cannot reach the Ray cluster" in lines[0], r.stderr

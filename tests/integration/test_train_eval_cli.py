@@ -6,21 +6,19 @@ import numpy as np
 import pytest
 
 from edgekit.formats import default_names
-from tests.conftest import read_manifest, run_cli
+from tests.conftest import copy_run, read_manifest, run_cli
 
 
 @pytest.fixture(scope="module")
-def trained_run(tmp_path_factory):
-    tmp = tmp_path_factory.mktemp("train")
-    ckpt = tmp / "lenet5.pt"
-    r = run_cli("train", "lenet5", "--dataset", "digits", "--epochs", "4", "--out", ckpt)
-    assert r.code == 0, r.stderr
-    assert ckpt.is_file() and "test (269 samples)" in r.stdout
-    out = tmp / "run"
-    r = run_cli("export", ckpt, "--int8", "--calib-size", "16", "--eval", "digits", "--out", out)
-    assert r.code == 0, r.stderr
+def trained_run(tmp_path_factory, lenet5_ckpt, lenet5_run):
+    """The session's trained LeNet-5 and its export with --eval digits (tests/conftest.py), copied:
+    eval writes into the run."""
+    r = lenet5_ckpt.result
+    assert lenet5_ckpt.path.is_file() and "test (269 samples)" in r.stdout
+    r = lenet5_run.result
     assert "random" not in r.stderr  # weights came from the checkpoint
-    return ckpt, out, r
+    out = copy_run(lenet5_run, tmp_path_factory.mktemp("train") / "run")
+    return lenet5_ckpt.path, out, r
 
 
 def test_export_of_a_checkpoint_prints_and_records_accuracy_per_format(trained_run):
@@ -32,7 +30,7 @@ def test_export_of_a_checkpoint_prints_and_records_accuracy_per_format(trained_r
     rows = {(x["format"], x["precision"]): x for x in ev["results"]}
     assert set(rows) == {("pytorch", "fp32")} | {(f, p) for f in default_names() for p in ("fp32", "int8")}
     base = rows[("pytorch", "fp32")]["top1"]
-    assert base > 0.8  # 4 epochs on real digits; chance is 0.1
+    assert base > 0.8  # 8 epochs on real digits; chance is 0.1
     for (_fmt, precision), row in rows.items():
         assert "top5" in row  # 10 classes
         if precision == "fp32":
