@@ -12,7 +12,7 @@ import pytest
 from edgekit.formats import get_format
 from edgekit.formats.base import DYNAMIC_BATCH_MAX
 from edgekit.verify import VERIFY_BATCH
-from tests.conftest import read_manifest, run_cli
+from tests.conftest import copy_run, read_manifest, run_cli
 
 DYNAMIC = ("onnx", "openvino", "executorch")  # TFLite: litert-torch converts static shapes only
 
@@ -87,10 +87,8 @@ def test_executorch_runs_batches_above_its_bound_in_chunks(exported):
     assert y.shape == (len(x), 10)
 
 
-def test_without_the_flag_bench_batch_8_keeps_the_fixed_batch_error(tmp_path):
-    out = tmp_path / "run"
-    r = run_cli("export", "lenet5", "--to", "onnx,executorch", "--out", out)
-    assert r.code == 0, r.stderr
+def test_without_the_flag_bench_batch_8_keeps_the_fixed_batch_error(tmp_path, lenet5_run):
+    out = copy_run(lenet5_run, tmp_path / "run")  # the session's lenet5 run, exported without the flag
     assert all(a["input_shape"] == [1, 1, 32, 32] and not a["dynamic_batch"] for a in artefacts(out).values())
     r = run_cli("bench", out, "--batch", "8", "--iters", "2", "--no-torch", "--json")
     assert r.code == 1

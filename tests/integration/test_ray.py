@@ -86,15 +86,31 @@ def test_eval_on_two_ray_workers_gives_the_local_numbers(run_dir, cluster):
     assert read_manifest(run_dir)["eval"]["backend"]["workers"] == 2
 
 
-def test_max_drop_search_with_ray_picks_the_local_attempt(tmp_path, cluster):
+SEARCH = (*EXPORT, "--eval", "digits", "--max-drop", "-5")
+
+
+@pytest.fixture(scope="module")
+def local_search(tmp_path_factory):
+    """The search run without --ray, in a child process that logs its imports (-X importtime): the
+    reference of the Ray search and the proof that a run without --ray imports no Ray."""
+    out = tmp_path_factory.mktemp("local-search") / "run"
+    proc = subprocess.run([sys.executable, "-X", "importtime", "-m", "edgekit", *SEARCH, "--out", str(out)],
+                          capture_output=True, text=True, cwd=REPO, timeout=900)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    return out, proc
+
+
+def _imported(proc) -> set[str]:
+    return {line.rsplit("|", 1)[-1].strip() for line in proc.stderr.splitlines()
+            if line.startswith("import time:")}
+
+
+def test_max_drop_search_with_ray_picks_the_local_attempt(tmp_path, cluster, local_search):
     # A budget no attempt meets (random weights drop nothing): every stage runs, several trials each.
-    args = (*EXPORT, "--eval", "digits", "--max-drop", "-5")
-    runs = {}
-    for name, extra in (("local", ()), ("ray", ("--ray", cluster))):
-        r = run_cli(*args, *extra, "--out", tmp_path / name, env=AUTH, process=True)
-        assert r.code == 0, r.stderr
-        runs[name] = {a["format"]: a["search"] for a in read_manifest(tmp_path / name)["artefacts"]
-                      if a.get("search")}
+    r = run_cli(*SEARCH, "--ray", cluster, "--out", tmp_path / "ray", env=AUTH, process=True)
+    assert r.code == 0, r.stderr
+    runs = {name: {a["format"]: a["search"] for a in read_manifest(out)["artefacts"] if a.get("search")}
+            for name, out in (("local", local_search[0]), ("ray", tmp_path / "ray"))}
     assert set(runs["ray"]) == set(runs["local"]) == {"onnx", "openvino"}
     for fmt, local in runs["local"].items():
         remote = runs["ray"][fmt]
@@ -125,13 +141,12 @@ def test_missing_ray_says_how_to_install(run_dir):
     assert "pip install 'edgekit[ray]'" in proc.stderr and "Traceback" not in proc.stderr
 
 
-def test_without_ray_nothing_imports_ray(run_dir, tmp_path):
-    for args in (("eval", str(run_dir), "--dataset", "digits", "--limit", "20"),
-                 (*EXPORT, "--eval", "digits", "--max-drop", "-5", "--out", str(tmp_path / "run"))):
-        proc = subprocess.run([sys.executable, "-X", "importtime", "-m", "edgekit", *args],
-                              capture_output=True, text=True, cwd=REPO, timeout=900)
-        assert proc.returncode == 0, proc.stderr[-2000:]
-        modules = {line.rsplit("|", 1)[-1].strip() for line in proc.stderr.splitlines()
-                   if line.startswith("import time:")}
+def test_without_ray_nothing_imports_ray(run_dir, local_search):
+    evaluated = subprocess.run([sys.executable, "-X", "importtime", "-m", "edgekit", "eval", str(run_dir),
+                                "--dataset", "digits", "--limit", "20"],
+                               capture_output=True, text=True, cwd=REPO, timeout=900)
+    assert evaluated.returncode == 0, evaluated.stderr[-2000:]
+    for proc in (evaluated, local_search[1]):  # eval, and an export with a --max-drop search
+        modules = _imported(proc)
         assert "edgekit.evaluate" in modules  # the eval code ran in this process
-        assert not {m for m in modules if m == "ray" or m.startswith("ray.")}, args
+        assert not {m for m in modules if m == "ray" or m.startswith("ray.")}, proc.args

@@ -251,14 +251,17 @@ def test_dequantize_uses_each_channels_own_scale():
     np.testing.assert_allclose(out[0, :, 0, 1], [-5.5, 9.5])
 
 
-@pytest.mark.slow
-def test_resnet50_every_conv_traced_to_its_module_in_every_format(tmp_path):
+def test_resnet50_every_conv_traced_to_its_module_in_every_format(tmp_path, resnet_tiny_run):
     """BatchNorm folding renames convs (OpenVINO "Multiply_123"; ONNX scopes name the BN):
     still every one of ResNet-50's 53 convs is traced to its own Conv2d."""
     import torch
 
-    run_dir = _export(tmp_path, "resnet50", ModelOptions(width=0.25, input_size=64, num_classes=10))
-    result = insp.inspect_run(run_dir, samples=4, report=lambda _: None)
+    from tests.conftest import copy_run
+
+    # the session's int8 run of ResNet-50 at a quarter width on 64x64 (tests/conftest.py), copied:
+    # inspect writes into it
+    run_dir = copy_run(resnet_tiny_run, tmp_path / "run")
+    result = insp.inspect_run(run_dir, samples=4, formats=FORMATS, report=lambda _: None)
     manifest = json.loads((run_dir / "manifest.json").read_text())
     modules = dict(load_planned_model(plan_from_manifest(manifest, run_dir)).module.named_modules())
     for fmt in FORMATS:
