@@ -156,9 +156,9 @@ class Built:
     result: Result  # what the command that built it printed
 
 
-def _build(tmp_path_factory, name: str, *args: str, process: bool = False) -> Built:
+def _build(tmp_path_factory, name: str, *args: str) -> Built:
     out = tmp_path_factory.mktemp(name) / (name + (".pt" if args[0] == "train" else ""))
-    r = run_cli(*args, "--out", out, process=process)
+    r = run_cli(*args, "--out", out)
     assert r.code == 0, r.stdout + r.stderr
     return Built(out, r)
 
@@ -180,10 +180,9 @@ def lenet5_ckpt(tmp_path_factory) -> Built:
 @pytest.fixture(scope="session")
 def lenet5_run(tmp_path_factory, lenet5_ckpt) -> Built:
     """That checkpoint exported to every default format, fp32 and int8 (16 calibration digits), with
-    accuracy on the digits' test split, in a real child process with its export worker: the user's
-    path, end to end, once per session."""
+    accuracy on the digits' test split (the same in a real process: `make gate` runs one)."""
     return _build(tmp_path_factory, "lenet5-run", "export", lenet5_ckpt.path, "--int8", "--calib-size", "16",
-                  "--eval", "digits", process=True)
+                  "--eval", "digits")
 
 
 @pytest.fixture(scope="session")

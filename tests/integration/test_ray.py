@@ -68,7 +68,7 @@ def run_dir(tmp_path_factory):
 
 
 def _eval(run_dir, *extra) -> dict:
-    r = run_cli("eval", run_dir, "--dataset", "digits", "--json", *extra, env=AUTH, process=True)
+    r = run_cli("eval", run_dir, "--dataset", "digits", "--json", *extra, env=AUTH, process=bool(extra))
     assert r.code == 0, r.stderr
     return json.loads(r.stdout)
 
