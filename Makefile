@@ -71,14 +71,14 @@ emulated-pi-stop:
 # runs once, as our CI's own gate, before pytest; pytest's recipe test reads that run rather than
 # running the recipe a second time.
 PYTEST_ARGS ?=
+PYTEST_CI = EDGEKIT_REQUIRE_SSHD=1 EDGEKIT_REQUIRE_EMULATED_PI=$(ROOT) EDGEKIT_CI_GATE_RUN=$(CI_RUN) \
+	$(PY) -m pytest -q --durations=30 $(PYTEST_ARGS)
 test: setup ssh-server emulated-pi-image gate
-	EDGEKIT_REQUIRE_SSHD=1 EDGEKIT_REQUIRE_EMULATED_PI=$(ROOT) EDGEKIT_CI_GATE_RUN=$(CI_RUN) \
-	  $(PY) -m pytest -q -m "not extended" --durations=30 $(PYTEST_ARGS)
+	$(PYTEST_CI) -m "not extended"
 
 # Everything, including the tests that stay slow (see README: what each target runs and how long).
 test-all: setup ssh-server emulated-pi-image gate
-	EDGEKIT_REQUIRE_SSHD=1 EDGEKIT_REQUIRE_EMULATED_PI=$(ROOT) EDGEKIT_CI_GATE_RUN=$(CI_RUN) \
-	  $(PY) -m pytest -q --durations=30 $(PYTEST_ARGS)
+	$(PYTEST_CI)
 
 # Our own CI's real gate: the main job's recipe, run fresh; its JUnit file stays in
 # $(CI_RUN)/gate/junit.xml (and the report in $(CI_RUN)/report/), its output and exit code in
