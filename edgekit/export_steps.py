@@ -12,8 +12,9 @@ import traceback
 from pathlib import Path
 
 from edgekit import manifest as mf
-from edgekit.errors import EdgekitError
+from edgekit.errors import EdgekitError, ExportError
 from edgekit.formats._util import quiet
+from edgekit.formats.base import percent
 
 log = logging.getLogger("edgekit")
 
@@ -76,7 +77,37 @@ def _int8(fmt, model, fp32_path, calib, path, held_out, reference, budget) -> tu
     session = fmt.open(result.path)
     metrics = compare(reference, run_session(session, held_out, model.axes), judge=False)
     batched = batched_metrics(fmt, session, held_out, reference, judge=False, axes=model.axes)
-    return result.path, result.scheme, {**metrics.to_dict(), **batched, **_session_info(session)}, record
+    scheme = {**result.scheme, "why": model.int8_reason} if model.int8_reason else result.scheme
+    verify = {**metrics.to_dict(), **batched, **_session_info(session), **judge_int8(metrics)}
+    if not verify["passed"]:
+        raise Int8Broken(result.path, scheme, verify, record)
+    return result.path, scheme, verify, record
+
+
+# An int8 artefact this far from its PyTorch reference is broken, not merely less accurate:
+# it fails (exit 1) and is kept aside for `edgekit inspect`; --max-drop searches other methods.
+INT8_MIN_AGREEMENT = 0.90
+INT8_MIN_SQNR_DB = 10.0
+REJECTED = "rejected"  # the run's folder for broken int8 artefacts, kept for inspection
+
+
+def judge_int8(metrics) -> dict:
+    """The int8 verdict on the held-out samples: ``passed`` and, when it fails, ``why``."""
+    problems = []
+    if metrics.top1_agreement < INT8_MIN_AGREEMENT:
+        problems.append(f"top-1 agreement {metrics.top1_agreement:.1%} (floor {INT8_MIN_AGREEMENT:.0%})")
+    if metrics.sqnr_db < INT8_MIN_SQNR_DB:
+        problems.append(f"SQNR {metrics.sqnr_db:.1f} dB (floor {INT8_MIN_SQNR_DB:.0f} dB)")
+    floors = {"min_agreement": INT8_MIN_AGREEMENT, "min_sqnr_db": INT8_MIN_SQNR_DB}
+    return {"passed": not problems, "floors": floors, **({"why": ", ".join(problems)} if problems else {})}
+
+
+class Int8Broken(ExportError):
+    """An int8 artefact below the floors: what was written and measured, to keep aside."""
+
+    def __init__(self, path: Path, scheme: dict, verify: dict, record: dict | None):
+        super().__init__(verify["why"])
+        self.path, self.scheme, self.verify, self.record = path, scheme, verify, record
 
 
 def _session_info(session) -> dict:
@@ -87,12 +118,51 @@ def _session_info(session) -> dict:
     return info
 
 
+def read_share(fmt, path: Path) -> dict:
+    """``Format.int8_share`` of the written artefact as the manifest records it; a file that cannot
+    be read says so (its label then says the share is unknown, never plain int8)."""
+    try:
+        with quiet():
+            share = fmt.int8_share(path)
+    except Exception as exc:  # noqa: BLE001 - the artefact is verified; only the read-back failed
+        log.debug("reading %s's int8 share failed", path, exc_info=True)
+        return {"label": "int8 (share of int8 weights unknown: the file could not be read back)",
+                "error": f"{type(exc).__name__}: {' '.join(str(exc).split())[:200]}"}
+    if share is None:
+        return {"label": f"int8 (share of int8 weights unknown: {fmt.name} cannot be read back)"}
+    return share.to_dict()
+
+
+def _rejected(entry: dict, exc: Int8Broken, stage: Path, fmt, start: float, report) -> dict:
+    """Fail a broken int8 artefact and move its files to ``stage/rejected/<format>/`` for inspection."""
+    aside = stage / REJECTED / entry["format"]
+    aside.mkdir(parents=True, exist_ok=True)
+    for f in fmt.files(exc.path):
+        if f.exists():
+            f.replace(aside / f.name)
+    kept = aside / exc.path.name
+    entry.update({"scheme": exc.scheme, "verify": exc.verify,
+                  "kept": {"path": kept.relative_to(stage).as_posix(),
+                           "files": [mf.file_entry(aside / f.name, stage) for f in fmt.files(exc.path)
+                                     if (aside / f.name).exists()]},
+                  "int8_share": read_share(fmt, kept)})
+    if exc.record:
+        entry["search"] = exc.record
+    samples = exc.verify.get("samples")
+    message = (f"int8 broke the model on {samples} held-out samples: {exc.verify['why']}; kept aside in "
+               f"{REJECTED}/{entry['format']}/ (edgekit inspect RUN --format {entry['format']} shows the "
+               "layers that lose most); --max-drop POINTS searches other int8 methods and float layers")
+    return failed(entry, message, start, report)
+
+
 def step(fmt_name, precision, work, stage, fmt, report) -> dict:
     start = time.perf_counter()
     entry = {"format": fmt_name, "precision": precision}
     try:
         with quiet():  # converters log from C++ straight to the terminal
             path, scheme, verify, *search = work()
+    except Int8Broken as exc:
+        return _rejected(entry, exc, stage, fmt, start, report)
     except EdgekitError as exc:
         return failed(entry, str(exc), start, report)
     except Exception as exc:  # a converter/runtime bug must not discard the other formats
@@ -114,6 +184,8 @@ def step(fmt_name, precision, work, stage, fmt, report) -> dict:
     })
     if search and search[0]:
         entry["search"] = search[0]
+    if precision == "int8":
+        entry["int8_share"] = read_share(fmt, path)
     entry.update(fmt.input_info(path))  # input_shape ("batch" where dynamic), dynamic_batch, max_batch
     details = fmt.details(path)
     if details:
@@ -139,8 +211,11 @@ def _summary_line(entry: dict) -> str:
     if entry["precision"] == "fp32":
         how = f"verified: max abs diff {v['max_abs_diff']:.2e} <= {v['tolerance']:.2e}"
     else:
-        how = (f"top-1 agreement {v['top1_agreement']:.1%}, cosine {v['cosine']:.4f}, "
-               f"SQNR {v['sqnr_db']:.1f} dB")
-    line = f"ok {entry['format']:<8} {entry['precision']:<4} {size:8.2f} MB  {how}  ({entry['seconds']}s)"
+        share = entry.get("int8_share", {}).get("weights")
+        weights = f"{percent(share)} of weights int8, " if share is not None else ""
+        how = (f"{weights}top-1 agreement {v['top1_agreement']:.1%}, cosine {v['cosine']:.4f}, "
+               f"SQNR {v['sqnr_db']:.1f} dB on {v['samples']} samples")
+    label = entry.get("int8_share", {}).get("label", entry["precision"])
+    line = f"ok {entry['format']:<8} {label:<4} {size:8.2f} MB  {how}  ({entry['seconds']}s)"
     summary = entry.get("details", {}).get("summary")
     return f"{line}\n   {summary}" if summary else line

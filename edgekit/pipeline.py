@@ -22,7 +22,7 @@ from edgekit.prune import PruneSettings
 
 log = logging.getLogger("edgekit")
 
-VERIFY_SAMPLES = 8
+VERIFY_SAMPLES = 64  # held-out samples every artefact is verified on (int8 is judged on them)
 
 
 @dataclass(frozen=True)
@@ -140,7 +140,9 @@ def split_samples(x, calib_size: int, verify: int) -> tuple:
             f"need at least 2 samples (calibration + held-out verification), got {n}; "
             "pass more data with --calib"
         )
-    n_verify = max(1, min(verify, n // 2 if calib_size else n))
+    # verification takes what calibration leaves, up to ``verify``; with fewer samples than both
+    # need, at least half of them (calibration gets the rest)
+    n_verify = max(1, min(verify, max(n - calib_size, n // 2) if calib_size else n))
     return take(take(x, slice(0, n - n_verify)), slice(0, calib_size)), take(x, slice(n - n_verify, None))
 
 

@@ -14,6 +14,7 @@ from edgekit.formats.base import (
     Format,
     Int8Options,
     Int8Result,
+    Int8Share,
     Session,
     as_outputs,
     batch_example,
@@ -115,18 +116,7 @@ class OnnxFormat(Format):
         q = require("onnxruntime.quantization", "onnxruntime", "onnx")
         options = options or Int8Options()
         if not model.static_int8:
-            with quiet():
-                q.quantize_dynamic(str(fp32_path), str(path), weight_type=q.QuantType.QInt8,
-                                   per_channel=False, nodes_to_exclude=list(options.exclude))
-            scheme = {
-                "type": "dynamic",
-                "weights": "int8 symmetric per-tensor",
-                "activations": "fp32, quantized to int8 at run time (dynamic)",
-                "io": "float32",
-                "tool": "onnxruntime.quantization.quantize_dynamic",
-                **scheme_options(options),
-            }
-            return Int8Result(path, scheme)
+            return _export_dynamic(q, fp32_path, path, options)
         method, extra, activations = _calibration(q, options.method)
         choice = ort_int8_choice(this_cpu())
         act_type = q.QuantType.QUInt8 if choice.activations == "uint8" else q.QuantType.QInt8
@@ -182,6 +172,91 @@ class OnnxFormat(Format):
     def open(self, path: Path, threads: int | None = None) -> Session:
         return OnnxSession(path, threads=threads)
 
+    def int8_share(self, path: Path) -> Int8Share:
+        return onnx_int8_share(path)
+
+
+def _export_dynamic(q, fp32_path: Path, path: Path, options: Int8Options) -> Int8Result:
+    """Dynamic int8 (onnxruntime's ``quantize_dynamic``: int8 weights, activations quantized at
+    run time) after onnxruntime's pre-processing, which folds the constants that feed a recurrent
+    layer's weights into initializers (its quantizer takes an LSTM only then). Recurrent weights it
+    has no integer kernel for (GRU, RNN) are then stored int8 with a DequantizeLinear
+    (weight-only), so every weight of the file is int8."""
+    with tempfile.TemporaryDirectory(prefix="edgekit-ort-") as tmp:
+        pre = Path(tmp) / "pre.onnx"
+        with quiet():
+            q.quant_pre_process(str(fp32_path), str(pre), skip_symbolic_shape=True)
+        _check_node_names(pre, options.exclude)
+        dynamic = Path(tmp) / "dynamic.onnx"
+        with quiet():
+            q.quantize_dynamic(str(pre), str(dynamic), weight_type=q.QuantType.QInt8,
+                               per_channel=False, nodes_to_exclude=list(options.exclude))
+        stored = _recurrent_weights_int8(dynamic, path, set(options.exclude))
+    scheme = {
+        "type": "dynamic",
+        "weights": "int8 symmetric per-tensor",
+        "activations": "fp32, quantized to int8 at run time (dynamic)",
+        "io": "float32",
+        "tool": "onnxruntime.quantization.quantize_dynamic",
+        **scheme_options(options),
+    }
+    if stored:
+        scheme["weight_only"] = {"ops": stored, "weights": "int8 symmetric per output row "
+                                 "(DequantizeLinear); the op computes in float"}
+    return Int8Result(path, scheme)
+
+
+# Recurrent ops and the inputs that hold their weights (W, R).
+RECURRENT_WEIGHTS = {"LSTM": (1, 2), "GRU": (1, 2), "RNN": (1, 2)}
+
+
+def _recurrent_weights_int8(source: Path, path: Path, exclude: set[str]) -> list[str]:
+    """Write ``source`` to ``path`` with every float weight initializer of a recurrent op stored
+    int8 behind a DequantizeLinear (symmetric, one scale per output row: axis 1 of W/R, whose
+    shape is [directions, gates * hidden, inputs]); the names of the ops changed."""
+    import onnx
+    from onnx import numpy_helper
+
+    from edgekit.manifest import write_atomic
+
+    model = onnx.load(str(source))
+    graph = model.graph
+    inits = {t.name: t for t in graph.initializer}
+    opset = next((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), 13)
+    changed, added = [], []
+    for node in graph.node:
+        if node.op_type not in RECURRENT_WEIGHTS or node.name in exclude:
+            continue
+        for i in RECURRENT_WEIGHTS[node.op_type]:
+            name = node.input[i] if i < len(node.input) else ""
+            tensor = inits.get(name)
+            if tensor is None or tensor.data_type != onnx.TensorProto.FLOAT or len(tensor.dims) != 3:
+                continue
+            w = numpy_helper.to_array(tensor)
+            per_row = opset >= 13
+            peak = np.abs(w).max(axis=(0, 2) if per_row else None)
+            scale = (np.where(peak > 0, peak, 1.0) / 127.0).astype(np.float32)
+            step = scale[None, :, None] if per_row else scale
+            wq = np.clip(np.round(w / step), -127, 127).astype(np.int8)
+            base = f"{name}_int8"
+            graph.initializer.extend([numpy_helper.from_array(wq, base),
+                                      numpy_helper.from_array(np.atleast_1d(scale), f"{base}_scale")])
+            attrs = {"axis": 1} if per_row else {}
+            added.append(onnx.helper.make_node("DequantizeLinear", [base, f"{base}_scale"], [f"{base}_dq"],
+                                               name=f"{base}_DequantizeLinear", **attrs))
+            node.input[i] = f"{base}_dq"
+            changed.append(node.name or node.op_type)
+    if added:
+        used = {i for n in graph.node for i in n.input}
+        kept = [t for t in graph.initializer if t.name in used or t.name.endswith(("_int8", "_int8_scale"))]
+        del graph.initializer[:]
+        graph.initializer.extend(kept)
+        nodes = added + list(graph.node)  # the DequantizeLinear nodes read only initializers
+        del graph.node[:]
+        graph.node.extend(nodes)
+    write_atomic(path, model.SerializeToString())
+    return sorted(set(changed))
+
 
 def io_names(model) -> tuple[list[str], list[str]]:
     """The artefact's input and output names: "input"/"output" for one, the model's own for several."""
@@ -235,3 +310,39 @@ def _check_node_names(pre: Path, names: tuple[str, ...]) -> None:
         close = difflib.get_close_matches(unknown[0], known, n=3)
         raise UsageError(f"no node named {', '.join(unknown)} in the ONNX graph to keep in float"
                          + (f"; closest: {', '.join(close)}" if close else ""))
+
+
+# Compute ops (float), their integer forms (dynamic or QOperator int8), and the 8-bit tensor types.
+COMPUTE_OPS = {"Conv", "ConvTranspose", "MatMul", "Gemm", "LSTM", "GRU", "RNN"}
+INTEGER_OPS = {"ConvInteger", "MatMulInteger", "QLinearConv", "QLinearMatMul", "QGemm",
+               "DynamicQuantizeLSTM", "DynamicQuantizeMatMul", "MatMulIntegerToFloat"}
+
+
+def onnx_int8_share(path: Path) -> Int8Share:
+    """``Int8Share`` of an ONNX file: its initializers and Constant nodes (weights), and its compute
+    ops (integer ops, or float ops whose data input comes from a DequantizeLinear: QDQ int8)."""
+    import onnx
+
+    model = onnx.load(str(path))
+    nodes = list(model.graph.node)
+    tensors = list(model.graph.initializer) + [a.t for n in nodes if n.op_type == "Constant"
+                                               for a in n.attribute if a.name == "value"]
+    eight = {onnx.TensorProto.INT8, onnx.TensorProto.UINT8}
+    eight |= {getattr(onnx.TensorProto, t) for t in ("INT4", "UINT4") if hasattr(onnx.TensorProto, t)}
+    floats = {onnx.TensorProto.FLOAT, onnx.TensorProto.FLOAT16, onnx.TensorProto.BFLOAT16,
+              onnx.TensorProto.DOUBLE}
+    values = {"int8": 0, "float": 0, "other": 0}
+    for t in tensors:
+        if len(t.dims) >= 2 and t.data_type != onnx.TensorProto.INT64:
+            kind = "int8" if t.data_type in eight else "float" if t.data_type in floats else "other"
+            values[kind] += int(np.prod(t.dims))
+    producer = {out: n.op_type for n in nodes for out in n.output}
+    int8_ops = float_ops = 0
+    for n in nodes:
+        if n.op_type in INTEGER_OPS or (n.op_type in COMPUTE_OPS and n.input
+                                        and producer.get(n.input[0]) == "DequantizeLinear"):
+            int8_ops += 1
+        elif n.op_type in COMPUTE_OPS:
+            float_ops += 1
+    return Int8Share(values["int8"], values["float"], values["other"], int8_ops, float_ops,
+                     "ONNX initializers, Constant nodes and compute nodes")

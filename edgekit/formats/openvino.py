@@ -13,6 +13,7 @@ from edgekit.formats.base import (
     Format,
     Int8Options,
     Int8Result,
+    Int8Share,
     Session,
     as_outputs,
     batch_example,
@@ -138,6 +139,7 @@ class OpenVinoFormat(Format):
             else:
                 q_model = nncf.compress_weights(ov_model, mode=nncf.CompressWeightsMode.INT8_ASYM,
                                                 ignored_scope=scope)
+                stored = _recurrent_weights_int8(q_model, set(options.exclude))
                 scheme = {
                     "type": "weight-only",
                     "weights": "int8 asymmetric per-channel",
@@ -145,6 +147,10 @@ class OpenVinoFormat(Format):
                     "io": "float32",
                     "tool": "nncf.compress_weights",
                 }
+                if stored:  # NNCF compresses MatMul/Convolution/Gather weights, not recurrent ops'
+                    scheme["recurrent_weights"] = {
+                        "ops": stored, "weights": "int8 symmetric per output row (Convert + Multiply)",
+                        "tool": "edgekit (NNCF's compress_weights leaves recurrent weights float)"}
             ov.save_model(q_model, str(path), compress_to_fp16=False)
         return Int8Result(path, {**scheme, **scheme_options(options)})
 
@@ -162,6 +168,9 @@ class OpenVinoFormat(Format):
 
     def open_exact(self, path: Path) -> Session:
         return self.open(path, precision="f32")
+
+    def int8_share(self, path: Path) -> Int8Share:
+        return openvino_int8_share(path)
 
 
 def _nncf_settings(nncf, method: str) -> tuple[dict, str]:
@@ -248,3 +257,71 @@ def _from_onnx(ov, model, source: Path, path: Path, dynamic_batch: bool) -> Path
         ov_model.reshape(shapes)
         ov.save_model(ov_model, str(path), compress_to_fp16=False)
     return path
+
+
+COMPUTE_OPS = {"Convolution", "GroupConvolution", "ConvolutionBackpropData", "GroupConvolutionBackpropData",
+               "MatMul", "LSTMSequence", "GRUSequence", "RNNSequence", "LSTMCell", "GRUCell", "RNNCell"}
+
+
+def openvino_int8_share(path: Path) -> Int8Share:
+    """``Int8Share`` of an OpenVINO IR, read back from it: the element types of its Constants (int8
+    weights, compressed or quantized, are i8/u8 Constants decompressed by a Convert), and its
+    compute ops, int8 where their data input comes from a FakeQuantize (static int8)."""
+    import openvino as ov
+
+    with quiet():
+        model = ov.Core().read_model(str(path))
+    values = {"int8": 0, "float": 0, "other": 0}
+    int8_ops = float_ops = 0
+    for op in model.get_ops():
+        kind = op.get_type_name()
+        if kind == "Constant":
+            shape = op.get_output_partial_shape(0)
+            element = op.get_output_element_type(0).get_type_name()
+            if shape.rank.get_length() >= 2 and element not in ("i64", "boolean"):
+                dims = [d.get_length() for d in shape]
+                group = ("int8" if element in ("i8", "u8", "i4", "u4", "nf4")
+                         else "float" if element.startswith(("f", "bf")) else "other")
+                values[group] += int(np.prod(dims))
+        elif kind in COMPUTE_OPS:
+            source = op.input_value(0).get_node().get_type_name()
+            if source == "FakeQuantize":
+                int8_ops += 1
+            else:
+                float_ops += 1
+    return Int8Share(values["int8"], values["float"], values["other"], int8_ops, float_ops,
+                     "OpenVINO IR Constants and compute ops")
+
+
+# Recurrent ops and the inputs that hold their weights (W, R), in OpenVINO's opset.
+RECURRENT_WEIGHTS = {"LSTMSequence": (4, 5), "GRUSequence": (3, 4), "RNNSequence": (3, 4),
+                     "LSTMCell": (3, 4), "GRUCell": (2, 3), "RNNCell": (2, 3)}
+
+
+def _recurrent_weights_int8(model, exclude: set[str]) -> list[str]:
+    """Store every float Constant weight (W, R) of a recurrent op int8 with a decompression
+    (Convert, then Multiply by one scale per output row: the layout NNCF writes for MatMul), so the
+    IR keeps them in 8 bits; the op computes in float. The friendly names of the ops changed."""
+    import openvino as ov
+    from openvino import opset13 as ops
+
+    changed = []
+    for op in model.get_ops():
+        if op.get_type_name() not in RECURRENT_WEIGHTS or op.get_friendly_name() in exclude:
+            continue
+        for i in RECURRENT_WEIGHTS[op.get_type_name()]:
+            source = op.input_value(i).get_node()
+            if source.get_type_name() != "Constant" or source.get_output_element_type(0) != ov.Type.f32:
+                continue
+            w = source.get_data().astype(np.float32)
+            peak = np.abs(w).max(axis=-1, keepdims=True)  # one scale per output row
+            scale = (np.where(peak > 0, peak, 1.0) / 127.0).astype(np.float32)
+            q = np.clip(np.round(w / scale), -127, 127).astype(np.int8)
+            weights = ops.convert(ops.constant(q), ov.Type.f32)
+            weights.get_rt_info()["decompression"] = ""  # keep it: decompressed when compiled
+            restored = ops.multiply(weights, ops.constant(scale))
+            op.input(i).replace_source_output(restored.output(0))
+            changed.append(op.get_friendly_name())
+    if changed:
+        model.validate_nodes_and_infer_types()
+    return sorted(set(changed))

@@ -24,6 +24,18 @@ if TYPE_CHECKING:
 _GATES = {"LSTM": 4, "GRU": 3, "RNN_TANH": 1, "RNN_RELU": 1}
 
 
+def recurrent_layers(module: nn.Module) -> list[str]:
+    """"path (Kind)" of every recurrent layer in ``module`` at any depth: ``nn.LSTM``, ``nn.GRU``,
+    ``nn.RNN`` (any number of layers, bidirectional, batch-first or not) and their cells."""
+    import torch.nn as nn
+
+    kinds = (nn.RNNBase, nn.RNNCellBase)
+    return [f"{name or '(the model)'} ({type(m).__name__}"
+            + (", bidirectional" if getattr(m, "bidirectional", False) else "")
+            + (f", {m.num_layers} layers" if getattr(m, "num_layers", 1) > 1 else "") + ")"
+            for name, m in module.named_modules() if isinstance(m, kinds)]
+
+
 def count_params(module: nn.Module) -> int:
     """Number of parameters (trainable or not; buffers such as BN running stats excluded)."""
     return sum(p.numel() for p in module.parameters())

@@ -173,6 +173,9 @@ class LoadedModel:
     weights: dict | None  # {"path": str, "sha256": str, "format": "pickle"|"safetensors"} or None
     builtin_calibration: str | None
     static_int8: bool = True
+    # Why int8 is dynamic / weight-only rather than static (recorded in every int8 scheme); "" when static.
+    int8_reason: str = ""
+    recurrent: tuple[str, ...] = ()  # "path (Kind)" of each recurrent layer found in the module
     output_batch_axis: int = 0  # where the batch is in the model's output (found by running it)
     # A model with several inputs and outputs: the inputs after the first (``input_spec``), and the
     # names of all outputs. Samples of such a model are tuples of batch-first arrays, one per input
