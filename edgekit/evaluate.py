@@ -41,6 +41,8 @@ def evaluate_run(
         from edgekit.data.calibration import skipped_message
 
         report(f"warning: {skipped_message(source, data.extra['skipped'])}")
+    if (data.extra.get("values") or {}).get("warning"):  # the source's values contradict the preprocessing
+        report(f"warning: {data.extra['values']['warning']}")
     key = primary_metric(model.task)
     arts = [(a["format"], a["precision"], a["path"]) for a in manifest["artefacts"]
             if a.get("status") == "ok"]
@@ -74,6 +76,7 @@ def evaluate_run(
         "metric": key,
         "preprocessing": pre.to_dict(),
         "preprocessing_overrides": dict(preprocessing_overrides or {}),
+        **({"values": data.extra["values"]} if data.extra.get("values") else {}),
         "backend": backend.to_dict() if backend else {"backend": "local"},
         "results": rows,
     }

@@ -105,7 +105,8 @@ def preprocessing_options(f: Callable) -> Callable:
                      help="crop: shorter side to size/crop-fraction, centre crop (ImageNet); squash: to "
                      "exactly HxW; pad: letterbox keeping the aspect; none: images are already HxW.")(f)
     f = click.option("--scale", type=click.FloatRange(0, min_open=True),
-                     help="Multiply pixel values by this before mean/std (default 1/255).")(f)
+                     help="Multiply raw values (pixels; integer IDX/.npy values of a non-image input) by "
+                     "this before mean/std (default 1/255); float arrays count as preprocessed.")(f)
     f = click.option("--mean", help="Per-channel mean after scaling, e.g. 0.1307 or 0.485,0.456,0.406.")(f)
     f = click.option("--std", help="Per-channel std, e.g. 0.3081 or 0.229,0.224,0.225.")(f)
     f = click.option("--grayscale/--rgb", default=None, help="Grey or RGB input.")(f)

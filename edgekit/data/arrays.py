@@ -1,8 +1,10 @@
-"""Samples from .npy / .npz files.
+"""Samples from .npy / .npz files (and the arrays of IDX files).
 
 Float arrays are taken as already preprocessed and must match the model's input shape, with or
 without the batch dimension. For image models a uint8 array is taken as raw pixels, (N, H, W, C),
-(N, H, W) or (N, C, H, W), and preprocessed like an image file (resize, grey/RGB, mean/std).
+(N, H, W) or (N, C, H, W), and preprocessed like an image file (resize, grey/RGB, mean/std). For
+other models integer arrays are raw values that get the declared scale, mean and std, and samples
+may differ from the model's per-sample shape by axes of size 1 (``edgekit.data.values``).
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from edgekit.data.images import preprocess_image
+from edgekit.data.values import Values, fit_samples, to_inputs
 from edgekit.errors import DataError
 
 if TYPE_CHECKING:
@@ -108,40 +111,52 @@ def _pick(arr: np.ndarray, n: int | None, seed: int) -> np.ndarray:
 
 def load_array_file(
     path: str | Path, spec: InputSpec, pre: Preprocessing, n: int | None = None, seed: int = 0
-) -> np.ndarray:
-    """Up to ``n`` model inputs (N, *spec.sample_shape) float32 from a .npy/.npz file.
-
-    When the file holds more than ``n`` samples, ``seed`` picks which (kept in file order).
+) -> tuple[np.ndarray, Values]:
+    """Up to ``n`` model inputs (N, *spec.sample_shape) float32 from a .npy/.npz file, and what was
+    done to its values. When the file holds more than ``n`` samples, ``seed`` picks which (kept in
+    file order).
     """
     path = Path(path).expanduser().resolve()
     if path.suffix.lower() not in ARRAY_SUFFIXES:
         raise DataError(f"{path.name}: expected a .npy or .npz file")
-    return array_to_inputs(read_array(path), spec, pre, path.name, n, seed)
+    return array_inputs(read_array(path), spec, pre, path.name, n, seed)
 
 
 def array_to_inputs(
     arr: np.ndarray, spec: InputSpec, pre: Preprocessing, name: str, n: int | None = None, seed: int = 0
 ) -> np.ndarray:
-    """Model inputs from an array as a file holds it (see the module doc); ``name`` is for errors.
+    """Model inputs from an array as a file holds it (see ``array_inputs``)."""
+    return array_inputs(arr, spec, pre, name, n, seed)[0]
 
-    With more than ``n`` samples, ``seed`` picks which (kept in order).
-    """
-    sample = tuple(spec.sample_shape)
+
+def array_inputs(
+    arr: np.ndarray, spec: InputSpec, pre: Preprocessing, name: str, n: int | None = None, seed: int = 0
+) -> tuple[np.ndarray, Values]:
+    """Model inputs from an array as a file holds it (see the module doc), and what was done to its
+    values (``edgekit.data.values``); ``name`` is for errors. With more than ``n`` samples, ``seed``
+    picks which (kept in order)."""
+    if is_image_input(spec) and np.issubdtype(arr.dtype, np.integer) and arr.dtype != np.uint8 \
+            and arr.size and 0 <= arr.min() and arr.max() <= 255:
+        arr = arr.astype(np.uint8)  # pixels saved as wider integers
     if arr.dtype == np.uint8 and is_image_input(spec) and pre.kind == "image":
         nhwc = _uint8_as_nhwc(arr, spec)
         if nhwc is None:
             raise _shape_error(name, arr, spec)
-        x = _pixels_to_inputs(_pick(nhwc, n, seed), pre)
-    else:
-        if arr.shape == sample:
+        picked = _pick(nhwc, n, seed)
+        x = _pixels_to_inputs(picked, pre)
+        values = Values("uint8", float(picked.min(initial=0)), float(picked.max(initial=0)),
+                        {"scale": pre.scale, "mean": list(pre.mean), "std": list(pre.std)},
+                        "uint8 pixels: the declared image preprocessing (resize, scale, mean, std) applied")
+    elif is_image_input(spec):
+        if arr.shape == tuple(spec.sample_shape):
             arr = arr[None]
-        if arr.ndim != len(sample) + 1 or tuple(arr.shape[1:]) != sample:
+        if arr.ndim != len(spec.sample_shape) + 1 or tuple(arr.shape[1:]) != tuple(spec.sample_shape):
             raise _shape_error(name, arr, spec)
-        if not (np.issubdtype(arr.dtype, np.number) or arr.dtype == bool):
-            raise DataError(f"{name} holds {arr.dtype} values; save numbers (float32)")
-        x = _pick(arr, n, seed).astype(np.float32)
+        x, values = to_inputs(_pick(arr, n, seed), spec, pre, name)
+    else:
+        x, values = to_inputs(_pick(fit_samples(arr, spec, name), n, seed), spec, pre, name)
     if len(x) == 0:
         raise DataError(f"{name} holds no samples (shape {tuple(arr.shape)})")
     if not np.isfinite(x).all():
         raise DataError(f"{name} contains NaN or infinite values")
-    return np.ascontiguousarray(x)
+    return np.ascontiguousarray(x), values

@@ -35,6 +35,7 @@ class SampleSet:
     skipped: list[str]  # files skipped (not images / unreadable), relative to the folder
     warning: str | None  # e.g. built-in photos are not representative of the user's data
     split: str | None = None  # the split of a labelled source the samples come from ("train")
+    values: dict | None = None  # what was done to the source's values (edgekit.data.values.Values)
 
     def to_dict(self) -> dict:
         """What the manifest records about the calibration set."""
@@ -45,6 +46,7 @@ class SampleSet:
             "sha256": self.sha256,
             "skipped": len(self.skipped),
             **({"split": self.split} if self.split else {}),
+            **({"values": self.values} if self.values else {}),
         }
 
 
@@ -160,18 +162,28 @@ def load_samples(source: str | Path | None, model: LoadedModel, n: int, seed: in
     kind, where = resolve_source(source, model)
     skipped: list[str] = []
     warnings: list[str] = []
+    values = None
     if kind == "builtin":
         x, warning = BUILTIN_SOURCES.get(str(where))(model, n, seed)
         warnings += [warning] if warning else []
     elif kind == "dataset":
         from edgekit.data.datasets import split_inputs
 
-        x, _, skipped = split_inputs(where, model, "train", n, seed)
-    elif kind == "folder":
+        x, _, skipped, values = split_inputs(where, model, "train", n, seed)
+    elif kind == "folder" and is_image_input(model.input_spec):
         x, _, _, skipped = load_image_folder(where, image_preprocessing(model), n, seed)
+    elif kind == "folder":
+        from edgekit.data.values import pixel_reader, to_inputs
+
+        pixels, _, _, skipped = load_image_folder(where, None, n, seed, read=pixel_reader(model.input_spec))
+        x, found = to_inputs(pixels, model.input_spec, model.preprocessing, str(where))
+        values = found.to_dict()
     else:
         pre = image_preprocessing(model) if is_image_input(model.input_spec) else model.preprocessing
-        x = load_array_file(where, model.input_spec, pre, n, seed)
+        x, found = load_array_file(where, model.input_spec, pre, n, seed)
+        values = found.to_dict()
+    if values and values.get("warning"):
+        warnings.append(values["warning"])
     if skipped:
         warnings.append(skipped_message(where, skipped))
     if len(x) < n:
@@ -184,6 +196,7 @@ def load_samples(source: str | Path | None, model: LoadedModel, n: int, seed: in
         skipped=skipped,
         warning="; ".join(warnings) or None,
         split="train" if kind == "dataset" else None,
+        values=values,
     )
 
 

@@ -114,11 +114,12 @@ def load_dataset(
 
 def split_inputs(
     source: str | Path, model: LoadedModel, split: str, n: int | None, seed: int = 0
-) -> tuple[np.ndarray, str, list[str]]:
-    """(inputs, name, skipped files) of one split of a labelled source, for calibration: the
-    labels only choose the split (a folder's classes need not match the model's outputs)."""
+) -> tuple[np.ndarray, str, list[str], dict | None]:
+    """(inputs, name, skipped files, what was done to the values or None) of one split of a
+    labelled source, for calibration: the labels only choose the split (a folder's classes need
+    not match the model's outputs)."""
     kind, where = resolve_dataset(source)
     if kind != "folder":
         data = load_dataset(source, model, split, n, seed)
-        return data.x, data.name, data.extra.get("skipped", [])
+        return data.x, data.name, data.extra.get("skipped", []), data.extra.get("values")
     return folder_inputs(Path(where), model, split, n, seed)

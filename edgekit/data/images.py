@@ -202,14 +202,17 @@ def read_image(path: Path, pre: Preprocessing) -> np.ndarray | None:
 
 def load_image_folder(
     path: str | Path,
-    pre: Preprocessing,
+    pre: Preprocessing | None,
     n: int | None = None,
     seed: int = 0,
+    read=None,
 ) -> FolderImages:
     """Up to ``n`` (all if None) images from a flat or class-per-sub-folder folder.
 
     Files are visited in an order shuffled by ``seed``, so the same seed picks the same images.
-    Raises DataError if no file could be used, naming the skipped ones.
+    Raises DataError if no file could be used, naming the skipped ones. ``read(path)`` replaces
+    the reading and preprocessing of one file (None: unreadable), e.g. raw pixels for a model whose
+    input is not an image (``edgekit.data.values.pixel_reader``).
     """
     root = Path(path).expanduser().resolve()
     if not root.is_dir():
@@ -221,7 +224,7 @@ def load_image_folder(
     for i in order:
         if n is not None and len(arrays) >= n:
             break
-        arr = _read(files[i], pre)
+        arr = _read(files[i], pre) if read is None else read(files[i])
         if arr is None:
             skipped.append(files[i].relative_to(root).as_posix())
             continue

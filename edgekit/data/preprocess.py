@@ -76,7 +76,9 @@ def _floats(value) -> tuple[float, ...]:
 
 
 def override_preprocessing(pre: Preprocessing, **overrides) -> Preprocessing:
-    """``pre`` with the given values replaced (None keeps the model's); any value makes it "image".
+    """``pre`` with the given values replaced (None keeps the model's); any value makes a record
+    that declared nothing ("none", "sequence") an "image" one ("values" once fitted to an input that
+    is not an image: only scale, mean and std apply, see ``edgekit.data.values``).
 
     Keys as in ``KEYS``; ``input_size`` sets the image size. Invalid values raise UsageError.
     """
@@ -96,8 +98,8 @@ def override_preprocessing(pre: Preprocessing, **overrides) -> Preprocessing:
         changes["scale"] = float(changes["scale"])
     if "layout" in changes:
         changes["layout"] = changes["layout"].upper()
-    if changes and pre.kind == "none":
-        changes["kind"] = "image"
+    if changes and pre.kind in ("none", "sequence"):
+        changes["kind"] = "image"  # fit_to_input makes it "values" for an input that is not an image
     return dataclasses.replace(pre, **changes)
 
 
@@ -107,10 +109,12 @@ def fit_to_input(pre: Preprocessing, spec, model_name: str, declared: dict | Non
     from edgekit.data.arrays import image_dims
 
     dims = image_dims(spec)
+    declared = normalise_keys(declared or {}, "preprocessing")
+    if dims is None and pre.kind == "image" and declared:  # declared for numbers that are not pictures
+        return dataclasses.replace(pre, kind="values", size=None)
     if dims is None or pre.kind == "sequence":
         return pre
     channels, height, width = dims
-    declared = normalise_keys(declared or {}, "preprocessing")
     if "input_size" in declared and pre.size is not None and tuple(pre.size) != (height, width):
         raise UsageError(f"preprocessing resizes to {pre.size[0]}x{pre.size[1]} but {model_name} takes "
                          f"{height}x{width} inputs; drop input-size (the model's input decides it) "

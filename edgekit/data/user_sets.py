@@ -14,10 +14,11 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from edgekit.data.arrays import array_to_inputs, is_image_input, npz_arrays
+from edgekit.data.arrays import array_inputs, is_image_input, npz_arrays
 from edgekit.data.idx import find_idx_pairs, read_pair, split_of
 from edgekit.data.images import list_image_folder, no_usable_message, read_image
 from edgekit.data.labelled import LabelledSet, check_labels, image_pre_for, make_set, split_or_fail
+from edgekit.data.values import pixel_reader, to_inputs
 from edgekit.errors import DataError
 
 if TYPE_CHECKING:
@@ -66,11 +67,12 @@ def _folder_pool(root: Path) -> tuple[list[Path], np.ndarray, np.ndarray | None,
     return files, np.array(labels, np.int64), None if None in parts else np.array(origin), class_names
 
 
-def _read_files(root: Path, files: list[Path], pre: Preprocessing) -> tuple[list, list[int], list[str]]:
-    """The readable ``files`` as inputs, their positions in ``files``, and the skipped ones."""
+def _read_files(root: Path, files: list[Path], read) -> tuple[list, list[int], list[str]]:
+    """The readable ``files`` as ``read(path)`` gives them, their positions in ``files``, and the
+    skipped ones."""
     xs, kept, skipped = [], [], []
     for i, path in enumerate(files):
-        arr = read_image(path, pre)
+        arr = read(path)
         if arr is None:
             skipped.append(path.relative_to(root).as_posix())
         else:
@@ -81,32 +83,49 @@ def _read_files(root: Path, files: list[Path], pre: Preprocessing) -> tuple[list
     return xs, kept, skipped
 
 
-def _folder(root: Path, model, pre, split, n, seed) -> LabelledSet:
-    image_pre = image_pre_for(model, pre, str(root))
+def _folder_files(root: Path, model, pre, split, n, seed) -> tuple:
+    """(inputs, labels, class names, skipped files, values record or None) of one split of a
+    class-per-folder tree. For a model whose input is not an image the files' pixels are raw values
+    (``edgekit.data.values``); otherwise they get the image preprocessing."""
+    spec = model.input_spec
+    if is_image_input(spec):
+        image_pre = image_pre_for(model, pre, str(root))
+        read = lambda path: read_image(path, image_pre)  # noqa: E731
+    else:
+        read = pixel_reader(spec)
     files, labels, origin, classes = _folder_pool(root)
     rank = _path_rank([f.relative_to(root).as_posix() for f in files])
     chosen = split_or_fail(labels, rank, origin, split, str(root), n, seed)
-    xs, kept, skipped = _read_files(root, [files[i] for i in chosen], image_pre)
-    extra = {"skipped": skipped} if skipped else {}
-    y = labels[chosen][kept]
-    return make_set(np.stack(xs), y, model, f"folder:{root}", split, classes, extra)
+    xs, kept, skipped = _read_files(root, [files[i] for i in chosen], read)
+    x, values = np.stack(xs), None
+    if not is_image_input(spec):
+        x, found = to_inputs(x, spec, pre or model.preprocessing, str(root))
+        values = found.to_dict()
+    return x, labels[chosen][kept], classes, skipped, values
+
+
+def _extra(skipped: list[str], values: dict | None) -> dict:
+    return {**({"skipped": skipped} if skipped else {}), **({"values": values} if values else {})}
+
+
+def _folder(root: Path, model, pre, split, n, seed) -> LabelledSet:
+    x, y, classes, skipped, values = _folder_files(root, model, pre, split, n, seed)
+    return make_set(x, y, model, f"folder:{root}", split, classes, _extra(skipped, values))
 
 
 def folder_inputs(root: Path, model: LoadedModel, split: str, n: int | None, seed: int) -> tuple:
-    """(inputs, name, skipped files) of one split of a class-per-folder tree, for calibration: the
-    classes only choose the split (they need not match the model's outputs)."""
-    image_pre = image_pre_for(model, None, str(root))
-    files, labels, origin, _ = _folder_pool(root)
-    rank = _path_rank([f.relative_to(root).as_posix() for f in files])
-    chosen = split_or_fail(labels, rank, origin, split, str(root), n, seed)
-    xs, _, skipped = _read_files(root, [files[i] for i in chosen], image_pre)
-    return np.stack(xs), f"folder:{root}", skipped
+    """(inputs, name, skipped files, values record or None) of one split of a class-per-folder
+    tree, for calibration: the classes only choose the split (they need not match the model's outputs)."""
+    x, _, _, skipped, values = _folder_files(root, model, None, split, n, seed)
+    return x, f"folder:{root}", skipped, values
 
 
-def _user_inputs(x: np.ndarray, model: LoadedModel, pre: Preprocessing | None, name: str) -> np.ndarray:
+def _user_inputs(x: np.ndarray, model: LoadedModel, pre: Preprocessing | None, name: str) -> tuple:
+    """(inputs, what was done to the values) of an array from a user's file (``array_inputs``)."""
     spec = model.input_spec
     image_pre = image_pre_for(model, pre, name) if is_image_input(spec) else (pre or model.preprocessing)
-    return array_to_inputs(x, model.input_spec, image_pre, name)
+    x, values = array_inputs(x, model.input_spec, image_pre, name)
+    return x, values.to_dict()
 
 
 def _class_names(model: LoadedModel) -> list[str]:
@@ -136,8 +155,8 @@ def _idx(path: Path, model, pre, split, n, seed) -> LabelledSet:
     origin = None if splits == [None] else np.repeat(splits, [len(lb) for _, lb in loaded])
     chosen = split_or_fail(labels, _array_rank(len(labels)), origin, split, str(path), n, seed)
     name = f"idx:{path}"
-    x = _user_inputs(images[chosen], model, pre, pairs[0].images.name)
-    return make_set(x, labels[chosen], model, name, split, _class_names(model))
+    x, values = _user_inputs(images[chosen], model, pre, pairs[0].images.name)
+    return make_set(x, labels[chosen], model, name, split, _class_names(model), _extra([], values))
 
 
 def _npz_parts(path: Path) -> tuple[dict[str | None, tuple[np.ndarray, np.ndarray]], list[str] | None]:
@@ -175,10 +194,11 @@ def _npz(path: Path, model, pre, split, n, seed) -> LabelledSet:
     origin = None if None in parts else np.repeat(list(parts), [len(y) for _, y in parts.values()])
     ys = check_labels(ys, model, path.name)
     chosen = split_or_fail(ys, _array_rank(len(ys)), origin, split, path.name, n, seed)
-    x = _user_inputs(xs[chosen], model, pre, path.name)
+    x, values = _user_inputs(xs[chosen], model, pre, path.name)
     if classes is not None and len(classes) < (int(ys.max()) + 1 if ys.size else 0):
         raise DataError(f"{path.name}: 'classes' names {len(classes)} classes but labels go up to {ys.max()}")
-    return make_set(x, ys[chosen], model, f"npz:{path}", split, classes or _class_names(model))
+    return make_set(x, ys[chosen], model, f"npz:{path}", split, classes or _class_names(model),
+                    _extra([], values))
 
 
 def _npz_several(path: Path, model, split, n, seed) -> LabelledSet:

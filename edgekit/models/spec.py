@@ -66,7 +66,7 @@ class Preprocessing:
     the rest with ``pad_value``; "none" = images must already be HxW.
     """
 
-    kind: str = "image"  # "image" | "sequence" | "none"
+    kind: str = "image"  # "image" | "values" (not pictures: scale, mean, std only) | "sequence" | "none"
     size: tuple[int, int] | None = None  # (height, width)
     grayscale: bool = False
     mean: tuple[float, ...] = (0.0,)
