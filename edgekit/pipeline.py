@@ -295,6 +295,8 @@ def _new_manifest(plan, model, samples, calib, held_out, formats) -> dict:
             **({"inputs": [s.to_dict() for s in model.inputs], "outputs": list(model.output_names)}
                if model.multi_io else {}),
             "preprocessing": model.preprocessing.to_dict(),
+            "int8": {"static": model.static_int8, "recurrent_layers": list(model.recurrent),
+                     **({"why": model.int8_reason} if model.int8_reason else {})},
         },
         "calibration": {
             "source": samples.source,
@@ -302,6 +304,7 @@ def _new_manifest(plan, model, samples, calib, held_out, formats) -> dict:
             "sha256": samples.sha256,
             "skipped": samples.skipped,
             **({"split": samples.split} if samples.split else {}),
+            **({"values": samples.values} if getattr(samples, "values", None) else {}),
         },
         "verification": {"samples": count(held_out), "held_out": True},
         "tools": tools,
