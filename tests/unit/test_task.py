@@ -49,3 +49,13 @@ def test_a_task_the_output_cannot_mean_is_one_line():
 def test_a_bare_squeeze_that_drops_the_batch_says_how_to_fix_it():
     with pytest.raises(UsageError, match=r"scalar at batch 1.*\.squeeze\(-1\)"):
         describe_user_model(Squeezed(), (1, 4), "net.py:Net")
+
+
+def test_task_is_read_from_options_and_recipes_and_checked():
+    from edgekit.pipeline import ExportPlan
+
+    plan = ExportPlan.from_mapping({"model": "lenet5", "task": "binary"})
+    assert plan.task == "binary" and plan.settings()["task"] == "binary"  # recorded in the manifest
+    assert ExportPlan.from_mapping({"model": "lenet5"}).task is None  # guessed
+    with pytest.raises(UsageError, match=r"recipe.toml: task 'binar': use one of classify, binary, regress"):
+        ExportPlan.from_mapping({"model": "lenet5", "task": "binar"}, "recipe.toml")
