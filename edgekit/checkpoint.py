@@ -124,6 +124,10 @@ def load_checkpoint(path: Path) -> LoadedModel:
         loaded = load_model(record["model"], options, weights=Path(path))
     if record.get("preprocessing"):
         loaded.preprocessing = Preprocessing.from_dict(record["preprocessing"])
+    if record.get("task") and record["task"] != loaded.task:  # e.g. a regression model pruned
+        from edgekit.models.describe import apply_task
+
+        apply_task(loaded, record["task"])
     calibrate_like_training(loaded, record)
     return loaded
 

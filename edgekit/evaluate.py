@@ -23,17 +23,20 @@ def evaluate_run(
     preprocessing_overrides: dict | None = None,
     report: Callable[[str], None] = print,
     ray: str | None = None,
+    task: str | None = None,
 ) -> dict:
     """Evaluate the run's PyTorch model and each artefact; store and return the results. ``ray``
-    ("auto" or an address): run each of them on shards of the samples as Ray tasks (same numbers)."""
+    ("auto" or an address): run each of them on shards of the samples as Ray tasks (same numbers).
+    ``task`` (``--task``): what the model's output means, instead of the run's (recorded)."""
     from edgekit.data.datasets import load_dataset
     from edgekit.data.preprocess import fit_to_input, override_preprocessing
-    from edgekit.metrics import agreement, metrics, primary_metric
+    from edgekit.metrics import REGRESS_TOLERANCE, agreement, drop_pp, metrics, primary_metric
+    from edgekit.models.describe import apply_task
     from edgekit.models.resolve import load_run_model
 
     run_dir = Path(run_dir)
     manifest = mf.read_manifest(run_dir)
-    model = load_run_model(manifest, run_dir)
+    model = apply_task(load_run_model(manifest, run_dir), task)
     pre = override_preprocessing(model.preprocessing, **(preprocessing_overrides or {}))
     pre = fit_to_input(pre, model.input_spec, model.name, preprocessing_overrides)  # what really runs
     data = load_dataset(source, model, split=split, n=limit, seed=seed, preprocessing=pre)
@@ -62,8 +65,8 @@ def evaluate_run(
     for (fmt_name, precision, _), (logits, inference_precision, seconds) in zip(arts, outputs[1:]):
         m = metrics(logits, data)
         row = {"format": fmt_name, "precision": precision, "status": "ok", **m,
-               "agreement": agreement(ref_logits, logits),
-               "drop_pp": round(100.0 * (ref[key] - m[key]), 3), "seconds": round(seconds, 2)}
+               "agreement": agreement(ref_logits, logits, model.task),
+               "drop_pp": drop_pp(ref[key], m[key], key), "seconds": round(seconds, 2)}
         if inference_precision:
             row["inference_precision"] = inference_precision
         rows.append(row)
@@ -74,6 +77,10 @@ def evaluate_run(
         "samples": int(len(data)),
         "sha256": data.sha256,
         "metric": key,
+        "task": model.task,
+        **({"agreement_tolerance": f"{REGRESS_TOLERANCE:g} of the PyTorch outputs' range",
+            "drop": "percent the MAE rose above PyTorch's"} if model.task == "regression" else {}),
+        **({"task_given": task} if task else {}),
         "preprocessing": pre.to_dict(),
         "preprocessing_overrides": dict(preprocessing_overrides or {}),
         **({"values": data.extra["values"]} if data.extra.get("values") else {}),
@@ -163,17 +170,31 @@ def _sharded(backend, run_dir: Path, arts: list, x) -> list[tuple]:
     return out
 
 
+_EXTRA_COLUMNS = ("top5", "deterministic_top1", "step_top1", "auc", "rmse")
+_NUMBERS = ("auc", "mae", "rmse")  # shown as numbers, not percentages
+
+
 def table_rows(result: dict) -> tuple[list[str], list[list[str]]]:
     """Columns and formatted rows for printing an eval result."""
+    from edgekit.metrics import LOWER_IS_BETTER
+
     key = result["metric"]
-    extra = [k for k in ("top5", "deterministic_top1", "step_top1") if any(k in r for r in result["results"])]
-    head = ["format", "precision", key, *extra, "agreement", "drop (pp)"]
+    extra = [k for k in _EXTRA_COLUMNS if k != key and any(k in r for r in result["results"])]
+    drop = "MAE rise (%)" if key in LOWER_IS_BETTER else "drop (pp)"
+    head = ["format", "precision", key, *extra, "agreement", drop]
     rows = []
     for r in result["results"]:
-        rows.append([r["format"], r["precision"], f"{100 * r[key]:.2f}%",
-                     *[f"{100 * r[k]:.2f}%" if k in r else "-" for k in extra],
+        rows.append([r["format"], r["precision"], _cell(r, key), *[_cell(r, k) for k in extra],
                      f"{100 * r['agreement']:.2f}%", f"{r['drop_pp']:+.2f}"])
     return head, rows
+
+
+def _cell(row: dict, key: str) -> str:
+    if key not in row:
+        return "-"
+    if key == "auc":
+        return f"{row[key]:.4f}"
+    return f"{row[key]:.4g}" if key in _NUMBERS else f"{100 * row[key]:.2f}%"
 
 
 def check_run_dir(path: Path) -> Path:

@@ -50,14 +50,16 @@ def _fp32(fmt, model, path, held_out, reference) -> tuple[Path, dict, dict]:
 
     fmt.export_fp32(model, path)
     session = fmt.open_exact(path)
-    result = compare(reference, run_session(session, held_out, model.axes), judge=True)
+    result = compare(reference, run_session(session, held_out, model.axes), judge=True,
+                     task=model.task)
     if not result.passed:
         raise ExportError(
             f"fp32 {fmt.name} artefact disagrees with PyTorch: max abs diff "
             f"{result.max_abs_diff:.3g} (tolerance {result.tolerance:.3g}), "
             f"{result.top1_mismatches} top-1 mismatches on {result.samples} samples"
         )
-    batched = batched_metrics(fmt, session, held_out, reference, judge=True, axes=model.axes)
+    batched = batched_metrics(fmt, session, held_out, reference, judge=True, axes=model.axes,
+                              task=model.task)
     return path, {"type": "none"}, {**result.to_dict(), **batched, **_session_info(session)}
 
 
@@ -75,8 +77,10 @@ def _int8(fmt, model, fp32_path, calib, path, held_out, reference, budget) -> tu
                                      SearchSettings(budget_pp=budget.pp), more_calib=budget.more,
                                      ray=budget.ray)
     session = fmt.open(result.path)
-    metrics = compare(reference, run_session(session, held_out, model.axes), judge=False)
-    batched = batched_metrics(fmt, session, held_out, reference, judge=False, axes=model.axes)
+    metrics = compare(reference, run_session(session, held_out, model.axes), judge=False,
+                      task=model.task)
+    batched = batched_metrics(fmt, session, held_out, reference, judge=False, axes=model.axes,
+                              task=model.task)
     scheme = {**result.scheme, "why": model.int8_reason} if model.int8_reason else result.scheme
     verify = {**metrics.to_dict(), **batched, **_session_info(session), **judge_int8(metrics)}
     if not verify["passed"]:

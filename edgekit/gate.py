@@ -25,7 +25,12 @@ from xml.etree import ElementTree as ET
 
 from edgekit import manifest as mf
 from edgekit.errors import EXIT_GATE, UsageError
-from edgekit.gate_refusals import check_comparable, refuse_emulated_latency
+from edgekit.gate_refusals import (
+    check_comparable,
+    refuse_accuracy_of_regression,
+    refuse_emulated_latency,
+    rule_wording,
+)
 from edgekit.tomlfile import read_toml
 
 BASELINE_KIND = "edgekit-baseline"
@@ -233,6 +238,8 @@ def evaluate(manifest: dict, rules: GateRules) -> list[Check]:
         baseline = load_baseline(rules.baseline, rules.target)
         check_comparable(manifest, baseline, rules)
         base = baseline["artefacts"]
+    refuse_accuracy_of_regression(manifest, rules)
+    wording = rule_wording(manifest)
     bench_record = (manifest.get("bench") or {}).get(bench_key(manifest, rules.target))
     refuse_emulated_latency(bench_record, rules, baseline if rules.baseline else None)
     no_eval = "no accuracy in the run: run `edgekit eval RUN --dataset ...` (or export with --eval) first"
@@ -254,10 +261,10 @@ def evaluate(manifest: dict, rules: GateRules) -> list[Check]:
         if art.get("search"):  # export --max-drop: its own budget holds whatever rules the gate got
             checks.append(search_check(art))
         if rules.max_drop is not None:
-            add("max_drop", art, f.get("drop_pp"), rules.max_drop, "<=", no_eval, "points below PyTorch fp32")
+            add("max_drop", art, f.get("drop_pp"), rules.max_drop, "<=", no_eval, wording["max_drop"])
         if rules.min_agreement is not None:
             add("min_agreement", art, f.get("agreement"), rules.min_agreement, ">=", no_eval,
-                "top-1 agreement with PyTorch fp32")
+                wording["min_agreement"])
         if rules.min_speedup is not None and int8:
             fp32 = mine.get(f"{art['format']}/fp32", {})
             speed = f.get("speedup_vs_fp32")

@@ -1,5 +1,6 @@
-"""What the gate refuses to compare at all: a baseline of another model or of other data, and
-latency measured under emulation (QEMU), which is not a device's latency."""
+"""What the gate refuses to compare at all: a baseline of another model or of other data, latency
+measured under emulation (QEMU), which is not a device's latency, and accuracy rules on a
+regression model, which has an error (MAE), not an accuracy."""
 
 from __future__ import annotations
 
@@ -36,3 +37,29 @@ def refuse_emulated_latency(record: dict | None, rules, baseline: dict | None) -
         raise UsageError(f"{names} on target {rules.target}: its latency was measured under emulation "
                          f"({why}), which says nothing about the device's speed; gate latency on a bench "
                          "of the real device, and keep accuracy and size rules for the emulated one")
+
+
+def refuse_accuracy_of_regression(manifest: dict, rules) -> None:
+    """--min-accuracy and --max-accuracy-regression on a run evaluated as regression (metric MAE)."""
+    ev = manifest.get("eval") or {}
+    if ev.get("metric") != "mae":
+        return
+    given = [name for name in ("min_accuracy", "max_accuracy_regression") if getattr(rules, name) is not None]
+    if given:
+        names = ", ".join("--" + name.replace("_", "-") for name in given)
+        raise UsageError(f"{names}: the run is a regression model, scored by its mean absolute error, "
+                         "not an accuracy; gate it with --max-drop (percent the MAE may rise above "
+                         "PyTorch's) or --min-agreement (share of outputs within tolerance)")
+
+
+def rule_wording(manifest: dict) -> dict:
+    """What --max-drop and --min-agreement measure for the run's task (its eval record's metric)."""
+    ev = manifest.get("eval") or {}
+    metric, task = ev.get("metric"), ev.get("task") or (manifest.get("model") or {}).get("task")
+    if metric == "mae":
+        return {"max_drop": "percent the MAE rose above PyTorch fp32's",
+                "min_agreement": "share of outputs within tolerance of PyTorch fp32"}
+    if task == "binary":
+        return {"max_drop": "points of accuracy below PyTorch fp32",
+                "min_agreement": "decision (sigmoid >= 0.5) agreement with PyTorch fp32"}
+    return {"max_drop": "points below PyTorch fp32", "min_agreement": "top-1 agreement with PyTorch fp32"}

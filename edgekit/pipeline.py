@@ -51,6 +51,7 @@ class ExportPlan:
     eval_data: str | None = None  # labelled data: the budget is measured on its val split
     dynamic_batch: bool = False  # artefacts take any batch (axis 0) where their format can
     ray: str | None = None  # "auto" or a Ray address: --max-drop trials and eval shards as Ray tasks
+    task: str | None = None  # --task classify|binary|regress: overrides the guess from the output
 
     def settings(self) -> dict:
         d = asdict(self)
@@ -90,7 +91,7 @@ class ExportPlan:
             verify_samples=r.integer("verify_samples", VERIFY_SAMPLES, least=1),
             out=r.path("out"), seed=r.integer("seed", 0), prune=prune, preprocess=r.preprocess("preprocess"),
             max_drop=r.number("max_drop"), eval_data=r.data("eval", check=True),
-            dynamic_batch=r.flag("dynamic_batch"), ray=r.text("ray"),
+            dynamic_batch=r.flag("dynamic_batch"), ray=r.text("ray"), task=r.task("task"),
         )
         r.done(extra)
         problem = plan.max_drop_problem(recipe=not r.cli)

@@ -327,7 +327,7 @@ def build_and_measure(fmt, model, fp32_path, calib, staged, options, held_out, r
     measure it on ``held_out``: drop against ``ref`` in points of ``key``, agreement with
     ``ref_logits``, a quick latency, build seconds. Raises what the build raises."""
     from edgekit.distributed import task_threads
-    from edgekit.metrics import agreement, metrics
+    from edgekit.metrics import agreement, drop_pp, metrics
     from edgekit.verify import run_session
 
     start = time.perf_counter()
@@ -337,8 +337,8 @@ def build_and_measure(fmt, model, fp32_path, calib, staged, options, held_out, r
     session = fmt.open(result.path, threads) if threads else fmt.open(result.path)
     logits = run_session(session, held_out.x, model.axes)
     acc, one = metrics(logits, held_out)[key], model.axes.to_model(held_out.x[:1])
-    return result, {"accuracy": round(acc, 6), "drop_pp": round(100.0 * (ref - acc), 3),
-                    "agreement": round(agreement(ref_logits, logits), 6),
+    return result, {"accuracy": round(acc, 6), "drop_pp": drop_pp(ref, acc, key),
+                    "agreement": round(agreement(ref_logits, logits, model.task), 6),
                     "latency_p50_ms": round(_latency(session, one, settings), 4),
                     "seconds": round(built, 2)}
 

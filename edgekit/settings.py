@@ -149,6 +149,20 @@ class Reader:
     def text(self, key: str, default: str | None = None) -> str | None:
         return self._typed(key, str, default)
 
+    def choice(self, key: str, choices: Iterable[str], default: str | None = None) -> str | None:
+        """One of ``choices``."""
+        value = self.text(key, default)
+        choices = tuple(choices)
+        if value is not None and value not in choices:
+            raise self.error(f"{self.name(key)} {value!r}: use one of {', '.join(choices)}")
+        return value
+
+    def task(self, key: str = "task") -> str | None:
+        """What the model's output means (``--task``): classify, binary or regress; None: guessed."""
+        from edgekit.models.spec import TASK_OPTIONS
+
+        return self.choice(key, TASK_OPTIONS)
+
     def texts(self, key: str) -> tuple[str, ...]:
         """A list of strings (``--keep`` given several times, or a TOML list)."""
         value = self._typed(key, (list, tuple), (), "a list")

@@ -15,19 +15,27 @@ VERIFY_BATCH = 4  # artefacts with a dynamic batch are also checked in batches o
 
 @dataclass(frozen=True)
 class VerifyResult:
+    """How an artefact's outputs compare with the reference's. ``top1_agreement`` is the share of
+    decisions that agree, whatever the task: the argmax of each sample (or time step) for
+    classifiers, the decision sigmoid(logit) >= 0.5 (logit >= 0) for binary ones, and for
+    regression the share of output values within ``agreement_tolerance`` of the reference
+    (``edgekit.metrics.REGRESS_TOLERANCE`` of the reference outputs' range)."""
+
     samples: int
     max_abs_diff: float
     tolerance: float
-    top1_agreement: float  # fraction of predictions (samples, or time steps) with the same argmax
-    top1_mismatches: int  # mismatches where the reference is not a near-tie
+    top1_agreement: float  # share of decisions that agree (see above)
+    top1_mismatches: int  # disagreements where the reference is not a near-tie (regression: all)
     cosine: float
     sqnr_db: float
     passed: bool | None  # fp32: the pass/fail verdict; int8: None (metrics are recorded, not judged)
     outputs: list | None = None  # a model with several outputs: each one's metrics (the fields above)
+    task: str = "classification"  # how top1_agreement was decided (edgekit.models.spec.TASKS)
+    agreement_tolerance: float | None = None  # regression: the absolute tolerance of agreement
 
     def to_dict(self) -> dict:
         d = asdict(self)
-        return d if self.outputs is not None else {k: v for k, v in d.items() if k != "outputs"}
+        return {k: v for k, v in d.items() if v is not None or k == "passed"}
 
 
 def run_session(session, x: np.ndarray, axes: BatchAxes = BATCH_FIRST) -> np.ndarray:
@@ -44,7 +52,7 @@ def run_batched(session, x: np.ndarray, batch: int = VERIFY_BATCH,
 
 
 def batched_metrics(fmt, session, x: np.ndarray, reference: np.ndarray, judge: bool,
-                    axes: BatchAxes = BATCH_FIRST) -> dict:
+                    axes: BatchAxes = BATCH_FIRST, task: str | None = None) -> dict:
     """For a format writing a dynamic batch (``fmt.dynamic_batch``): the artefact's outputs on ``x``
     run ``VERIFY_BATCH`` samples at a time against the reference, as {"batched": metrics}; {} else.
     ``judge`` (fp32): raise ExportError when they disagree beyond the fp32 tolerance."""
@@ -52,7 +60,7 @@ def batched_metrics(fmt, session, x: np.ndarray, reference: np.ndarray, judge: b
         return {}
     from edgekit.errors import ExportError
 
-    result = compare(reference, run_batched(session, x, VERIFY_BATCH, axes), judge=judge)
+    result = compare(reference, run_batched(session, x, VERIFY_BATCH, axes), judge=judge, task=task)
     if judge and not result.passed:
         raise ExportError(
             f"fp32 {fmt.name} artefact disagrees with PyTorch at batch {VERIFY_BATCH}: max abs diff "
@@ -78,15 +86,18 @@ def reference_outputs(module, x) -> np.ndarray | tuple:
         return concat([one(i) for i in range(count(x))])
 
 
-def compare(ref, out, judge: bool) -> VerifyResult:
+def compare(ref, out, judge: bool, task: str | None = None) -> VerifyResult:
     """``compare_one`` of each output; for several outputs the verdict covers all of them, the
-    headline metrics are the first output's (the one eval scores) and ``outputs`` lists each."""
+    headline metrics are the first output's (the one eval scores) and ``outputs`` lists each.
+    ``task`` (the model's) is the first output's; the others' is implied by their shapes, except
+    that all outputs of a regression model are compared as real values."""
     if not isinstance(ref, tuple):
-        return compare_one(ref, out, judge)
+        return compare_one(ref, out, judge, task)
     if not isinstance(out, tuple) or len(out) != len(ref):
         got = len(out) if isinstance(out, tuple) else 1
         raise ValueError(f"the artefact gives {got} outputs, PyTorch {len(ref)}")
-    each = [compare_one(r, o, judge) for r, o in zip(ref, out)]
+    each = [compare_one(r, o, judge, task if i == 0 or task == "regression" else None)
+            for i, (r, o) in enumerate(zip(ref, out))]
     passed = all(e.passed for e in each) if judge else None
     mismatches = sum(e.top1_mismatches for e in each)
     head = next((e for e in each if judge and not e.passed), each[0])  # a failure names its numbers
@@ -94,23 +105,37 @@ def compare(ref, out, judge: bool) -> VerifyResult:
                                outputs=[e.to_dict() for e in each])
 
 
-def compare_one(ref: np.ndarray, out: np.ndarray, judge: bool) -> VerifyResult:
-    """Metrics of ``out`` against ``ref``. With ``judge`` (fp32) decide pass/fail.
+def compare_one(ref: np.ndarray, out: np.ndarray, judge: bool, task: str | None = None) -> VerifyResult:
+    """Metrics of ``out`` against ``ref``. With ``judge`` (fp32) decide pass/fail. ``task``: the
+    model's (``edgekit.models.spec.TASKS``); None: implied by the shape (one value per sample is a
+    binary logit, else logits whose argmax decides).
 
     fp32 passes when the max abs difference is below 1e-3 of the reference's output range and the
-    top-1 class is the same everywhere, except where the reference's top two are closer than the
-    tolerance (a genuine tie that float rounding may flip).
+    decision is the same everywhere, except where the reference is a near-tie closer than the
+    tolerance that float rounding may flip (its top two classes; a binary logit near 0).
     """
+    from edgekit.metrics import regress_tolerance, task_of
+
     if ref.shape != out.shape:
         raise ValueError(f"output shape {out.shape} differs from the PyTorch output {ref.shape}")
+    task = task_of(ref, task)
     ref64, out64 = ref.astype(np.float64), out.astype(np.float64)
     diff = np.abs(ref64 - out64)
     tol = FP32_RELATIVE_TOLERANCE * max(float(ref64.max() - ref64.min()), 1e-6)
-    r2 = ref64.reshape(-1, ref64.shape[-1])
-    o2 = out64.reshape(-1, out64.shape[-1])
-    same = r2.argmax(-1) == o2.argmax(-1)
-    top2 = np.sort(r2, axis=-1)[:, -2:] if r2.shape[-1] > 1 else np.zeros((len(r2), 2))
-    near_tie = (top2[:, 1] - top2[:, 0]) < tol
+    within = None
+    if task == "binary":  # one logit per sample: sigmoid(logit) >= 0.5 decides
+        same = (ref64.ravel() >= 0) == (out64.ravel() >= 0)
+        near_tie = np.abs(ref64.ravel()) < tol
+    elif task == "regression":  # real values: agree within a tolerance of the reference
+        within = regress_tolerance(ref64)
+        same = diff.ravel() <= within
+        near_tie = np.zeros_like(same)
+    else:
+        r2 = ref64.reshape(-1, ref64.shape[-1])
+        o2 = out64.reshape(-1, out64.shape[-1])
+        same = r2.argmax(-1) == o2.argmax(-1)
+        top2 = np.sort(r2, axis=-1)[:, -2:] if r2.shape[-1] > 1 else np.zeros((len(r2), 2))
+        near_tie = (top2[:, 1] - top2[:, 0]) < tol
     mismatches = int(np.sum(~same & ~near_tie))
     noise = float(np.sum((ref64 - out64) ** 2))
     signal = float(np.sum(ref64**2))
@@ -128,4 +153,6 @@ def compare_one(ref: np.ndarray, out: np.ndarray, judge: bool) -> VerifyResult:
         cosine=cosine,
         sqnr_db=sqnr,
         passed=passed,
+        task=task,
+        agreement_tolerance=within,
     )

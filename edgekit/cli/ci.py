@@ -14,8 +14,10 @@ from edgekit.errors import EXIT_GATE, UsageError
 @click.command("gate")
 @click.argument("run_dir", type=click.Path(path_type=Path))
 @click.option("--max-drop", type=float, metavar="PP",
-              help="Most accuracy points an artefact may lose against the run's PyTorch fp32 model.")
-@click.option("--min-agreement", type=float, metavar="F", help="Least top-1 agreement with PyTorch (0..1).")
+              help="Most accuracy points an artefact may lose against the run's PyTorch fp32 model "
+              "(a regression model: most percent its MAE may rise).")
+@click.option("--min-agreement", type=float, metavar="F", help="Least agreement with PyTorch (0..1): of the "
+              "top-1 class, of a binary model's decision, of regression outputs within tolerance.")
 @click.option("--min-speedup", type=float, metavar="X",
               help="Least int8 p50 speed-up over the same format's fp32.")
 @click.option("--baseline", metavar="FILE", help="A baseline file (edgekit baseline) or run directory.")

@@ -89,6 +89,17 @@ def prune_settings(options: dict, ratio: float | None, required: bool = True):
     return PruneSettings.from_mapping({**given, "ratio": ratio}, required=required)
 
 
+def task_option(f: Callable) -> Callable:
+    """--task: what the model's output means, when the guess from its shape is not it (export, eval)."""
+    from edgekit.models.spec import TASK_OPTIONS
+
+    return click.option(
+        "--task", type=click.Choice(list(TASK_OPTIONS)),
+        help="What the output means (default: guessed from its shape). classify: (batch, classes) "
+        "logits, the argmax decides; binary: one logit per sample, (batch,) or (batch, 1), sigmoid >= "
+        "0.5 decides (accuracy, ROC AUC); regress: real values, scored by MAE and RMSE.")(f)
+
+
 def preprocessing_options(f: Callable) -> Callable:
     """The declared preprocessing, the same on export, train, prune and eval (and in recipes)."""
     from edgekit.models.spec import INTERPOLATIONS, RESIZE_MODES

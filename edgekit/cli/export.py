@@ -16,6 +16,7 @@ from edgekit.cli.common import (
     prune_options,
     prune_settings,
     report,
+    task_option,
 )
 from edgekit.errors import EXIT_FAILED, UsageError
 from edgekit.formats import names as format_names
@@ -45,6 +46,7 @@ from edgekit.formats import names as format_names
 @click.option("--batch-axis", type=click.IntRange(0), help="Where the batch is in --input-shape when not "
               "first, e.g. 1 for a seq-first LSTM taking (time, batch, features) = 28,1,28.")
 @click.option("--model-args", help="JSON keyword arguments for a user model's class or factory function.")
+@task_option
 @click.option("--verify-samples", type=click.IntRange(1, 10000), default=64, show_default=True,
               help="Held-out samples each artefact is checked on (all there are, when fewer); an int8 "
               "artefact below 90% top-1 agreement or 10 dB SQNR on them fails.")

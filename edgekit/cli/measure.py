@@ -7,7 +7,15 @@ from pathlib import Path
 
 import click
 
-from edgekit.cli.common import err, preprocess_overrides, preprocessing_options, print_table, quiet, report
+from edgekit.cli.common import (
+    err,
+    preprocess_overrides,
+    preprocessing_options,
+    print_table,
+    quiet,
+    report,
+    task_option,
+)
 from edgekit.errors import EXIT_FAILED
 
 
@@ -42,19 +50,20 @@ def target_options(python_help: str):
               "to score a held-out set of your own in full.")
 @click.option("--limit", type=click.IntRange(1), help="Evaluate at most N samples.")
 @click.option("--input-size", type=click.IntRange(1), help="Override the input size of the data.")
+@task_option
 @preprocessing_options
 @click.option("--ray", "ray", metavar="auto|ADDRESS", help="Run the model and each artefact on shards of "
               "the samples as Ray tasks (pip install 'edgekit[ray]'); auto: the cluster in RAY_ADDRESS or "
               "running here, else a local one. Same numbers as without.")
 @click.option("--json", "as_json", is_flag=True, help="Print the results as JSON.")
-def eval_cmd(run_dir, dataset, split, limit, input_size, ray, as_json, **pre) -> int:
+def eval_cmd(run_dir, dataset, split, limit, input_size, task, ray, as_json, **pre) -> int:
     """Accuracy of the PyTorch model and every artefact of RUN_DIR on the same samples. The run's
     declared preprocessing is used; options given here override it (and are recorded)."""
     from edgekit.evaluate import check_run_dir, evaluate_run
 
     overrides = preprocess_overrides(pre, input_size)
     result = evaluate_run(check_run_dir(run_dir), dataset, split=split, limit=limit,
-                          preprocessing_overrides=overrides, report=report, ray=ray)
+                          preprocessing_overrides=overrides, report=report, ray=ray, task=task)
     if as_json:
         click.echo(json.dumps(result, indent=2))
     else:
@@ -64,9 +73,11 @@ def eval_cmd(run_dir, dataset, split, limit, input_size, ray, as_json, **pre) ->
 
 def print_eval(result: dict) -> None:
     from edgekit.evaluate import table_rows
+    from edgekit.metrics import LOWER_IS_BETTER
 
     head, rows = table_rows(result)
-    title = f"accuracy on {result['dataset']} ({result['split']}, {result['samples']} samples)"
+    what = "error" if result["metric"] in LOWER_IS_BETTER else "accuracy"
+    title = f"{what} on {result['dataset']} ({result['split']}, {result['samples']} samples)"
     print_table(head, rows, title=title, right=[c for c in head if c not in ("format", "precision")])
 
 

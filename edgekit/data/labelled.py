@@ -33,12 +33,15 @@ HOW_TO_PASS = (
 @dataclass
 class LabelledSet:
     x: np.ndarray  # float32 (N, *model.input_spec.sample_shape), preprocessed for the model
-    y: np.ndarray  # int64 (N,) class labels; sequences: (N, T) next-symbol targets, -100 = ignore
+    # int64 (N,) class labels (binary: 0/1); sequences: (N, T) next-symbol targets, -100 = ignore;
+    # regression: float32 targets, (N,) or (N, *output)
+    y: np.ndarray
     name: str  # "digits", "shapes", "reber", "folder:/abs", "idx:/abs", "npz:/abs"
     split: str  # "train" | "val" | "test" | "all"
     classes: list[str]  # class names; labels index into it
     sha256: str  # of x and y (shapes, dtypes and bytes)
     extra: dict = field(default_factory=dict)  # see load_dataset
+    task: str = ""  # the task of the model it was loaded for ("": what the shapes imply, edgekit.metrics)
 
     def __len__(self) -> int:
         return len(self.y)
@@ -97,7 +100,7 @@ def split_positions(labels: np.ndarray | None, rank: np.ndarray, fractions: dict
     or per-step), the lowest ``rank`` go to test, the next to val, the rest to train; test and val
     get at least one item of every class that has three or more."""
     n = len(rank)
-    if labels is None or labels.ndim != 1:
+    if labels is None or labels.ndim != 1 or labels.dtype.kind == "f":  # per-step or real-valued
         groups = [np.arange(n)]
     else:
         groups = [np.flatnonzero(labels == c) for c in np.unique(labels)]
@@ -147,20 +150,52 @@ def split_or_fail(labels, rank, origin, split: str, where: str, n: int | None, s
 
 
 def check_labels(y: np.ndarray, model: LoadedModel, where: str) -> np.ndarray:
-    """Integer labels in range for the model's outputs (and -100 for ignored steps of sequences)."""
+    """Integer labels in range for the model's outputs (and -100 for ignored steps of sequences);
+    0/1 for a binary classifier; real-valued targets for regression."""
+    if model.task == "regression":
+        return _targets(y, model, where)
     if not (np.issubdtype(y.dtype, np.integer) or (y.dtype.kind == "f" and np.all(y == np.round(y)))):
-        raise DataError(f"labels in {where} are {y.dtype}; save integer class indices")
+        raise DataError(f"labels in {where} are {y.dtype}; save integer class indices "
+                        "(real-valued targets: --task regress)")
     y = y.astype(np.int64)
+    if model.task == "binary":
+        return _binary_labels(y, model, where)
     sequence = model.task == "sequence"
     if y.ndim != (2 if sequence else 1):
         want = "(N, T) per-step targets" if sequence else "(N,) one label per sample"
         raise DataError(f"labels in {where} have shape {tuple(y.shape)}; {model.name} needs {want}")
     real = y[y != IGNORE_INDEX] if sequence else y
     if real.size and (real.min() < 0 or real.max() >= model.num_classes):
+        fix = (f"build it with --num-classes {real.max() + 1}" if ":" not in model.name
+               and not model.name.lower().endswith(".onnx") else "give the model more outputs")
         raise DataError(
             f"labels in {where} run {real.min()}..{real.max()} but {model.name} has "
-            f"{model.num_classes} outputs; build it with --num-classes {real.max() + 1} or fix the labels"
+            f"{model.num_classes} outputs; {fix} or fix the labels"
         )
+    return y
+
+
+def _binary_labels(y: np.ndarray, model: LoadedModel, where: str) -> np.ndarray:
+    if y.ndim == 2 and y.shape[1] == 1:
+        y = y[:, 0]
+    if y.ndim != 1:
+        raise DataError(f"labels in {where} have shape {tuple(y.shape)}; {model.name} is a binary "
+                        "classifier (one logit) and needs (N,) labels of 0 or 1")
+    if y.size and not np.isin(y, (0, 1)).all():
+        raise DataError(f"labels in {where} run {y.min()}..{y.max()}, but {model.name} is a binary "
+                        "classifier (one logit, sigmoid >= 0.5) and needs labels 0 or 1; map them to "
+                        "0/1, or pass --task regress for real-valued targets")
+    return y
+
+
+def _targets(y: np.ndarray, model: LoadedModel, where: str) -> np.ndarray:
+    if y.dtype.kind not in "biuf":
+        raise DataError(f"targets in {where} are {y.dtype}; regression needs numbers")
+    y = y.astype(np.float32)
+    if y.ndim == 2 and y.shape[1] == 1 and model.num_classes == 1:
+        y = y[:, 0]
+    if y.ndim < 1 or not np.isfinite(y).all():
+        raise DataError(f"targets in {where} must be finite numbers, one row per sample")
     return y
 
 
@@ -172,7 +207,7 @@ def make_set(x, y, model, name, split, classes, extra=None) -> LabelledSet:
         raise DataError(f"{name}: {count(x)} samples but {len(y)} labels; they must match one to one")
     x = tuple(np.ascontiguousarray(a, np.float32) for a in x) if isinstance(x, tuple) else \
         np.ascontiguousarray(x, np.float32)
-    return LabelledSet(x, y, name, split, list(classes), labelled_sha256(x, y), extra or {})
+    return LabelledSet(x, y, name, split, list(classes), labelled_sha256(x, y), extra or {}, model.task)
 
 
 def check_split(split: str) -> None:

@@ -201,8 +201,9 @@ def load_model(
     """Build a zoo model or a user's ``path/to/file.py:NAME`` / ``package.module:NAME``, load
     ``weights``, count params/MACs."""
     from edgekit.models.onnx_file import is_onnx_file, load_onnx_model
-    from edgekit.models.user import is_user_model
+    from edgekit.models.user import is_user_model, refuse_notebook
 
+    refuse_notebook(name)
     if is_onnx_file(name):  # path/to/model.onnx: onnxruntime runs the file as the reference
         return load_onnx_model(name, input_shape, batch_axis, weights=weights, model_args=model_args,
                                zoo_options=options != DEFAULT_OPTIONS)

@@ -1,7 +1,9 @@
 """What a user's model takes and gives, learned by running it: on random inputs of the shapes the
 user gave (``--input-shape``, once per input), once at batch 1 and once at batch 2. The output
-axis that grows with the batch is the output's batch axis; the first output's rank tells the task
-(2: classification, 3: one prediction per time step) and its last size the classes."""
+axis that grows with the batch is the output's batch axis; the first output's shape tells the task
+(``guess_task``: one value per sample is a binary classifier, (batch, classes) a classifier,
+(batch, time, classes) one prediction per time step) and its last size the classes. ``--task``
+overrides the guess (``apply_task``)."""
 
 from __future__ import annotations
 
@@ -10,13 +12,47 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from edgekit.errors import UsageError
-from edgekit.models.spec import InputSpec, Preprocessing
+from edgekit.models.spec import TASK_OPTIONS, TASKS, InputSpec, Preprocessing
 from edgekit.models.user import LAYOUTS, _describe, _preprocessing
 
 if TYPE_CHECKING:
     import torch.nn as nn
 
-NEEDS = "edgekit needs a tensor of shape (batch, classes) or (batch, time, classes) first"
+    from edgekit.models.spec import LoadedModel
+
+NEEDS = ("edgekit needs a tensor of shape (batch,) or (batch, 1) (one logit), (batch, classes) or "
+         "(batch, time, classes) first")
+
+
+def guess_task(shape: tuple[int, ...]) -> str | None:
+    """The task a batch-first output shape suggests (``edgekit.models.spec.TASKS``); None for a rank
+    edgekit cannot score without ``--task regress``."""
+    if len(shape) == 1 or (len(shape) == 2 and shape[1] == 1):
+        return "binary"  # one logit per sample: sigmoid(logit) >= 0.5 decides
+    return {2: "classification", 3: "sequence"}.get(len(shape))
+
+
+def apply_task(model: LoadedModel, task: str | None) -> LoadedModel:
+    """``model`` with the task ``--task`` names (classify, binary, regress, or a recorded task name)
+    instead of the guess; refused where the output cannot mean it. None: the guess stays."""
+    if task is None:
+        return model
+    wanted = TASK_OPTIONS.get(task, task)
+    if wanted not in TASKS:
+        raise UsageError(f"--task {task}: use one of {', '.join(TASK_OPTIONS)}")
+    width = model.num_classes  # the output's last size
+    what = f"{model.name} gives {width} value{'s' if width != 1 else ''} per " + (
+        "time step" if model.task == "sequence" else "sample")
+    if wanted == "classification" and model.task == "sequence":
+        wanted = "sequence"  # classify: an argmax per step
+    if wanted in ("classification", "sequence") and width < 2:
+        raise UsageError(f"--task classify: {what}, nothing to take the argmax of; use --task binary "
+                         "(one logit, sigmoid >= 0.5) or --task regress")
+    if wanted == "binary" and (width != 1 or model.task == "sequence"):
+        raise UsageError(f"--task binary: {what}; a binary classifier gives one logit per sample, "
+                         "(batch,) or (batch, 1); use --task classify or regress")
+    model.task = wanted
+    return model
 
 
 @dataclass(frozen=True)
@@ -54,7 +90,8 @@ def describe_user_model(module: nn.Module, input_shape: tuple, name: str, batch_
         raise UsageError(f"{name} has {len(y1)} outputs; with several, edgekit needs the batch first in "
                          f"each (their batch axes are {axes})")
     first = y1[0].movedim(axes[0], 0)
-    if first.dim() not in (2, 3):
+    task = guess_task(tuple(first.shape))
+    if task is None:
         raise UsageError(f"{name} returns {tuple(y1[0].shape)} first; {NEEDS}, the batch on any axis")
     layout = LAYOUTS[len(shapes[0])]
     if batch_axis:  # e.g. "TNC": the usual letters with N moved to the batch's place
@@ -64,8 +101,7 @@ def describe_user_model(module: nn.Module, input_shape: tuple, name: str, batch_
                             name=n) for i, (s, n) in enumerate(zip(shapes, names)))
     pre = _preprocessing(shapes[0]) if batch_axis == 0 else Preprocessing(kind="none")
     outputs = ("output",) if len(y1) == 1 else tuple(f"output{i}" for i in range(len(y1)))
-    return Described("classification" if first.dim() == 2 else "sequence", specs, outputs, pre,
-                     int(first.shape[-1]), axes[0])
+    return Described(task, specs, outputs, pre, int(first.shape[-1]), axes[0])
 
 
 def _run(module: nn.Module, shapes: tuple, batch_axis: int, batch: int, name: str) -> tuple:
@@ -126,6 +162,10 @@ def _output_axis(a, b, name: str) -> int:
     from edgekit.layout import find_output_axis
 
     axis = find_output_axis(tuple(a.shape), tuple(b.shape))
+    if axis is None and a.dim() == 0 and tuple(b.shape) == (2,):
+        raise UsageError(f"{name} returns a scalar at batch 1 and {tuple(b.shape)} at batch 2: a bare "
+                         ".squeeze() drops the batch too; squeeze only the last axis (.squeeze(-1)) so "
+                         "it returns (batch,)")
     if axis is None:
         raise UsageError(f"{name}'s output {tuple(a.shape)} has no batch axis (at batch 2 it is "
                          f"{tuple(b.shape)}); edgekit needs the batch in every output",

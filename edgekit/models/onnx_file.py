@@ -62,7 +62,8 @@ def load_onnx_model(name: str, input_shape: tuple[int, ...] | None = None, batch
     reference = OnnxReference(path.resolve(), axis, 0, dynamic)
     out_axis, y = _probe(reference, shapes, axis, dynamic, path)
     reference.output_batch_axis = out_axis
-    task = "classification" if y.ndim == 2 else "sequence"
+    from edgekit.models.describe import guess_task
+    task = guess_task(y.shape) or "sequence"  # edgekit.models.describe: (batch, 1) is a binary logit
     layout = LAYOUTS[len(shapes[0])]
     if axis:  # e.g. "TNC": the usual letters with N moved to the batch's place
         rest = layout.replace("N", "")

@@ -19,7 +19,7 @@ from edgekit.models.spec import LoadedModel, ModelOptions
 CHECKPOINT_SUFFIXES = (".pt", ".pth", ".ckpt", ".safetensors", ".bin")
 PRUNED_CHECKPOINT = "pytorch/model.pruned.pt"  # in a run made with --prune: the model it exported
 _MODEL_FIELDS = ("model", "options", "weights", "input_shape", "batch_axis", "model_args", "seed",
-                 "preprocess")
+                 "preprocess", "task")
 
 
 @dataclass(frozen=True)
@@ -34,6 +34,7 @@ class ModelPlan:
     model_args: dict | None = None
     seed: int = 0
     preprocess: dict | None = None  # declared preprocessing (edgekit.data.preprocess keys)
+    task: str | None = None  # --task (classify, binary, regress): overrides the guess from the output
 
 
 def is_checkpoint(model: str) -> bool:
@@ -54,7 +55,7 @@ def load_planned_model(plan: ModelPlan) -> LoadedModel:
             raise UsageError(f"{plan.model} is a checkpoint that records its model and options; "
                              "drop --weights/--width/--num-classes/--input-size, or name the model "
                              "and pass the checkpoint with --weights")
-        return declare_preprocessing(load_checkpoint(Path(plan.model)), plan.preprocess)
+        return _task(declare_preprocessing(load_checkpoint(Path(plan.model)), plan.preprocess), plan)
     import torch
 
     # Seeded, so that a model without --weights is the same random model every time it is rebuilt
@@ -70,7 +71,13 @@ def load_planned_model(plan: ModelPlan) -> LoadedModel:
 
         model.preprocessing = Preprocessing.from_dict(record["preprocessing"])
         calibrate_like_training(model, record)
-    return declare_preprocessing(model, plan.preprocess)
+    return _task(declare_preprocessing(model, plan.preprocess), plan)
+
+
+def _task(model: LoadedModel, plan) -> LoadedModel:
+    from edgekit.models.describe import apply_task
+
+    return apply_task(model, getattr(plan, "task", None))
 
 
 def declare_preprocessing(model: LoadedModel, overrides: dict | None) -> LoadedModel:
@@ -104,7 +111,7 @@ def run_plan_fields(manifest: dict, run_dir: Path | None = None) -> dict:
             raise UsageError(f"the run's pruned model {ckpt} is gone or changed since the export; "
                              "export again")
         return dict(model=str(ckpt), formats=tuple(s["formats"]), int8=s["int8"], seed=s.get("seed", 0),
-                    preprocess=s.get("preprocess"))
+                    preprocess=s.get("preprocess"), task=s.get("task"))
     weights = Path(s["weights"]) if s.get("weights") else None
     model = s["model"]
     if model.lower().endswith(".onnx"):  # an ONNX file as the model: still there, unchanged
@@ -129,6 +136,7 @@ def run_plan_fields(manifest: dict, run_dir: Path | None = None) -> dict:
         int8=s["int8"],
         seed=s.get("seed", 0),
         preprocess=s.get("preprocess"),
+        task=s.get("task"),  # None in runs made before --task: the guess, as then
     )
 
 

@@ -12,6 +12,14 @@ if TYPE_CHECKING:  # torch is imported lazily
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 
+# What a model's (first) output means, as LoadedModel.task and the manifest's model.task record it:
+# "classification": logits (batch, classes), the argmax decides; "sequence": (batch, time, classes),
+# one argmax per step; "binary": one logit per sample, (batch,) or (batch, 1), decided by
+# sigmoid(logit) >= 0.5, i.e. logit >= 0; "regression": real values compared with real targets.
+TASKS = ("classification", "sequence", "binary", "regression")
+# --task (export, eval, recipes) -> the task it sets; "classify" keeps a per-step model a sequence one.
+TASK_OPTIONS = {"classify": "classification", "binary": "binary", "regress": "regression"}
+
 
 @dataclass(frozen=True)
 class ModelOptions:
@@ -136,7 +144,7 @@ class ModelSpec:
     name: str
     title: str
     paper: str
-    task: str  # "classification" (one label per sample) | "sequence" (one label per time step)
+    task: str  # "classification" (one label per sample) | "sequence" (one label per time step); see TASKS
     default_num_classes: int
     default_input_size: int
     build: Callable[[ModelOptions], nn.Module]
@@ -163,7 +171,7 @@ class LoadedModel:
 
     name: str  # zoo name, or "path/to/file.py:NAME" / "package.module:NAME" for a user's model
     module: nn.Module
-    task: str
+    task: str  # one of TASKS (edgekit.models.spec): what the first output means
     input_spec: InputSpec
     preprocessing: Preprocessing
     num_classes: int

@@ -32,6 +32,18 @@ LAYOUTS = {2: "NC", 3: "NTC", 4: "NCHW", 5: "NCDHW"}
 FORMS = "path/to/file.py:NAME or package.module:NAME"
 
 
+def refuse_notebook(name: str) -> None:
+    """A Jupyter notebook (``Untitled.ipynb`` or ``Untitled.ipynb:Net``) cannot be imported: one line
+    that says a .py file is needed and how to get one."""
+    source = name.rpartition(":")[0] if name.rpartition(":")[2].isidentifier() else name
+    if source.lower().endswith(".ipynb"):
+        script = source[: -len(".ipynb")] + ".py"
+        attr = name.rpartition(":")[2] if source != name else "NAME"
+        raise UsageError(f"{source} is a Jupyter notebook, which edgekit cannot import; it needs a .py "
+                         f"file: `jupyter nbconvert --to script {source}` writes {script}, then pass "
+                         f"{script}:{attr}")
+
+
 def is_user_model(name: str) -> bool:
     """True for ``something.py:NAME`` and ``dotted.module:NAME`` (the zoo's names have no colon)."""
     source, sep, _ = name.rpartition(":")
