@@ -95,11 +95,18 @@ INT8_MIN_SQNR_DB = 10.0
 REJECTED = "rejected"  # the run's folder for broken int8 artefacts, kept for inspection
 
 
+def agreement_name(task: str | None) -> str:
+    """What ``top1_agreement`` means for a task (``edgekit.verify.VerifyResult``)."""
+    return {"binary": "decision agreement", "regression": "share within tolerance"}.get(task or "",
+                                                                                        "top-1 agreement")
+
+
 def judge_int8(metrics) -> dict:
     """The int8 verdict on the held-out samples: ``passed`` and, when it fails, ``why``."""
     problems = []
     if metrics.top1_agreement < INT8_MIN_AGREEMENT:
-        problems.append(f"top-1 agreement {metrics.top1_agreement:.1%} (floor {INT8_MIN_AGREEMENT:.0%})")
+        what = agreement_name(getattr(metrics, "task", None))
+        problems.append(f"{what} {metrics.top1_agreement:.1%} (floor {INT8_MIN_AGREEMENT:.0%})")
     if metrics.sqnr_db < INT8_MIN_SQNR_DB:
         problems.append(f"SQNR {metrics.sqnr_db:.1f} dB (floor {INT8_MIN_SQNR_DB:.0f} dB)")
     floors = {"min_agreement": INT8_MIN_AGREEMENT, "min_sqnr_db": INT8_MIN_SQNR_DB}
@@ -154,7 +161,7 @@ def _rejected(entry: dict, exc: Int8Broken, stage: Path, fmt, start: float, repo
         entry["search"] = exc.record
     samples = exc.verify.get("samples")
     message = (f"int8 broke the model on {samples} held-out samples: {exc.verify['why']}; kept aside in "
-               f"{REJECTED}/{entry['format']}/ (edgekit inspect RUN --format {entry['format']} shows the "
+               f"{REJECTED}/{entry['format']}/ (edgekit inspect RUN --formats {entry['format']} shows the "
                "layers that lose most); --max-drop POINTS searches other int8 methods and float layers")
     return failed(entry, message, start, report)
 
@@ -217,7 +224,8 @@ def _summary_line(entry: dict) -> str:
     else:
         share = entry.get("int8_share", {}).get("weights")
         weights = f"{percent(share)} of weights int8, " if share is not None else ""
-        how = (f"{weights}top-1 agreement {v['top1_agreement']:.1%}, cosine {v['cosine']:.4f}, "
+        agree = agreement_name(v.get("task"))
+        how = (f"{weights}{agree} {v['top1_agreement']:.1%}, cosine {v['cosine']:.4f}, "
                f"SQNR {v['sqnr_db']:.1f} dB on {v['samples']} samples")
     label = entry.get("int8_share", {}).get("label", entry["precision"])
     line = f"ok {entry['format']:<8} {label:<4} {size:8.2f} MB  {how}  ({entry['seconds']}s)"

@@ -158,8 +158,12 @@ def inspect_run(run_dir: Path, samples: int = DEFAULT_SAMPLES, formats: tuple[st
 
 
 def _int8_pairs(manifest: dict, formats: tuple[str, ...] | None) -> dict[str, tuple[dict, dict]]:
-    """{format: (fp32 artefact, int8 artefact)} for the formats with both exported ok."""
+    """{format: (fp32 artefact, int8 artefact)} for the formats with both exported ok; an int8
+    artefact that failed its verdict and was kept aside (``kept``) is inspected where it was kept."""
     ok = {(a["format"], a["precision"]): a for a in manifest["artefacts"] if a.get("status") == "ok"}
+    for a in manifest["artefacts"]:
+        if a.get("kept") and (a["format"], a["precision"]) not in ok:
+            ok[(a["format"], a["precision"])] = {**a, "path": a["kept"]["path"]}
     pairs = {f: (ok[(f, "fp32")], ok[(f, "int8")]) for f, p in ok if p == "int8" and (f, "fp32") in ok}
     if formats:
         unknown = [f for f in formats if f not in pairs]
