@@ -68,6 +68,9 @@ CASES = [
     Case("bigru_binary", "bidirectional GRU(28, 64), one logit (N,)", f"{U}/bigru_binary.py:BiGRUBinary",
          "binary.npz", ("1,28,28",), None, "bigru_binary.pt", ("bigru_binary.py", "BiGRUBinary"),
          binary=True),
+    Case("bigru_2col", "the same bi-GRU wrapped by hand to (N, 2) logits (issue 22's workaround)",
+         f"{U}/bigru_wrapped.py:BiGRUTwoColumns", "binary.npz", ("1,28,28",), None, "bigru_binary.pt",
+         ("bigru_wrapped.py", "BiGRUTwoColumns")),
     Case("gru", "GRU(28, 64) batch-first", f"{U}/small_rnns.py:GRUNet", "rows.npz", ("1,28,28",), None,
          "gru.pt", ("small_rnns.py", "GRUNet")),
     Case("rnn", "nn.RNN(28, 64) tanh batch-first", f"{U}/small_rnns.py:RNNNet", "rows.npz", ("1,28,28",),
@@ -93,6 +96,8 @@ def plain_top1(case: Case, work: Path) -> float:
     file, cls = case.plain
     spec = importlib.util.spec_from_file_location(f"plain_{case.name}", HERE / file)
     module = importlib.util.module_from_spec(spec)
+    if str(HERE) not in sys.path:
+        sys.path.insert(0, str(HERE))  # a model file may import its neighbours, as edgekit allows
     spec.loader.exec_module(module)
     model = getattr(module, cls)()
     weights = case.weights or PLAIN_WEIGHTS[cls]
@@ -189,10 +194,10 @@ def file_bytes(art: dict | None) -> int | None:
 
 
 def shorten(text: str, width: int = 110) -> str:
-    """A failure line without onnxruntime's boilerplate and file paths, cut to ``width``."""
+    """A failure line without onnxruntime's boilerplate and folder names, cut to ``width``."""
     text = re.sub(r"\[ONNXRuntimeError\] : \d+ : ", "", text)
     text = re.sub(r"Load model from \S+ failed:", "", text)
-    text = re.sub(r"(/?[\w.+-]+)+/[\w.+-]+", "…", text).replace("|", "/")
+    text = re.sub(r"\S*/", "", text).replace("|", "/")  # a path's folders; its file name stays
     return text if len(text) <= width else text[: width - 1] + "…"
 
 
@@ -209,7 +214,11 @@ def first_error(output: str) -> str:
     return ""
 
 
-def measure(case: Case, work: Path, label: str, to: str | None, timeout: int) -> dict:
+TRAILER = re.compile(r"^\[measure\] exit (?P<rc>\S+) in (?P<s>[0-9.]+) s$", re.M)
+
+
+def run_export(case: Case, work: Path, label: str, to: str | None, timeout: int) -> tuple:
+    """Run the export; (exit code, printed output, seconds, command). The log keeps all of it."""
     out = work / "runs" / label / case.name
     if out.exists():
         import shutil
@@ -228,7 +237,31 @@ def measure(case: Case, work: Path, label: str, to: str | None, timeout: int) ->
         output = output.decode() if isinstance(output, bytes) else output
     seconds = time.perf_counter() - began
     (work / "logs" / label).mkdir(parents=True, exist_ok=True)
-    (work / "logs" / label / f"{case.name}.log").write_text(" ".join(cmd) + "\n\n" + output)
+    (work / "logs" / label / f"{case.name}.log").write_text(
+        " ".join(cmd) + "\n\n" + output + f"\n[measure] exit {rc} in {seconds:.1f} s\n")
+    return rc, output, seconds, cmd
+
+
+def reuse_export(case: Case, work: Path, label: str) -> tuple:
+    """What an earlier run of this label printed, from its log (--reuse: no export is run)."""
+    log = work / "logs" / label / f"{case.name}.log"
+    if not log.exists():
+        sys.exit(f"--reuse: no log {log}; run without --reuse first")
+    text = log.read_text()
+    first, _, output = text.partition("\n\n")
+    m = TRAILER.search(output)
+    if m is None:
+        sys.exit(f"--reuse: {log} has no '[measure] exit N in S s' line")
+    rc = int(m["rc"]) if m["rc"].lstrip("-").isdigit() else m["rc"]
+    return rc, output[: m.start()], float(m["s"]), first.split()
+
+
+def measure(case: Case, work: Path, label: str, to: str | None, timeout: int, reuse: bool = False) -> dict:
+    out = work / "runs" / label / case.name
+    if reuse:
+        rc, output, seconds, cmd = reuse_export(case, work, label)
+    else:
+        rc, output, seconds, cmd = run_export(case, work, label, to, timeout)
     manifest = json.loads((out / "manifest.json").read_text()) if (out / "manifest.json").exists() else {}
     arts = {(a["format"], a["precision"]): a for a in manifest.get("artefacts", [])}
     evals = {(r["format"], r["precision"]): r for r in (manifest.get("eval") or {}).get("results", [])}
@@ -377,6 +410,8 @@ def main() -> int:
                     help="export only these formats for one model, e.g. rows_lstm=onnx,openvino")
     ap.add_argument("--train", action="store_true", help="retrain first (train.py)")
     ap.add_argument("--timeout", type=int, default=900, help="seconds per export")
+    ap.add_argument("--reuse", action="store_true", help="rebuild the table from this label's logs and run "
+                    "directories instead of exporting again")
     ap.add_argument("--note", default="", help="a line under the section heading (what code was measured)")
     ap.add_argument("--results", default=str(RESULTS / "users_models.md"))
     args = ap.parse_args()
@@ -390,22 +425,42 @@ def main() -> int:
         sys.exit(f"unknown model(s) {', '.join(sorted(unknown))}; known: {', '.join(c.name for c in CASES)}")
     recs = []
     for case in [c for c in CASES if c.name in chosen]:
-        rec = measure(case, work, args.label, to.get(case.name), args.timeout)
+        rec = measure(case, work, args.label, to.get(case.name), args.timeout, args.reuse)
         rec["label"] = args.label
         print(f"[{case.name}] exit {rec['exit']} in {rec['seconds']:.0f} s", flush=True)
         recs.append(rec)
-    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True,
-                            text=True).stdout.strip()
-    note = args.note or f"edgekit at commit {commit}, {time.strftime('%Y-%m-%d', time.gmtime())}."
+    git = ["git", "log", "-1", "--format=%h", "--", "edgekit"]  # the last commit that changed edgekit/
+    commit = subprocess.run(git, cwd=ROOT, capture_output=True, text=True).stdout.strip()
+    dirty = subprocess.run(["git", "status", "--porcelain", "--", "edgekit"], cwd=ROOT, capture_output=True,
+                           text=True).stdout.strip()
+    note = args.note or (f"edgekit/ as of commit {commit}{' plus uncommitted changes' if dirty else ''}, "
+                         f"measured {time.strftime('%Y-%m-%d', time.gmtime())}.")
     if to:
         note += " Formats limited: " + "; ".join(f"{k}: {v}" for k, v in to.items()) + "."
-    text = section(args.label, recs, note)
+    jsonl = Path(args.results).with_suffix(".jsonl")
+    with open(jsonl, "a") as f:
+        for rec in recs:
+            rec["note"] = note
+            f.write(json.dumps(rec, default=str) + "\n")
+    recs = latest_records(jsonl, args.label)
+    notes = list(dict.fromkeys(r.get("note", "") for r in recs if r.get("note")))
+    text = section(args.label, recs, " ".join(notes) if len(notes) == 1 else "\n".join(
+        f"- {r['model']}: {r.get('note', '')}" for r in recs))
     print(text)
     write_markdown(Path(args.results), args.label, text)
-    with open(Path(args.results).with_suffix(".jsonl"), "a") as f:
-        for rec in recs:
-            f.write(json.dumps(rec, default=str) + "\n")
     return 0
+
+
+def latest_records(jsonl: Path, label: str) -> list[dict]:
+    """The newest record of each model under ``label``, in CASES order: a run of some models
+    (--only) keeps the others' rows in its section."""
+    latest = {}
+    for line in jsonl.read_text().splitlines():
+        rec = json.loads(line)
+        if rec.get("label") == label:
+            latest[rec["model"]] = rec
+    order = [c.name for c in CASES]
+    return sorted(latest.values(), key=lambda r: order.index(r["model"]) if r["model"] in order else len(order))
 
 
 if __name__ == "__main__":
