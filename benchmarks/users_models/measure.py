@@ -186,6 +186,13 @@ def int8_share(art: dict | None) -> float | None:
     return None
 
 
+def score(row: dict | None) -> float | None:
+    """An eval row's top-1, or its accuracy where a binary head is scored so."""
+    if not row:
+        return None
+    return row.get("top1", row.get("accuracy"))
+
+
 def file_bytes(art: dict | None) -> int | None:
     if not art or art.get("status") != "ok":
         return None
@@ -269,7 +276,7 @@ def measure(case: Case, work: Path, label: str, to: str | None, timeout: int, re
     ref = next((r for (f, _), r in evals.items() if f not in FORMATS), None)
     rec = {"model": case.name, "what": case.what, "command": "edgekit " + " ".join(cmd[3:]),
            "exit": rc, "seconds": round(seconds, 1), "plain_top1": plain_top1(case, work),
-           "reference_row": ref and {"label": ref["format"], "top1": ref.get("top1")},
+           "reference_row": ref and {"label": ref["format"], "top1": score(ref)},
            "error": first_error(output) if rc != 0 or not evals else "", "failed": failed_lines(output),
            "goal": case.goal, "formats": []}
     formats = [f for f in FORMATS if any(k[0] == f for k in arts) or any(k[0] == f for k in lines)]
@@ -281,12 +288,12 @@ def measure(case: Case, work: Path, label: str, to: str | None, timeout: int, re
             "format": fmt,
             "fp32_verdict": verdict(lines.get((fmt, "fp32")), fp),
             "fp32_verify": fp and fp.get("verify"),
-            "fp32_top1": efp and efp.get("top1"),
+            "fp32_top1": score(efp),
             "int8_verdict": verdict(lines.get((fmt, "int8")), q),
             "int8_line": lines.get((fmt, "int8")) or (q and q.get("error")) or "",
             "int8_scheme": q and q.get("scheme"),
             "int8_verify": q and q.get("verify"),
-            "int8_top1": eq and eq.get("top1"),
+            "int8_top1": score(eq),
             "int8_share": int8_share(q),
             "fp32_bytes": fb, "int8_bytes": qb,
         })
@@ -333,8 +340,10 @@ def row(rec: dict, f: dict) -> list[str]:
     if v == "FAILED" and f["int8_line"]:
         v += ": " + shorten(f["int8_line"].split(":", 1)[-1].strip(), 80)
     vq = f["int8_verify"] or {}
-    ver = "—" if vq.get("top1_agreement") is None else \
-        f"{100 * vq['top1_agreement']:.1f}% / {vq.get('sqnr_db', float('nan')):.1f} dB (n={vq.get('samples')})"
+    agree = vq.get("top1_agreement", vq.get("agreement"))
+    sqnr = vq.get("sqnr_db")
+    ver = "—" if agree is None else \
+        f"{100 * agree:.1f}% / {'—' if sqnr is None else f'{sqnr:.1f}'} dB (n={vq.get('samples')})"
     drop = "—" if f["int8_top1"] is None else f"{100 * (rec['plain_top1'] - f['int8_top1']):+.2f}"
     share = "n/a" if f["int8_share"] is None else f"{100 * f['int8_share']:.0f}%"
     ratio = "—" if not (f["int8_bytes"] and f["fp32_bytes"]) else \
