@@ -114,8 +114,11 @@ class OnnxFormat(Format):
                     options: Int8Options | None = None) -> Int8Result:
         q = require("onnxruntime.quantization", "onnxruntime", "onnx")
         options = options or Int8Options()
+        from edgekit.formats._onnx_quant import prepare_for_quantizer, quantizer_errors
+
+        opset = (model.options.get("onnx") or {}).get("opset")  # an ONNX file's (models/onnx_file.py)
         if not model.static_int8:
-            with quiet():
+            with quantizer_errors(fp32_path, opset), quiet():
                 q.quantize_dynamic(str(fp32_path), str(path), weight_type=q.QuantType.QInt8,
                                    per_channel=False, nodes_to_exclude=list(options.exclude))
             scheme = {
@@ -135,8 +138,9 @@ class OnnxFormat(Format):
             with quiet():
                 # shape inference + graph optimisation, as onnxruntime recommends before quantizing
                 q.quant_pre_process(str(fp32_path), str(pre), skip_symbolic_shape=True)
+            fixes = prepare_for_quantizer(pre)  # files from the wild (formats/_onnx_quant.py)
             _check_node_names(pre, options.exclude)
-            with quiet():
+            with quantizer_errors(pre, opset), quiet():
                 q.quantize_static(
                     str(pre),
                     str(path),
@@ -167,6 +171,7 @@ class OnnxFormat(Format):
             "calibration_samples": count(calib),
             "tool": "onnxruntime.quantization.quantize_static",
             "chosen": choice.record(),
+            **({"graph_fixes": fixes} if fixes else {}),
             **scheme_options(options),
         }
         return Int8Result(path, scheme)
