@@ -60,8 +60,9 @@ def evaluate_run(
         outputs = [shard_logits(str(run_dir), which, data.x, module) for which in [None, *arts]]
     ref_logits = outputs[0][0]
     ref = metrics(ref_logits, data)
-    rows = [{"format": "pytorch", "precision": "fp32", "status": "ok", **ref,
-             "agreement": 1.0, "drop_pp": 0.0}]
+    label = getattr(model.module, "label", None)  # an ONNX file's reference: "onnxruntime (source)"
+    rows = [{"format": "pytorch", "precision": "fp32", "status": "ok", **({"label": label} if label else {}),
+             **ref, "agreement": 1.0, "drop_pp": 0.0}]
     for (fmt_name, precision, _), (logits, inference_precision, seconds) in zip(arts, outputs[1:]):
         m = metrics(logits, data)
         row = {"format": fmt_name, "precision": precision, "status": "ok", **m,
@@ -184,7 +185,7 @@ def table_rows(result: dict) -> tuple[list[str], list[list[str]]]:
     head = ["format", "precision", key, *extra, "agreement", drop]
     rows = []
     for r in result["results"]:
-        rows.append([r["format"], r["precision"], _cell(r, key), *[_cell(r, k) for k in extra],
+        rows.append([r.get("label", r["format"]), r["precision"], _cell(r, key), *[_cell(r, k) for k in extra],
                      f"{100 * r['agreement']:.2f}%", f"{r['drop_pp']:+.2f}"])
     return head, rows
 

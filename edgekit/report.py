@@ -29,7 +29,9 @@ def rows(manifest: dict, target: str) -> list[dict]:
     out = []
     if ("pytorch", "fp32") in bench or ("pytorch", "fp32") in acc:
         b, a = bench.get(("pytorch", "fp32"), {}), acc.get(("pytorch", "fp32"), {})
-        out.append({"name": "pytorch fp32", "format": "pytorch", "precision": "fp32", "scheme": "eager",
+        source = (manifest["model"].get("weights") or {}).get("format") == "onnx"  # an ONNX file as the model
+        out.append({"name": a.get("label") or ("onnxruntime (source)" if source else "pytorch fp32"),
+                    "format": "pytorch", "precision": "fp32", "scheme": "source file" if source else "eager",
                     "bytes": None, "p50_ms": b.get("p50_ms"), "p99_ms": b.get("p99_ms"),
                     "speedup": None, "accuracy": a.get(key), "agreement": a.get("agreement"),
                     "drop_pp": a.get("drop_pp"), "status": "ok", "verify": ""})

@@ -17,7 +17,7 @@ import click
 
 from edgekit import __version__
 from edgekit.cli.ci import baseline_cmd, clean_cmd, gate_cmd, report_cmd, run_cmd
-from edgekit.cli.common import err
+from edgekit.cli.common import err, library_noise_to_debug
 from edgekit.cli.export import export_cmd, prune_cmd, train_cmd
 from edgekit.cli.listing import models_cmd, targets_cmd
 from edgekit.cli.measure import bench_cmd, check_cmd, eval_cmd, inspect_cmd
@@ -48,7 +48,8 @@ def main(argv: list[str] | None = None) -> None:
     debug = "--debug" in argv
     previous = _stop_on_sigterm()
     try:
-        rv = cli.main(args=argv, prog_name="edgekit", standalone_mode=False)
+        with library_noise_to_debug(debug):  # third-party warnings and native stderr: --debug only
+            rv = cli.main(args=argv, prog_name="edgekit", standalone_mode=False)
     except click.exceptions.Abort:
         err("aborted")
         sys.exit(130)

@@ -7,7 +7,8 @@ so a command passes its options on by name and checks nothing itself.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Sequence
+import contextlib
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
 
 import click
@@ -24,6 +25,80 @@ def report(line: str) -> None:
 
 def quiet(line: str) -> None:
     """The reporter of a command that prints JSON."""
+
+
+@contextlib.contextmanager
+def library_noise_to_debug(debug: bool) -> Iterator[None]:
+    """Around a command: what third-party libraries say on their own is dropped unless ``--debug``:
+    Python warnings, log lines at WARNING and below (torchao's "Failed to load ...so", torch's pytree
+    deprecation), what native code writes to file descriptor 2 (TF Lite's "Created XNNPACK
+    delegate") or sends to ``sys.stderr`` from C++ (ExecuTorch's cpuinfo lines). edgekit's own lines
+    (``click.echo``) still reach stderr. Where stderr is not the process's fd 2 (the CLI run inside
+    a test, its output captured), stderr is left alone."""
+    if debug:
+        yield
+        return
+    import logging
+    import warnings
+
+    previous = logging.root.manager.disable
+    logging.disable(logging.WARNING)  # edgekit itself logs only at DEBUG (shown with --debug)
+    try:
+        with warnings.catch_warnings(), _stderr_for_click_only():
+            warnings.simplefilter("ignore")
+            yield
+    finally:
+        logging.disable(previous)
+
+
+class _ClickOnly:
+    """``sys.stderr`` during a command: writes made by click (``click.echo(..., err=True)``, which
+    edgekit's ``err`` and ``report`` use) go to the real stderr, everything else is dropped."""
+
+    def __init__(self, real):
+        self._real = real
+
+    def write(self, text: str) -> int:
+        import sys
+
+        caller = sys._getframe(1).f_globals.get("__name__", "")
+        if caller == "click" or caller.startswith("click."):
+            return self._real.write(text)
+        return len(text)
+
+    def __getattr__(self, name: str):  # flush, encoding, isatty, fileno (the real one) ...
+        return getattr(self._real, name)
+
+
+@contextlib.contextmanager
+def _stderr_for_click_only() -> Iterator[None]:
+    """fd 2 to /dev/null and ``sys.stderr`` a ``_ClickOnly`` over a copy of the real fd 2 (spawned
+    workers inherit the /dev/null; the benchmark runner and the probe capture their own output)."""
+    import os
+    import sys
+
+    try:
+        ours = sys.stderr.fileno() == 2
+    except (AttributeError, OSError, ValueError):  # io.StringIO and the like: a captured stderr
+        ours = False
+    if not ours:
+        yield
+        return
+    sys.stderr.flush()
+    real = os.dup(2)  # left open: handlers made meanwhile (torch's) may still hold the stream
+    saved = sys.stderr
+    stream = open(real, "w", buffering=1, encoding=saved.encoding, errors="backslashreplace",  # noqa: SIM115
+                  closefd=False)
+    sys.stderr = _ClickOnly(stream)
+    null = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(null, 2)
+    os.close(null)
+    try:
+        yield
+    finally:
+        stream.flush()
+        sys.stderr = saved
+        os.dup2(real, 2)
 
 
 def print_table(head: Sequence[str], rows: Iterable[Sequence[str]], *, title: str | None = None,

@@ -47,7 +47,7 @@ def target_options(python_help: str):
 @click.option("--split", type=click.Choice(["train", "val", "test", "all"]), default="test",
               show_default=True, help="Which part to score. A folder or file that is not split into "
               "train/val/test is split 80/10/10 by a fixed hash, so 'test' is 10% of it; pass 'all' "
-              "to score a held-out set of your own in full.")
+              "to score a held-out set of your own in full (refused for a source with its own train part).")
 @click.option("--limit", type=click.IntRange(1), help="Evaluate at most N samples.")
 @click.option("--input-size", type=click.IntRange(1), help="Override the input size of the data.")
 @task_option
@@ -136,7 +136,8 @@ def print_bench(record: dict) -> None:
 def check_cmd(path, target, host, python, ssh_config, targets_dir, as_json) -> int:
     """Will every artefact of a run (or one model file) run on a target? Asks the device once which
     runtimes it has (one SSH call; nothing is copied), then checks each artefact's op versions,
-    IR version or opset against them. Exit 3 when one will not run. Stored in the run's manifest."""
+    IR version or opset against them; on this machine each is also loaded in its runtime and run
+    once, as bench will. Exit 3 when one will not run. Stored in the run's manifest."""
     from edgekit.bench.core import make_device
     from edgekit.compat import check
     from edgekit.errors import EXIT_DEVICE

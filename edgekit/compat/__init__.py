@@ -8,6 +8,12 @@ it. Each format's check is an optional module ``edgekit/compat/<format>.py`` wit
 ``verdict(needs, runtime) -> (ok, why, fix)`` (``ok`` None: cannot tell); a format without one is
 reported as "not checked". ``check`` is the command's work and stores its record in the run's
 manifest under ``check[<target>]``; ``preflight`` is the first step of ``bench`` on another machine.
+
+On this machine reading the file is not the last word: each artefact the checks let through is
+then loaded and run once by bench's own runner, in its own process, exactly as ``bench`` will
+(``load_here``), so ``check`` cannot say "runs" for a file ``bench`` then fails to load (a
+third-party file with an op the runtime lacks, a corrupt file). Remote targets keep the probe
+alone (nothing is copied).
 """
 
 from __future__ import annotations
@@ -33,7 +39,8 @@ __all__ = ["VERDICTS", "check", "check_item", "checked_formats", "module", "pref
 def check(path: Path, target, device, host: str | None = None, store: bool = True,
           report: Callable[[str], None] = print) -> dict:
     """Check every artefact of a run directory (or one model file) against ``device``; nothing is
-    copied. Returns the record; for a run directory it is also stored in the manifest."""
+    copied (on this machine each is loaded and run once: ``load_here``). Returns the record; for a
+    run directory it is also stored in the manifest."""
     from edgekit import manifest as mf
     from edgekit.bench.core import check_files, collect, target_key
 
@@ -42,11 +49,60 @@ def check(path: Path, target, device, host: str | None = None, store: bool = Tru
     report(f"asking {device.name} which runtimes it has ...")
     with device:
         info = probe(device, {i.format for i in items if i.format in target.formats()})
-    tools = (manifest or {}).get("tools") or {}
-    rows = [check_item(item, target, info, tools, check_files(item)) for item in items]
+        tools = (manifest or {}).get("tools") or {}
+        rows = []
+        for item in items:
+            bad = check_files(item)
+            row = check_item(item, target, info, tools, bad)
+            if device.this_machine and not bad and row["kind"] not in LOAD_SKIPS:
+                report(f"loading {item.format} {item.precision} in its runtime ...")
+                runtime = runtime_for(item.format, target, info)[0]
+                row = load_here(item, row, target, device, manifest, runtime and runtime["name"])
+            rows.append(row)
     record = {"created": mf.utc_now(), "target": target.to_dict() | ({"host": host} if host else {}),
               "device": info, "results": rows}
     if manifest is not None and store:
         key = target_key(target, host)
         mf.update(path, lambda fresh: fresh.setdefault("check", {}).__setitem__(key, record))
     return record
+
+
+LOAD_SKIPS = ("skipped", "no_runtime", "incompatible")  # rows whose verdict loading cannot change
+LOAD_TIMEOUT_S = 300.0
+
+
+def load_here(item, row: dict, target, device, manifest: dict | None, runtime: str | None = None) -> dict:
+    """``row`` with the verdict of loading the artefact in its runtime and running it once, by
+    bench's runner in a fresh process on this machine (``row["loaded"]``: what it took)."""
+    from edgekit.bench.core import BenchSettings, spec_for
+    from edgekit.layout import manifest_axes
+
+    where = device.stage({item.key: item.files})[item.key]
+    settings = BenchSettings(warmup=0, iters=1)
+    spec = {**spec_for(item, where, target, settings), "min_iters": 1,
+            "batch_axis": manifest_axes(manifest).input if manifest else 0}
+    result = device.run(spec, LOAD_TIMEOUT_S)
+    runtime = result.get("runtime") or runtime or item.format
+    if result.get("status") != "ok":
+        why = f"{runtime} cannot load and run it here: {one_line(result.get('error', 'no result'))}"
+        return {**row, "ok": False, "verdict": VERDICTS[False], "why": why, "fix": "",
+                "kind": "load_failed"}
+    loaded = {k: result[k] for k in ("runtime", "runtime_version", "load_ms", "first_inference_ms")
+              if k in result}
+    ran = f"loaded in {runtime} and ran once here"
+    why = f"{row['why']}; {ran}" if row["ok"] else ran
+    return {**row, "ok": True, "verdict": VERDICTS[True], "why": why, "kind": "runs", "loaded": loaded}
+
+
+def one_line(text: str, limit: int = 240) -> str:
+    """A runtime's error as one line: its first message once (a runtime that reports a fault per
+    tensor or node repeats the same message), shortened to ``limit`` characters."""
+    import re
+
+    parts = [p.strip() for p in re.split(r"\n| \| |(?<=\.) (?=ERROR:)", str(text)) if p.strip()]
+    if not parts:
+        return "no message"
+    first = " ".join(parts[0].split())
+    more = len(parts) - 1
+    line = first if len(first) <= limit else first[: limit - 3] + "..."
+    return line + (f" (and {more} more line{'s' if more > 1 else ''})" if more else "")

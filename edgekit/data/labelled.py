@@ -119,8 +119,17 @@ def choose_split(
     labels: np.ndarray, rank: np.ndarray, origin: np.ndarray | None, split: str, where: str
 ) -> np.ndarray:
     """Positions of ``split`` in a pool of samples. ``origin``: each sample's own split (a source
-    that comes split) or None (a single set, split 80/10/10)."""
+    that comes split) or None (a single set, split 80/10/10). ``all`` is everything, except where the
+    source has its own train part beside others: scoring that would count the training samples
+    (a folder with train/ and test/, MNIST's train- and t10k- files), so it is refused, naming the
+    held-out part to ask for."""
     if split == "all":
+        parts = sorted(set(origin.tolist())) if origin is not None else []
+        if "train" in parts and len(parts) > 1:
+            sizes = ", ".join(f"{p} {int(np.sum(origin == p)):,}" for p in parts)
+            held = "test" if "test" in parts else "val"
+            raise UsageError(f"{where} has its own parts ({sizes} samples), so split 'all' would score its "
+                             f"training samples too; pass --split {held} to score its {held} part in full")
         return np.arange(len(rank))
     if origin is not None and len(set(origin.tolist())) == 1:
         origin = None  # one part only (MNIST's t10k files, a lone test/ folder): a single set

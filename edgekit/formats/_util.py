@@ -50,7 +50,8 @@ def quiet(debug: bool | None = None) -> Iterator[None]:
         with open(os.devnull, "w") as devnull:
             os.dup2(devnull.fileno(), 1)
             os.dup2(devnull.fileno(), 2)
-        with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()):
+        with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()), \
+                contextlib.redirect_stderr(io.StringIO()):  # sys.stderr may not be fd 2 (cli.common)
             warnings.simplefilter("ignore")
             yield
     finally:

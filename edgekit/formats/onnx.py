@@ -115,8 +115,11 @@ class OnnxFormat(Format):
                     options: Int8Options | None = None) -> Int8Result:
         q = require("onnxruntime.quantization", "onnxruntime", "onnx")
         options = options or Int8Options()
+        from edgekit.formats._onnx_quant import prepare_for_quantizer, quantizer_errors
+
+        opset = (model.options.get("onnx") or {}).get("opset")  # an ONNX file's (models/onnx_file.py)
         if not model.static_int8:
-            return _export_dynamic(q, fp32_path, path, options)
+            return _export_dynamic(q, fp32_path, path, options, opset)
         method, extra, activations = _calibration(q, options.method)
         choice = ort_int8_choice(this_cpu())
         act_type = q.QuantType.QUInt8 if choice.activations == "uint8" else q.QuantType.QInt8
@@ -125,8 +128,9 @@ class OnnxFormat(Format):
             with quiet():
                 # shape inference + graph optimisation, as onnxruntime recommends before quantizing
                 q.quant_pre_process(str(fp32_path), str(pre), skip_symbolic_shape=True)
+            fixes = prepare_for_quantizer(pre)  # files from the wild (formats/_onnx_quant.py)
             _check_node_names(pre, options.exclude)
-            with quiet():
+            with quantizer_errors(pre, opset), quiet():
                 q.quantize_static(
                     str(pre),
                     str(path),
@@ -157,6 +161,7 @@ class OnnxFormat(Format):
             "calibration_samples": count(calib),
             "tool": "onnxruntime.quantization.quantize_static",
             "chosen": choice.record(),
+            **({"graph_fixes": fixes} if fixes else {}),
             **scheme_options(options),
         }
         return Int8Result(path, scheme)
@@ -176,19 +181,22 @@ class OnnxFormat(Format):
         return onnx_int8_share(path)
 
 
-def _export_dynamic(q, fp32_path: Path, path: Path, options: Int8Options) -> Int8Result:
+def _export_dynamic(q, fp32_path: Path, path: Path, options: Int8Options, opset=None) -> Int8Result:
     """Dynamic int8 (onnxruntime's ``quantize_dynamic``: int8 weights, activations quantized at
     run time) after onnxruntime's pre-processing, which folds the constants that feed a recurrent
     layer's weights into initializers (its quantizer takes an LSTM only then). Recurrent weights it
     has no integer kernel for (GRU, RNN) are then stored int8 with a DequantizeLinear
     (weight-only), so every weight of the file is int8."""
+    from edgekit.formats._onnx_quant import prepare_for_quantizer, quantizer_errors
+
     with tempfile.TemporaryDirectory(prefix="edgekit-ort-") as tmp:
         pre = Path(tmp) / "pre.onnx"
         with quiet():
             q.quant_pre_process(str(fp32_path), str(pre), skip_symbolic_shape=True)
+        fixes = prepare_for_quantizer(pre)  # files from the wild (formats/_onnx_quant.py)
         _check_node_names(pre, options.exclude)
         dynamic = Path(tmp) / "dynamic.onnx"
-        with quiet():
+        with quantizer_errors(fp32_path, opset), quiet():
             q.quantize_dynamic(str(pre), str(dynamic), weight_type=q.QuantType.QInt8,
                                per_channel=False, nodes_to_exclude=list(options.exclude))
         stored = _recurrent_weights_int8(dynamic, path, set(options.exclude))
@@ -199,6 +207,7 @@ def _export_dynamic(q, fp32_path: Path, path: Path, options: Int8Options) -> Int
         "io": "float32",
         "tool": "onnxruntime.quantization.quantize_dynamic",
         **scheme_options(options),
+        **({"graph_fixes": fixes} if fixes else {}),
     }
     if stored:
         scheme["weight_only"] = {"ops": stored, "weights": "int8 symmetric per output row "

@@ -6,9 +6,14 @@ the first is 1; ``--input-shape`` pins the sizes of other symbolic dimensions, o
 a file with several inputs, whose batch is first in each and whose names are the graph's). The model's
 ``module`` is the reference, the file run in onnxruntime (``edgekit.models.onnx_reference``), so
 every artefact is verified against the user's own file. The ONNX artefact is the file itself
-(``copy_onnx``), OpenVINO converts the file, and the formats that need a PyTorch model (TFLite,
-ExecuTorch) are refused before any work (``check_plan``). The manifest records the file's path
-and sha256 as the model's weights; rebuilding a run checks them (``check_unchanged``).
+(``copy_onnx``), brought to opset ``QUANT_OPSET`` by onnx's version converter when it is older
+(onnxruntime's per-channel int8 needs it; fp32 verification against the original file proves the
+converted graph computes the same), OpenVINO converts the file, and the formats that need a
+PyTorch model (TFLite, ExecuTorch) are refused before any work (``check_plan``). The manifest
+records the file's path and sha256 as the model's weights, its opset and any conversion
+(``model.options.onnx.opset``), and the result of its own ``test_data_set_*`` folders
+(``edgekit.models.onnx_testdata``); rebuilding a run checks the file is unchanged
+(``check_unchanged``).
 """
 
 from __future__ import annotations
@@ -27,6 +32,10 @@ if TYPE_CHECKING:
 ONNX_FORMATS = ("onnx", "openvino")  # formats made from the file itself; the others need PyTorch
 RECURRENT_OPS = {"LSTM", "GRU", "RNN"}  # int8 for these is dynamic, as for the zoo's LSTM
 LAYOUTS = {2: "NC", 3: "NTC", 4: "NCHW", 5: "NCDHW"}  # as for a user's model from a .py file
+# The opset an ONNX file is brought to before it is quantized: per-channel QDQ (the axis attribute
+# of QuantizeLinear/DequantizeLinear) needs 13; onnxruntime only relabels an older file as opset
+# 11, which leaves an invalid graph ("Unrecognized attribute: axis for operator DequantizeLinear").
+QUANT_OPSET = 13
 
 
 def is_onnx_file(name: str) -> bool:
@@ -50,6 +59,7 @@ def load_onnx_model(name: str, input_shape: tuple[int, ...] | None = None, batch
     if model_args:
         raise UsageError("--model-args applies to a model from a .py file; an ONNX file takes none")
     graph = read_onnx(path)
+    recurrent = [f"{n.name or n.op_type} ({n.op_type})" for n in graph.graph.node if n.op_type in RECURRENT_OPS]
     names = [i.name for i in graph_inputs(graph)]
     several = len(names) > 1
     if several and batch_axis:
@@ -72,20 +82,36 @@ def load_onnx_model(name: str, input_shape: tuple[int, ...] | None = None, batch
     specs = [InputSpec(shape=shapes[0], layout=layout, batch_axis=axis, name=first),
              *(InputSpec(shape=s, layout=LAYOUTS[len(s)], name=n) for s, n in zip(shapes[1:], names[1:]))]
     outputs = [o.name for o in graph.graph.output]
+    from edgekit.models.onnx_testdata import check_test_data
+
+    facts = {**_producer(graph), "opset": upgrade_opset(graph)[1]}
+    tested = check_test_data(path)
+    if tested is not None:
+        facts["test_data"] = tested
     return LoadedModel(
         name=str(name), module=reference, task=task, input_spec=specs[0],
         preprocessing=_preprocessing(shapes[0]) if axis == 0 else Preprocessing(kind="none"),
         num_classes=int(y.shape[-1]),
         options={"input_shape": [list(s) for s in shapes] if several else list(shapes[0]),
-                 "onnx": _producer(graph)},
+                 "onnx": facts},
         params=_count_params(graph), macs=None,  # None: the manifest says unknown
         weights={"path": str(path.resolve()), "sha256": mf.sha256_file(path), "format": "onnx"},
         builtin_calibration=None,
-        static_int8=not any(n.op_type in RECURRENT_OPS for n in graph.graph.node),
+        static_int8=not recurrent,
+        int8_reason=_recurrent_reason(recurrent),
+        recurrent=tuple(recurrent),
         output_batch_axis=out_axis,
         extra_inputs=tuple(specs[1:]),
         output_names=tuple(outputs) if len(outputs) > 1 else ("output",),
     )
+
+
+def _recurrent_reason(found: list[str]) -> str:
+    if not found:
+        return ""
+    from edgekit.models import RECURRENT_REASON
+
+    return RECURRENT_REASON.format(layers=", ".join(found[:4]) + (" and more" if len(found) > 4 else ""))
 
 
 def _pins(input_shape, names: list[str], path: Path) -> list:
@@ -215,28 +241,55 @@ def _count_params(model: onnx.ModelProto) -> int:
 
 
 def _producer(model: onnx.ModelProto) -> dict:
-    opsets = {o.domain or "ai.onnx": o.version for o in model.opset_import}
     return {"producer": f"{model.producer_name} {model.producer_version}".strip(),
-            "ir_version": model.ir_version, "opset": opsets.get("ai.onnx")}
+            "ir_version": model.ir_version}
+
+
+def upgrade_opset(model: onnx.ModelProto) -> tuple[onnx.ModelProto | None, dict]:
+    """(the graph at ``QUANT_OPSET`` or None when it needs no conversion or onnx's version converter
+    cannot make one, what the manifest records: {"source": 11, "converted_to": 13}, {"source": 18},
+    or {"source": 8, "converted_to": None, "why": ...})."""
+    import onnx
+    from onnx import version_converter
+
+    source = {o.domain or "ai.onnx": o.version for o in model.opset_import}.get("ai.onnx")
+    if source is None or source >= QUANT_OPSET:
+        return None, {"source": source}
+    try:
+        converted = version_converter.convert_version(model, QUANT_OPSET)
+        onnx.checker.check_model(converted)
+    except Exception as exc:  # noqa: BLE001 - the converter's adapters raise RuntimeError, ValidationError
+        return None, {"source": source, "converted_to": None, "why": _describe(exc)[:300]}
+    return converted, {"source": source, "converted_to": QUANT_OPSET}
 
 
 def copy_onnx(source: Path, path: Path) -> Path:
-    """The ONNX artefact: the file itself (its external data, if any, written inline)."""
+    """The ONNX artefact: the file itself (its external data, if any, written inline), brought to
+    opset ``QUANT_OPSET`` when it is older and onnx's version converter can (``upgrade_opset``)."""
     import onnx
 
     from edgekit.manifest import write_atomic
 
-    if any(t.data_location == onnx.TensorProto.EXTERNAL
-           for t in onnx.load(str(source), load_external_data=False).graph.initializer):
-        return write_atomic(path, onnx.load(str(source)).SerializeToString())  # one file (up to 2 GB)
+    head = onnx.load(str(source), load_external_data=False)
+    external = any(t.data_location == onnx.TensorProto.EXTERNAL for t in head.graph.initializer)
+    model = onnx.load(str(source)) if external else head
+    converted = upgrade_opset(model)[0]
+    if converted is not None or external:  # one file (up to 2 GB)
+        return write_atomic(path, (converted or model).SerializeToString())
     return write_atomic(path, Path(source).read_bytes())
 
 
 def check_plan(plan, report):
-    """An export plan for an ONNX file: the default formats narrowed to onnx and openvino (saying so);
-    a format or option that needs the PyTorch model is refused before any work."""
+    """An export plan for an ONNX file: its own test data checked (when it has some), the default
+    formats narrowed to onnx and openvino (saying so); a format or option that needs the PyTorch
+    model is refused before any work."""
     if not is_onnx_file(plan.model):
         return plan
+    from edgekit.models.onnx_testdata import check_test_data, test_data_line
+
+    tested = check_test_data(Path(plan.model)) if Path(plan.model).is_file() else None
+    if tested is not None:
+        report(test_data_line(plan.model, tested))  # a mismatch raises: the file is broken
     if plan.prune is not None:
         raise UsageError("--prune needs the PyTorch model; an ONNX file exports as it is")
     others = [f for f in plan.formats if f not in ONNX_FORMATS]

@@ -21,6 +21,7 @@ class OnnxReference(nn.Module):
     a larger batch one sample at a time, its outputs joined on ``output_batch_axis``."""
 
     runtime = "onnxruntime (source file)"  # how bench's baseline row names what it timed
+    label = "onnxruntime (source)"  # how eval and the report name the reference row (format "pytorch")
 
     def __init__(self, onnx_path: Path, batch_axis: int = 0, output_batch_axis: int = 0,
                  dynamic_batch: bool = False):

@@ -59,6 +59,50 @@ def test_everything_runs_here_and_the_manifest_records_it(run_dir):
     assert {"onnx", "tflite", "openvino", "executorch"} <= formats
     assert all(x["verdict"] == "runs" for x in record["results"]), record["results"]
     assert record["device"]["runtimes"]["onnxruntime"]["version"]
+    # on this machine each was loaded in its runtime and run once, as bench will
+    assert all(x["loaded"]["runtime"] and "ran once here" in x["why"] for x in record["results"])
+
+
+def _tensor_buffers_out_of_range(src, dst):
+    """A copy of a real .tflite whose tensors point at a buffer that does not exist: a damaged
+    third-party file. Its op codes and versions are untouched, so reading them says it runs."""
+    import struct
+
+    from ai_edge_litert import schema_py_generated as schema
+
+    buf = bytearray(src.read_bytes())
+    graph = schema.Model.GetRootAs(buf, 0).Subgraphs(0)
+    for i in range(graph.TensorsLength()):
+        tensor = graph.Tensors(i)
+        offset = tensor._tab.Offset(8)  # Tensor.buffer
+        if offset:
+            struct.pack_into("<I", buf, tensor._tab.Pos + offset, 9999)
+    dst.write_bytes(bytes(buf))
+    return dst
+
+
+def test_a_file_its_runtime_cannot_load_never_runs_here(run_dir, tmp_path):
+    """What the file says is not enough on this machine: a damaged file and one with an op this
+    runtime lacks are loaded, fail, and are "will not run" in one line each, as bench then finds."""
+    source = run_dir / "tflite" / "model.fp32.tflite"
+    damaged = _tensor_buffers_out_of_range(source, tmp_path / "damaged.tflite")
+    r = run_cli("check", damaged, "--json")
+    assert r.code == 3 and "Traceback" not in r.stderr, r.stdout + r.stderr
+    (row,) = json.loads(r.stdout)["results"]
+    assert row["verdict"] == "will not run" and row["kind"] == "load_failed"
+    assert row["summary"].startswith("TF Lite >= ")  # the op table alone would have said it runs
+    (line,) = r.error_lines
+    assert "tflite file will not run on this machine: ai-edge-litert" in line
+    assert "cannot load and run it here: ValueError: Tensor 0 specifies out of range buffer 9999" in line
+    r = run_cli("bench", damaged, "--iters", "1", "--warmup", "0")
+    assert r.code == 1 and "out of range buffer 9999" in r.stderr  # bench agrees
+
+    # an op version no runtime has
+    newer = with_op_version(source, tmp_path / "newer.tflite", "FULLY_CONNECTED", 99)
+    r = run_cli("check", newer)
+    assert r.code == 3
+    (line,) = r.error_lines
+    assert "cannot load and run it here" in line and "FULLY_CONNECTED" in line
 
 
 def test_a_bad_path_is_one_line():

@@ -6,6 +6,7 @@ a user makes with such files, each one line."""
 
 from __future__ import annotations
 
+import shutil
 import sys
 
 import numpy as np
@@ -108,11 +109,18 @@ def test_eval_bench_and_gate_rebuild_the_onnx_model(resnet_run):
     artefacts = {(f, p) for f in ("onnx", "openvino") for p in ("fp32", "int8")}
     assert set(rows) == {("pytorch", "fp32")} | artefacts
     assert rows[("onnx", "fp32")]["top1"] == rows[("pytorch", "fp32")]["top1"]  # the same file
+    assert rows[("pytorch", "fp32")]["label"] == "onnxruntime (source)"  # what the reference row ran
+    from edgekit.evaluate import table_rows
+
+    assert table_rows(result)[1][0][0] == "onnxruntime (source)"  # the eval table's first row
     r = run_cli("bench", out, "--iters", "3", "--warmup", "1")
     assert r.code == 0, r.stderr
     results = read_manifest(out)["bench"]["local-cpu"]["results"]
     assert results[0]["format"] == "pytorch" and results[0]["runtime"] == "onnxruntime (source file)"
     assert all(x["status"] == "ok" and x["p50_ms"] > 0 for x in results)
+    from edgekit.report import rows as report_rows
+
+    assert report_rows(read_manifest(out), "local-cpu")[0]["name"] == "onnxruntime (source)"
     r = run_cli("gate", out, "--max-drop", "10", "--min-agreement", "0.5")
     assert r.code == 0, r.stdout + r.stderr
     assert "edgekit gate: PASSED" in r.stdout
@@ -189,3 +197,129 @@ def test_eval_refuses_a_run_whose_onnx_file_changed(onnx_files, tmp_path):
     model.unlink()
     r = run_cli("eval", out, "--dataset", "shapes", "--limit", "8")
     assert "model.onnx is gone" in _one_error(r)
+
+
+# ---------------------------------------------------------------- files from older exporters
+
+
+def _old_lenet():
+    """A small MNIST-sized CNN (28x28 grey) as older tutorials export it."""
+    import torch.nn as nn
+
+    return nn.Sequential(nn.Conv2d(1, 4, 5), nn.ReLU(), nn.MaxPool2d(2), nn.Conv2d(4, 8, 5), nn.ReLU(),
+                         nn.MaxPool2d(2), nn.Flatten(), nn.Linear(128, 10)).eval()
+
+
+class _RawMnist:
+    """The ONNX model zoo's MNIST layout: raw 0-255 pixels in (no division anywhere), the last layer a
+    MatMul plus a (1, 10) bias (which onnxruntime fuses into a Gemm whose 2-D bias its quantizer
+    cannot index), opset 8, every weight also listed as a graph input."""
+
+    @staticmethod
+    def module():
+        import torch
+        import torch.nn as nn
+
+        class Raw(nn.Module):
+            def __init__(self):
+                super().__init__()
+                self.features = _old_lenet()[:-2]
+                self.w = nn.Parameter(torch.randn(128, 10) * 0.01)  # 0-255 inputs: small weights
+                self.b = nn.Parameter(torch.randn(1, 10) * 0.1)
+
+            def forward(self, x):
+                return self.features(x).flatten(1) @ self.w + self.b
+
+        return Raw().eval()
+
+
+@pytest.fixture(scope="module")
+def old_onnx(tmp_path_factory):
+    """lenet_opN.onnx for N in 9..13 (torch.onnx's TorchScript exporter), and raw/model.onnx (the
+    zoo's MNIST layout above) with its own test_data_set_0 (input_0.pb, output_0.pb) beside it."""
+    import onnxruntime as ort
+    import torch
+    from onnx import numpy_helper
+
+    folder = tmp_path_factory.mktemp("old_onnx")
+    torch.manual_seed(0)
+    module, example = _old_lenet(), torch.rand(1, 1, 28, 28)
+    for opset in (9, 10, 11, 12, 13):
+        torch.onnx.export(module, (example,), str(folder / f"lenet_op{opset}.onnx"), opset_version=opset,
+                          dynamo=False, input_names=["x"], output_names=["y"])
+    raw = folder / "raw" / "model.onnx"
+    raw.parent.mkdir()
+    torch.onnx.export(_RawMnist.module(), (example * 255,), str(raw), opset_version=8, dynamo=False,
+                      keep_initializers_as_inputs=True)
+    pixels = np.random.default_rng(0).integers(0, 256, (1, 1, 28, 28)).astype(np.float32)
+    session = ort.InferenceSession(str(raw), providers=["CPUExecutionProvider"])
+    (y,) = session.run(None, {session.get_inputs()[0].name: pixels})
+    data = raw.parent / "test_data_set_0"
+    data.mkdir()
+    (data / "input_0.pb").write_bytes(numpy_helper.from_array(pixels, session.get_inputs()[0].name)
+                                      .SerializeToString())
+    (data / "output_0.pb").write_bytes(numpy_helper.from_array(y).SerializeToString())
+    return folder
+
+
+@pytest.mark.parametrize("opset", [9, 10, 11, 12, 13])
+def test_files_at_opsets_9_to_13_quantize_in_onnx_and_openvino(old_onnx, tmp_path, opset):
+    out = tmp_path / "run"
+    r = run_cli("export", old_onnx / f"lenet_op{opset}.onnx", "--int8", "--to", "onnx,openvino",
+                "--calib-size", "8", "--verify-samples", "4", "--out", out)
+    assert r.code == 0, r.stdout + r.stderr
+    m = read_manifest(out)
+    got = _check_artefacts(m)  # fp32 of the converted graph verified against the file itself
+    recorded = m["model"]["options"]["onnx"]["opset"]
+    assert recorded == ({"source": opset, "converted_to": 13} if opset < 13 else {"source": opset})
+    import onnx
+
+    stored = onnx.load(str(out / got[("onnx", "fp32")]["path"]))
+    assert {o.domain or "": o.version for o in stored.opset_import}[""] == max(opset, 13)
+    assert got[("onnx", "int8")]["scheme"]["weights"].startswith("int8 symmetric per-channel")
+
+
+def test_a_raw_0_255_zoo_style_file_with_its_own_test_data(old_onnx, tmp_path):
+    """The ONNX model zoo's MNIST layout: its test data checked and recorded; int8 in ONNX (once
+    "ValueError: The truth value of an array ... is ambiguous" from inside onnxruntime) and OpenVINO."""
+    source = old_onnx / "raw" / "model.onnx"
+    out = tmp_path / "run"
+    r = run_cli("export", source, "--int8", "--to", "onnx,openvino", "--scale", "1", "--calib-size", "8",
+                "--verify-samples", "4", "--out", out)
+    assert r.code == 0, r.stdout + r.stderr
+    assert "note: model.onnx matches its own test data (1 test_data_set folder, max abs diff" in r.stdout
+    m = read_manifest(out)
+    got = _check_artefacts(m)
+    onnx_facts = m["model"]["options"]["onnx"]
+    assert onnx_facts["opset"] == {"source": 8, "converted_to": 13}
+    assert onnx_facts["test_data"]["sets"] == 1 and onnx_facts["test_data"]["passed"]
+    fixes = got[("onnx", "int8")]["scheme"]["graph_fixes"]
+    assert any("Gemm bias (1, N) made (N,)" in f for f in fixes), fixes
+    assert m["model"]["preprocessing"]["scale"] == 1.0
+
+    broken = tmp_path / "broken"  # the same file whose stored output no longer matches it
+    shutil.copytree(source.parent, broken)
+    from onnx import numpy_helper
+
+    (broken / "test_data_set_0" / "output_0.pb").write_bytes(
+        numpy_helper.from_array(np.zeros((1, 10), np.float32)).SerializeToString())
+    r = run_cli("export", broken / "model.onnx", "--to", "onnx", "--out", tmp_path / "r2")
+    line = _one_error(r)
+    assert "model.onnx disagrees with its own test data in onnxruntime (test_data_set_0 output" in line
+    assert "move the test_data_set_* folders away" in line and not (tmp_path / "r2").exists()
+
+
+def test_an_error_inside_onnxruntimes_quantizer_is_one_line_naming_the_node(old_onnx, tmp_path, monkeypatch):
+    """Without edgekit's graph fix the raw file's Gemm fails inside onnxruntime.quantization: the
+    artefact fails with one line that names the node and what to try (the real error, in process)."""
+    import edgekit.formats._onnx_quant as onnx_quant
+
+    monkeypatch.setattr(onnx_quant, "prepare_for_quantizer", lambda path: [])  # the fix left out
+    out = tmp_path / "run"
+    r = run_cli("export", old_onnx / "raw" / "model.onnx", "--int8", "--to", "onnx", "--scale", "1",
+                "--calib-size", "8", "--verify-samples", "4", "--out", out, env={"EDGEKIT_EXPORT_JOBS": "1"})
+    assert r.code == 1 and "Traceback" not in r.stderr, r.stdout + r.stderr
+    (line,) = [x for x in r.stderr.splitlines() if x.startswith("FAILED onnx int8")]
+    assert "onnxruntime's quantizer failed at node '/MatMul/MatMulAddFusion' (Gemm): ValueError: The " \
+           "truth value of an array" in line
+    assert "OpenVINO quantizes the same file (--to openvino)" in line

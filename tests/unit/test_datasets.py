@@ -239,7 +239,9 @@ def test_idx_round_trip_and_splits(tmp_path, suffix):
     train, val = (load_dataset(str(tmp_path), GREY28, s) for s in ("train", "val"))
     assert (len(train), len(val)) == (50, 10)  # val: 10% of train, one per class
     assert not rows(train.x) & rows(val.x) and sorted(val.y.tolist()) == list(range(10))
-    assert len(load_dataset(str(tmp_path), GREY28, "all")) == 80
+    with pytest.raises(UsageError, match=r"has its own parts \(test 20, train 60 samples\), so split 'all' "
+                       r"would score its training samples too; pass --split test"):
+        load_dataset(str(tmp_path), GREY28, "all")  # train- and t10k- files: not a held-out set
     prefix = load_dataset(str(tmp_path / "t10k"), GREY28, "all")  # a path prefix
     assert prefix.sha256 == test.sha256
     one_file = load_dataset(str(tmp_path / f"t10k-labels-idx1-ubyte{suffix}"), GREY28, "all")
@@ -366,7 +368,9 @@ def test_presplit_folder_uses_its_parts(tmp_path):
     assert test.classes == ["cat", "dog", "emu"] and sorted(test.y.tolist()) == [1, 2]
     train, val = load_dataset(str(tmp_path), RGB32, "train"), load_dataset(str(tmp_path), RGB32, "val")
     assert (len(train), len(val)) == (6, 2) and sorted(val.y.tolist()) == [0, 1]
-    assert len(load_dataset(str(tmp_path), RGB32, "all")) == 10
+    with pytest.raises(UsageError, match=r"has its own parts \(test 2, train 8 samples\), so split 'all' "
+                       r"would score its training samples too; pass --split test to score its test part"):
+        load_dataset(str(tmp_path), RGB32, "all")  # the training images would be scored too
 
 
 def test_folder_errors(tmp_path):
