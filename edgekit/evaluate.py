@@ -49,6 +49,8 @@ def evaluate_run(
     key = primary_metric(model.task)
     arts = [(a["format"], a["precision"], a["path"]) for a in manifest["artefacts"]
             if a.get("status") == "ok"]
+    labels = {(a["format"], a["precision"]): a.get("int8_share", {}).get("label")
+              for a in manifest["artefacts"]}
     if ray:
         from edgekit.distributed import connect
 
@@ -70,6 +72,9 @@ def evaluate_run(
                "drop_pp": drop_pp(ref[key], m[key], key), "seconds": round(seconds, 2)}
         if inference_precision:
             row["inference_precision"] = inference_precision
+        label = labels.get((fmt_name, precision))
+        if label and label != precision:  # "partly int8 (N% of weights)", read back at export
+            row["int8_label"] = label
         rows.append(row)
     result = {
         "created": mf.utc_now(),
@@ -185,7 +190,8 @@ def table_rows(result: dict) -> tuple[list[str], list[list[str]]]:
     head = ["format", "precision", key, *extra, "agreement", drop]
     rows = []
     for r in result["results"]:
-        rows.append([r.get("label", r["format"]), r["precision"], _cell(r, key), *[_cell(r, k) for k in extra],
+        rows.append([r.get("label", r["format"]), r.get("int8_label", r["precision"]), _cell(r, key),
+                     *[_cell(r, k) for k in extra],
                      f"{100 * r['agreement']:.2f}%", f"{r['drop_pp']:+.2f}"])
     return head, rows
 

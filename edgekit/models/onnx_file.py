@@ -59,7 +59,8 @@ def load_onnx_model(name: str, input_shape: tuple[int, ...] | None = None, batch
     if model_args:
         raise UsageError("--model-args applies to a model from a .py file; an ONNX file takes none")
     graph = read_onnx(path)
-    recurrent = [f"{n.name or n.op_type} ({n.op_type})" for n in graph.graph.node if n.op_type in RECURRENT_OPS]
+    recurrent = [f"{n.name or n.op_type} ({n.op_type})" for n in graph.graph.node
+                 if n.op_type in RECURRENT_OPS]
     names = [i.name for i in graph_inputs(graph)]
     several = len(names) > 1
     if several and batch_axis:
