@@ -60,7 +60,34 @@ def _fp32(fmt, model, path, held_out, reference) -> tuple[Path, dict, dict]:
         )
     batched = batched_metrics(fmt, session, held_out, reference, judge=True, axes=model.axes,
                               task=model.task)
-    return path, {"type": "none"}, {**result.to_dict(), **batched, **_session_info(session)}
+    sizes = axes_metrics(fmt, session, model, held_out, judge=True)
+    return path, {"type": "none"}, {**result.to_dict(), **batched, **sizes, **_session_info(session)}
+
+
+def axes_metrics(fmt, session, model, held_out, judge: bool) -> dict:
+    """For each ``--dynamic-axis`` the format wrote: the artefact run on the held-out samples cut (or
+    repeated) to another size of that axis, against PyTorch on the same, as {"dynamic_axes": [...]}.
+    ``judge`` (fp32): raise ExportError when they disagree beyond the fp32 tolerance."""
+    import numpy as np
+
+    from edgekit.errors import ExportError
+    from edgekit.verify import compare, reference_outputs, run_session
+
+    found = []
+    batch = model.input_spec.batch_axis
+    for a in getattr(fmt, "dynamic_axes", ()):
+        size = model.input_spec.shape[a.axis]
+        other = max(a.min, 2, size // 2) if size > max(a.min, 2) else min(a.max, size * 2)
+        axis = 1 + (a.axis if a.axis < batch else a.axis - 1)  # in the batch-first samples
+        x = np.take(held_out, np.arange(other) % size, axis=axis)
+        reference = reference_outputs(model.axes.module(model.module), x)
+        result = compare(reference, run_session(session, x, model.axes), judge=judge, task=model.task)
+        if judge and not result.passed:
+            raise ExportError(f"fp32 {fmt.name} artefact disagrees with PyTorch at {a.name} = {other} "
+                              f"(exported at {size}): max abs diff {result.max_abs_diff:.3g} (tolerance "
+                              f"{result.tolerance:.3g}); the model may not take that axis as variable")
+        found.append({**a.to_dict(), "verified_at": other, **result.to_dict()})
+    return {"dynamic_axes": found} if found else {}
 
 
 def _int8(fmt, model, fp32_path, calib, path, held_out, reference, budget) -> tuple:
@@ -81,6 +108,7 @@ def _int8(fmt, model, fp32_path, calib, path, held_out, reference, budget) -> tu
                       task=model.task)
     batched = batched_metrics(fmt, session, held_out, reference, judge=False, axes=model.axes,
                               task=model.task)
+    batched.update(axes_metrics(fmt, session, model, held_out, judge=False))
     scheme = {**result.scheme, "why": model.int8_reason} if model.int8_reason else result.scheme
     verify = {**metrics.to_dict(), **batched, **_session_info(session), **judge_int8(metrics)}
     if not verify["passed"]:

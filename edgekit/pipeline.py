@@ -50,8 +50,19 @@ class ExportPlan:
     max_drop: float | None = None  # int8 accuracy budget in points, met per format by edgekit.search
     eval_data: str | None = None  # labelled data: the budget is measured on its val split
     dynamic_batch: bool = False  # artefacts take any batch (axis 0) where their format can
+    dynamic_axis: tuple[str, ...] = ()  # --dynamic-axis NAME=AXIS:MIN..MAX (formats.base.DynamicAxis)
     ray: str | None = None  # "auto" or a Ray address: --max-drop trials and eval shards as Ray tasks
     task: str | None = None  # --task classify|binary|regress: overrides the guess from the output
+
+    def dynamic_axes(self) -> tuple:
+        """``dynamic_axis`` parsed (``DynamicAxis``); a malformed one is a UsageError."""
+        from edgekit.formats.base import DynamicAxis
+
+        axes = tuple(DynamicAxis.parse(t) for t in self.dynamic_axis)
+        names = [a.name for a in axes]
+        if len(set(names)) < len(names) or len({a.axis for a in axes}) < len(axes):
+            raise UsageError("--dynamic-axis: give each axis once, each with its own name")
+        return axes
 
     def settings(self) -> dict:
         d = asdict(self)
@@ -91,7 +102,8 @@ class ExportPlan:
             verify_samples=r.integer("verify_samples", VERIFY_SAMPLES, least=1),
             out=r.path("out"), seed=r.integer("seed", 0), prune=prune, preprocess=r.preprocess("preprocess"),
             max_drop=r.number("max_drop"), eval_data=r.data("eval", check=True),
-            dynamic_batch=r.flag("dynamic_batch"), ray=r.text("ray"), task=r.task("task"),
+            dynamic_batch=r.flag("dynamic_batch"), dynamic_axis=r.texts("dynamic_axis"),
+            ray=r.text("ray"), task=r.task("task"),
         )
         r.done(extra)
         problem = plan.max_drop_problem(recipe=not r.cli)
@@ -165,8 +177,12 @@ def run_export(plan: ExportPlan, report: Reporter = print) -> ExportOutcome:
     local, remote = split(formats, sequential=plan.max_drop is not None)  # remote: a worker process's
     for name in local:
         formats[name].check_available()  # the worker checks its own while it starts
+    axes = plan.dynamic_axes()
     for name, fmt in formats.items():
         fixed = fmt.use_dynamic_batch() if plan.dynamic_batch else None
+        if fixed:
+            report(f"note: {name}: {fixed}")
+        fixed = fmt.use_dynamic_axes(axes) if axes else None
         if fixed:
             report(f"note: {name}: {fixed}")
     if plan.out is not None and Path(plan.out).exists():
@@ -184,6 +200,7 @@ def _export(plan: ExportPlan, formats: dict, worker, report: Reporter) -> Export
 
     model = load_planned_model(plan)
     _check_batch_axis(plan, model)
+    _check_dynamic_axes(plan, model)
     if model.weights is None:
         report("warning: no --weights given: the weights are random, so accuracy numbers mean nothing")
     if (":" in model.name or model.name.endswith(".onnx")) and not plan.preprocess \
@@ -221,6 +238,21 @@ def _export(plan: ExportPlan, formats: dict, worker, report: Reporter) -> Export
         manifest["finished"] = mf.utc_now()
         mf.write_json_atomic(stage / mf.MANIFEST, manifest)
     return ExportOutcome(out, manifest)
+
+
+def _check_dynamic_axes(plan: ExportPlan, model: LoadedModel) -> None:
+    """Each --dynamic-axis names an axis of the first input other than the batch, whose size in
+    --input-shape lies within MIN..MAX."""
+    shape, batch = model.input_spec.shape, model.input_spec.batch_axis
+    for a in plan.dynamic_axes():
+        where = f"--dynamic-axis {a.name}={a.axis}:{a.min}..{a.max}"
+        if a.axis >= len(shape) or a.axis == batch:
+            raise UsageError(f"{where}: the input {tuple(shape)} has no axis {a.axis} other than its batch "
+                             f"(axis {batch}); count axes in --input-shape, the batch included"
+                             + ("; for the batch use --dynamic-batch" if a.axis == batch else ""))
+        if not a.min <= shape[a.axis] <= a.max or shape[a.axis] < 2:
+            raise UsageError(f"{where}: the size in --input-shape, {shape[a.axis]}, must lie within "
+                             f"{a.min}..{a.max} and be at least 2 (the exporters trace at that size)")
 
 
 def _check_batch_axis(plan: ExportPlan, model: LoadedModel) -> None:

@@ -103,3 +103,18 @@ class FloatMask(nn.Module):
 
     def forward(self, x):
         return self.fc((x - self.mask).flatten(1))
+
+
+class VariableLengthGRU(nn.Module):
+    """A bidirectional GRU with one logit per sequence (a binary classifier, output (N,)) that takes
+    any number of time steps: (N, T, 8)."""
+
+    def __init__(self):
+        super().__init__()
+        torch.manual_seed(0)
+        self.gru = nn.GRU(8, 24, batch_first=True, bidirectional=True)
+        self.head = nn.Linear(48, 1)
+
+    def forward(self, x):
+        out, _ = self.gru(x)
+        return self.head(out.mean(1)).squeeze(-1) * 8

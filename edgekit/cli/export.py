@@ -29,6 +29,10 @@ from edgekit.formats import names as format_names
 @click.option("--int8", is_flag=True, help="Also write static int8 artefacts (post-training quantization).")
 @click.option("--dynamic-batch", is_flag=True, help="Make the batch axis (0) dynamic, so `bench --batch N` "
               "runs the files (ONNX, OpenVINO; ExecuTorch up to 64; TFLite keeps batch 1).")
+@click.option("--dynamic-axis", "dynamic_axis", multiple=True, metavar="NAME=AXIS:MIN..MAX",
+              help="Let axis AXIS of the input (counted in --input-shape, batch included) take any size "
+              "from MIN to MAX, e.g. seq=1:4..64 for a sequence length (ONNX, OpenVINO, ExecuTorch; TFLite "
+              "keeps the given size); each artefact is also verified at another size. Repeatable.")
 @click.option("--calib", help="Calibration data: an image folder, a .npy/.npz file, or a built-in "
               "(digits, reber, photos, shapes). Default: the dataset a checkpoint was trained on, else the "
               "model's built-in set.")

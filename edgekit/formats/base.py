@@ -115,6 +115,41 @@ def scheme_options(options: Int8Options) -> dict:
     return {"method": options.method, "excluded": list(options.exclude)}
 
 
+@dataclass(frozen=True)
+class DynamicAxis:
+    """``export --dynamic-axis NAME=AXIS:MIN..MAX``: axis AXIS of the (first) input, counted in
+    ``--input-shape`` (the batch included), takes any size from MIN to MAX (a sequence length)."""
+
+    name: str
+    axis: int
+    min: int
+    max: int
+
+    @classmethod
+    def parse(cls, text: str) -> DynamicAxis:
+        import re
+
+        from edgekit.errors import UsageError
+
+        m = re.fullmatch(r"\s*([A-Za-z_][A-Za-z0-9_]*)\s*=\s*(\d+)\s*:\s*(\d+)\s*\.\.\s*(\d+)\s*", text)
+        if not m:
+            raise UsageError(f"--dynamic-axis {text!r}: expected NAME=AXIS:MIN..MAX, e.g. seq=1:4..64 "
+                             "(axis 1 of --input-shape takes 4 to 64)")
+        name, axis, low, high = m.group(1), *(int(g) for g in m.groups()[1:])
+        if not 1 <= low <= high:
+            raise UsageError(f"--dynamic-axis {text!r}: MIN..MAX must satisfy 1 <= MIN <= MAX")
+        return cls(name, axis, low, high)
+
+    def to_dict(self) -> dict:
+        return {"name": self.name, "axis": self.axis, "min": self.min, "max": self.max}
+
+    def torch_dim(self):
+        import torch
+
+        # torch.export treats sizes 0 and 1 as special; a symbolic size starts at 2
+        return torch.export.Dim(self.name, min=max(self.min, 2), max=self.max)
+
+
 # ``export --dynamic-batch``: the batch axis (0) is symbolic; where the format needs a bound
 # (ExecuTorch plans its memory for the largest batch) it is this. Tracing uses an example of batch
 # 2: torch.export specialises a dimension of size 1 to a constant.
@@ -135,6 +170,19 @@ def batch_shapes(examples: tuple, bounded: bool = False) -> tuple:
     the one batch dimension (the same ``Dim``, so the inputs' batches are equal)."""
     dim = batch_dim(bounded)
     return tuple({0: dim} for _ in examples)
+
+
+def export_shapes(examples: tuple, dynamic_batch: bool, axes: tuple[DynamicAxis, ...] = (),
+                  bounded: bool = False) -> tuple | None:
+    """``dynamic_shapes`` for ``torch.export`` of ``module(*examples)``: axis 0 of every input when
+    ``dynamic_batch`` (``batch_shapes``), and each ``--dynamic-axis`` of the first input; None when
+    every shape is fixed."""
+    if not dynamic_batch and not axes:
+        return None
+    shapes = [dict(s) for s in batch_shapes(examples, bounded)] if dynamic_batch else [{} for _ in examples]
+    for a in axes:
+        shapes[0][a.axis] = a.torch_dim()
+    return tuple(shapes)
 
 
 def batch_dim(bounded: bool = False) -> Any:
@@ -213,6 +261,9 @@ class FixedShapeSession(Session):
         packed = xs if several else xs[0]
         if len(xs) == len(shapes) and all(a.shape == s for a, s in zip(xs, shapes)):
             return self._invoke(packed)
+        if self.dynamic_batch and len(xs) == len(shapes) and all(
+                a.ndim == len(s) and all(d <= b for d, b in zip(a.shape, s)) for a, s in zip(xs, shapes)):
+            return self._invoke(packed)  # a bounded dynamic shape (batch or --dynamic-axis) takes it
         n, bound = len(xs[0]), shapes[0][0]
         fits = len(xs) == len(shapes) and all(a.shape[1:] == s[1:] and len(a) == n
                                               for a, s in zip(xs, shapes))
@@ -263,6 +314,18 @@ class Format(ABC):
     # Why this format's artefacts keep a fixed batch under --dynamic-batch ("": it can make them).
     fixed_batch_reason: str = ""
     dynamic_batch: bool = False  # this export writes a dynamic batch axis (``use_dynamic_batch``)
+
+    # Why this format's artefacts keep a fixed size under --dynamic-axis ("": it can make them).
+    fixed_axes_reason: str = ""
+    dynamic_axes: tuple[DynamicAxis, ...] = ()  # this export's variable axes (``use_dynamic_axes``)
+
+    def use_dynamic_axes(self, axes: tuple[DynamicAxis, ...]) -> str | None:
+        """Write this export's artefacts with ``axes`` variable; the reason when the format cannot
+        (its artefacts then keep the sizes of --input-shape, as the manifest records)."""
+        if self.fixed_axes_reason:
+            return self.fixed_axes_reason
+        self.dynamic_axes = tuple(axes)
+        return None
 
     def use_dynamic_batch(self) -> str | None:
         """Write this export's artefacts with a dynamic batch axis (0); the reason when the format

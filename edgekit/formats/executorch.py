@@ -31,7 +31,7 @@ from edgekit.formats.base import (
     Int8Share,
     as_outputs,
     batch_example,
-    batch_shapes,
+    export_shapes,
     scheme_options,
 )
 from edgekit.layout import count
@@ -98,7 +98,18 @@ class ExecuTorchFormat(Format):
         self._captured: dict[tuple[int, bool], tuple[Any, str]] = {}
 
     def export_fp32(self, model: LoadedModel, path: Path) -> Path:
-        program, capture = _capture(model.module.eval(), model.example_inputs(), self.dynamic_batch)
+        try:
+            program, capture = _capture(model.module.eval(), model.example_inputs(), self.dynamic_batch,
+                                        self.dynamic_axes)
+        except Exception as exc:  # noqa: BLE001 - torch.export fixed a --dynamic-axis: keep its size
+            if not self.dynamic_axes or "specialized" not in str(exc):
+                raise
+            names = ", ".join(a.name for a in self.dynamic_axes)
+            self.axes_note = (f"torch.export fixes {names} to the size of --input-shape in this model "
+                              "(recurrent layers are unrolled step by step): the ExecuTorch artefacts keep "
+                              "it")
+            self.dynamic_axes = ()
+            program, capture = _capture(model.module.eval(), model.example_inputs(), self.dynamic_batch)
         if model.static_int8:  # taken before lowering, which may rewrite the program
             self._captured[(id(model.module), self.dynamic_batch)] = (program.module(), capture)
         self._write(program, Path(path))
@@ -118,7 +129,7 @@ class ExecuTorchFormat(Format):
         samples = [example] if dynamic else calibration_batches(calib, model)
         captured = self._captured.pop((id(model.module), self.dynamic_batch), None)
         program, capture = _quantize(model.module.eval(), example, samples, options, dynamic,
-                                     self.dynamic_batch, captured)
+                                     self.dynamic_batch, captured, self.dynamic_axes)
         self._write(program, Path(path))
         if dynamic:
             scheme = {"type": "dynamic",
@@ -155,6 +166,9 @@ class ExecuTorchFormat(Format):
             share = f"{delegate_calls} delegate calls"
         slow = ", ".join(f"{op} x{n}" for op, n in sorted(portable.items())) or "none"
         found["summary"] = f"XNNPACK runs {share}; portable kernels: {slow}"
+        if getattr(self, "axes_note", ""):
+            found["dynamic_axes"] = self.axes_note
+            found["summary"] += f"\n   note: {self.axes_note}"
         return found
 
     def _write(self, program: Any, path: Path) -> None:
@@ -177,15 +191,17 @@ class ExecuTorchFormat(Format):
         self._lowered[hashlib.sha256(data).hexdigest()] = lowered
 
 
-def _capture(module: Any, examples: tuple, dynamic_batch: bool = False) -> tuple[Any, str]:
+def _capture(module: Any, examples: tuple, dynamic_batch: bool = False, axes: tuple = ()) -> tuple[Any, str]:
     """torch.export of ``module(*examples)``, strict (dynamo) first and non-strict where dynamo
     cannot trace the model; ``dynamic_batch``: axis 0 of every input a ``Dim`` of 1 to
     ``DYNAMIC_BATCH_MAX`` (traced at ``TRACE_BATCH``)."""
     import torch
 
     kwargs: dict = {}
+    shapes = export_shapes(examples, dynamic_batch, axes, bounded=True)
+    if shapes:
+        kwargs["dynamic_shapes"] = shapes
     if dynamic_batch:
-        kwargs["dynamic_shapes"] = batch_shapes(examples, bounded=True)
         examples = batch_example(examples)
     with torch.no_grad():
         try:
@@ -222,7 +238,8 @@ def _input_is_dynamic(path: Path) -> bool:
 
 
 def _quantize(module: Any, example: Any, samples: list, options: Int8Options, dynamic: bool,
-              dynamic_batch: bool = False, captured: tuple[Any, str] | None = None) -> tuple[Any, str]:
+              dynamic_batch: bool = False, captured: tuple[Any, str] | None = None,
+              axes: tuple = ()) -> tuple[Any, str]:
     """PT2E: capture (or take fp32's ``captured`` module), prepare, calibrate, convert; the
     quantized ExportedProgram and capture mode."""
     import torch
@@ -231,7 +248,7 @@ def _quantize(module: Any, example: Any, samples: list, options: Int8Options, dy
     if captured is not None and not dynamic:
         graph, capture = captured
     else:
-        program, capture = _capture(module, example, dynamic_batch)
+        program, capture = _capture(module, example, dynamic_batch, axes)
         if dynamic:  # decompose the LSTM into its linear layers, keeping linear for the quantizer
             table = torch.export.default_decompositions()
             table.pop(torch.ops.aten.linear.default, None)
@@ -243,7 +260,8 @@ def _quantize(module: Any, example: Any, samples: list, options: Int8Options, dy
         for sample in samples:
             prepared(*sample)
         converted = convert_pt2e(prepared)
-        kwargs = {"dynamic_shapes": batch_shapes(example, bounded=True)} if dynamic_batch else {}
+        shapes = export_shapes(example, dynamic_batch, axes, bounded=True)
+        kwargs = {"dynamic_shapes": shapes} if shapes else {}
         traced = batch_example(example) if dynamic_batch else example
         return torch.export.export(converted, traced, strict=False, **kwargs), capture
 

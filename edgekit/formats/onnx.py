@@ -18,7 +18,7 @@ from edgekit.formats.base import (
     Session,
     as_outputs,
     batch_example,
-    batch_shapes,
+    export_shapes,
     scheme_options,
     shape_info,
 )
@@ -94,7 +94,8 @@ class OnnxFormat(Format):
         require("onnxscript", "onnxscript", "onnx")
         # --dynamic-batch: axis 0 of every input and output is the symbolic dimension "batch"
         examples = model.example_inputs()
-        dynamic = {"dynamic_shapes": batch_shapes(examples)} if self.dynamic_batch else {}
+        shapes = export_shapes(examples, self.dynamic_batch, self.dynamic_axes)
+        dynamic = {"dynamic_shapes": shapes} if shapes else {}
         examples = batch_example(examples) if self.dynamic_batch else examples
         with quiet(), torch.no_grad():
             torch.onnx.export(

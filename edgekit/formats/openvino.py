@@ -68,8 +68,7 @@ class OpenVinoSession(Session):
         return as_outputs([out[port] for port in self.compiled.outputs])
 
     def input_info(self) -> dict:
-        shapes = [[d.get_length() if d.is_static else "?" for d in port.get_partial_shape()]
-                  for port in self.compiled.inputs]
+        shapes = [[_dimension(d) for d in port.get_partial_shape()] for port in self.compiled.inputs]
         names = [port.any_name for port in self.compiled.inputs]
         return shape_info(shapes[0], inputs=list(zip(names, shapes)))
 
@@ -103,7 +102,8 @@ class OpenVinoFormat(Format):
             example = examples if len(examples) > 1 else examples[0]
             ov_model = ov.convert_model(model.module, example_input=example)
             # -1: the dynamic batch (axis 0 of every input)
-            ov_model.reshape({i: [-1, *e.shape[1:]] if self.dynamic_batch else list(e.shape)
+            ov_model.reshape({i: _partial_shape(ov, e.shape, self.dynamic_batch,
+                                                self.dynamic_axes if i == 0 else ())
                               for i, e in enumerate(examples)})
             if model.multi_io:
                 _name_ports(ov_model, model)
@@ -242,6 +242,24 @@ def _name_ports(ov_model, model) -> None:
         port.get_tensor().set_names({spec.name})
     for port, name in zip(ov_model.outputs, model.output_names):
         port.get_tensor().set_names({name})
+
+
+def _dimension(d) -> int | str:
+    """A dimension as the manifest records it: its size, "MIN..MAX" where bounded, "?" where not."""
+    if d.is_static:
+        return d.get_length()
+    return f"{d.get_min_length()}..{d.get_max_length()}" if d.get_max_length() >= 0 else "?"
+
+
+def _partial_shape(ov, shape, dynamic_batch: bool, axes) -> object:
+    """An input's shape for ``reshape``: -1 for a dynamic batch (axis 0), MIN..MAX for each
+    ``--dynamic-axis``."""
+    dims = [ov.Dimension(int(d)) for d in shape]
+    if dynamic_batch:
+        dims[0] = ov.Dimension(-1)
+    for a in axes:
+        dims[a.axis] = ov.Dimension(a.min, a.max)
+    return ov.PartialShape(dims)
 
 
 def _from_onnx(ov, model, source: Path, path: Path, dynamic_batch: bool) -> Path:

@@ -58,6 +58,8 @@ class TFLiteFormat(Format):
     # litert-torch 0.10 accepts dynamic_shapes but lowers each op through JAX, which needs static
     # shapes (a symbolic batch fails at the first reshape; litert-torch PR #1024, issue #870); and a
     # batch-1 flatbuffer's reshapes keep batch 1, so resize_tensor_input cannot change it either.
+    fixed_axes_reason = ("litert-torch cannot convert a variable axis (it lowers ops through JAX, which "
+                         "needs static shapes): the TFLite artefacts keep the sizes of --input-shape")
     fixed_batch_reason = ("litert-torch cannot convert a dynamic batch (it lowers ops through JAX, "
                           "which needs static shapes): the TFLite artefacts keep batch 1")
 
