@@ -33,7 +33,7 @@ def rows(manifest: dict, target: str) -> list[dict]:
         out.append({"name": a.get("label") or ("onnxruntime (source)" if source else "pytorch fp32"),
                     "format": "pytorch", "precision": "fp32", "scheme": "source file" if source else "eager",
                     "bytes": None, "p50_ms": b.get("p50_ms"), "p99_ms": b.get("p99_ms"),
-                    "speedup": None, "accuracy": a.get(key), "agreement": a.get("agreement"),
+                    "speedup": None, "metric": key, "accuracy": a.get(key), "agreement": a.get("agreement"),
                     "drop_pp": a.get("drop_pp"), "status": "ok", "verify": ""})
     for art in manifest["artefacts"]:
         k = (art["format"], art["precision"])
@@ -45,7 +45,9 @@ def rows(manifest: dict, target: str) -> list[dict]:
             verify = f"max diff {v.get('max_abs_diff', 0):.2g}"
         else:
             verify = f"SQNR {v.get('sqnr_db', float('nan')):.1f} dB"
-        out.append({"name": f"{k[0]} {k[1]}", "format": k[0], "precision": k[1],
+        label = (art.get("int8_share") or {}).get("label", k[1])
+        out.append({"name": f"{k[0]} {label if label.startswith('partly') else k[1]}", "format": k[0],
+                    "precision": k[1], "metric": key,
                     "scheme": (art.get("scheme") or {}).get("type", ""), "bytes": art.get("bytes"),
                     "p50_ms": b.get("p50_ms"), "p99_ms": b.get("p99_ms"), "speedup": b.get("speedup_vs_fp32"),
                     "accuracy": a.get(key), "agreement": a.get("agreement"), "drop_pp": a.get("drop_pp"),
@@ -101,7 +103,9 @@ def plot(items: list[dict], folder: Path, title: str) -> dict[str, Path]:
         made["latency"] = _save(fig, folder / "latency.png")
     both = [r for r in items if r["p50_ms"] and r["accuracy"] is not None]
     if both:
-        made["tradeoff"] = _save(tradeoff_figure(both, title, colours), folder / "tradeoff.png", layout=False)
+        metric = both[0].get("metric") or "accuracy"
+        made["tradeoff"] = _save(tradeoff_figure(both, title, colours, metric), folder / "tradeoff.png",
+                                 layout=False)
     sized = [r for r in items if r["bytes"]]
     if sized:
         fig, ax = plt.subplots(figsize=(7, 3.5))
@@ -121,6 +125,13 @@ def plot(items: list[dict], folder: Path, title: str) -> dict[str, Path]:
 MARKER_SIZE = 60  # points^2
 LEADER_MIN = 18  # pixels: a label further from its point than this gets a line to it
 LABEL_FONT = 8
+
+
+def error_limits(values: list[float]) -> tuple[float, float]:
+    """An error axis (MAE, RMSE): the data with a 15% margin (at least 5% of the largest), from 0 up."""
+    lo, hi = min(values), max(values)
+    pad = max(0.15 * (hi - lo), 0.05 * abs(hi), 1e-9)
+    return max(0.0, lo - pad), hi + pad
 
 
 def accuracy_limits(values: list[float]) -> tuple[float, float]:
@@ -169,14 +180,18 @@ def _tick_label(t: float) -> str:
     return f"{t:g}"
 
 
-def tradeoff_figure(items: list[dict], title: str, colours: dict[str, str]):
+def tradeoff_figure(items: list[dict], title: str, colours: dict[str, str], metric: str = "accuracy"):
     """Accuracy against p50 latency, one point per artefact, each labelled beside its point without
-    overlapping another label or point (a thin line joins a label set further away to its point)."""
+    overlapping another label or point (a thin line joins a label set further away to its point).
+    An error metric (a regression's MAE or RMSE) is drawn as it is, not as a percentage."""
     import matplotlib.pyplot as plt
     from matplotlib.ticker import FixedFormatter, FixedLocator, NullFormatter
 
+    from edgekit.metrics import LOWER_IS_BETTER
+
+    error = metric in LOWER_IS_BETTER
     xs = [r["p50_ms"] for r in items]
-    ys = [min(100.0, max(0.0, 100 * r["accuracy"])) for r in items]
+    ys = [r["accuracy"] if error else min(100.0, max(0.0, 100 * r["accuracy"])) for r in items]
     fig, ax = plt.subplots(figsize=(7.5, 4.8))
     ax.set_xscale("log")
     x_lo, x_hi, ticks = log_ticks(min(xs), max(xs))
@@ -184,15 +199,16 @@ def tradeoff_figure(items: list[dict], title: str, colours: dict[str, str]):
     ax.xaxis.set_major_locator(FixedLocator(ticks))
     ax.xaxis.set_major_formatter(FixedFormatter([_tick_label(t) for t in ticks]))
     ax.xaxis.set_minor_formatter(NullFormatter())
-    ax.set_ylim(*accuracy_limits(ys))
+    ax.set_ylim(*(error_limits(ys) if error else accuracy_limits(ys)))
     ax.ticklabel_format(axis="y", useOffset=False, style="plain")
     for r, x, y in zip(items, xs, ys):
         ax.scatter(x, y, s=MARKER_SIZE, color=colours.get(r["format"], "grey"), alpha=0.85,
                    edgecolors="white", linewidths=0.8, marker="o" if r["precision"] == "fp32" else "s",
                    clip_on=False, zorder=3)
     ax.set_xlabel("p50 latency (ms, log scale)")
-    ax.set_ylabel("accuracy (%)")
-    ax.set_title(f"{title}: accuracy against latency (\u25cf fp32, \u25a0 int8)")
+    what = f"{metric.upper()} (lower is better)" if error else "accuracy"
+    ax.set_ylabel(what if error else "accuracy (%)")
+    ax.set_title(f"{title}: {what.split(' ')[0]} against latency (\u25cf fp32, \u25a0 int8)")
     ax.grid(alpha=0.3)
     ax.grid(alpha=0.12, which="minor", axis="x")
     fig.tight_layout()  # before the labels are placed: they are placed in the final pixel geometry

@@ -123,3 +123,14 @@ def test_latency_ticks_are_round_plain_numbers_that_do_not_collide(lo, hi):
     boxes = sorted((t.get_window_extent(renderer) for t in shown), key=lambda b: b.x0)
     for a, b in zip(boxes, boxes[1:]):
         assert a.x1 + 4 < b.x0, "tick labels touch"
+
+
+def test_a_regression_run_plots_its_error_not_a_percentage():
+    from edgekit.report import tradeoff_figure
+
+    items = [{"p50_ms": 0.1 * (i + 1), "accuracy": 0.5 + 0.3 * i, "format": "onnx",
+              "precision": "fp32" if i % 2 else "int8", "name": f"a{i}"} for i in range(4)]
+    ax = tradeoff_figure(items, "t", {}, "mae").axes[0]
+    low, high = ax.get_ylim()
+    assert ax.get_ylabel() == "MAE (lower is better)"
+    assert 0 <= low <= 0.5 and 1.4 <= high < 2.0  # the MAE values themselves, not 50%..140% clamped
