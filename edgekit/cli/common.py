@@ -35,7 +35,11 @@ def library_noise_to_debug(debug: bool) -> Iterator[None]:
     delegate") or sends to ``sys.stderr`` from C++ (ExecuTorch's cpuinfo lines). edgekit's own lines
     (``click.echo``) still reach stderr. Where stderr is not the process's fd 2 (the CLI run inside
     a test, its output captured), stderr is left alone."""
-    if debug:
+    import os
+    import sys
+
+    # --debug, or Python asked to report imports on stderr (-X importtime): nothing is hidden
+    if debug or "importtime" in sys._xoptions or os.environ.get("PYTHONPROFILEIMPORTTIME"):
         yield
         return
     import logging
