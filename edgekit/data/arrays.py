@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from edgekit.data.images import preprocess_image
-from edgekit.data.values import Values, fit_samples, to_inputs
+from edgekit.data.values import Values, fit_samples, image_dims, is_image_input, to_inputs  # noqa: F401
 from edgekit.errors import DataError
 
 if TYPE_CHECKING:
@@ -52,21 +52,6 @@ def npz_arrays(path: Path) -> dict[str, np.ndarray]:
             return {k: z[k] for k in z.files}
     except (OSError, ValueError, EOFError) as exc:
         raise DataError(f"cannot read {path}: {exc}") from None
-
-
-def image_dims(spec: InputSpec) -> tuple[int, int, int] | None:
-    """(channels, height, width) of an image input (NCHW or NHWC, 1 or 3 channels), else None."""
-    if len(spec.shape) != 4:
-        return None
-    if spec.layout == "NCHW" and spec.shape[1] in (1, 3):
-        return spec.shape[1], spec.shape[2], spec.shape[3]
-    if spec.layout == "NHWC" and spec.shape[3] in (1, 3):
-        return spec.shape[3], spec.shape[1], spec.shape[2]
-    return None
-
-
-def is_image_input(spec: InputSpec) -> bool:
-    return image_dims(spec) is not None
 
 
 def _shape_error(name: str, arr: np.ndarray, spec: InputSpec) -> DataError:

@@ -54,7 +54,6 @@ class Values:
 def declared(pre: Preprocessing, spec: InputSpec) -> bool:
     """Whether ``pre`` declares scale/mean/std for raw values: "values" (what declared preprocessing
     becomes for an input that is not an image), or "image" for an image input."""
-    from edgekit.data.arrays import is_image_input
 
     return pre.kind == ("image" if is_image_input(spec) else "values")
 
@@ -168,3 +167,18 @@ def pixel_reader(spec: InputSpec):
         return fit_samples(pixels[None], spec, str(path))[0]
 
     return read
+
+
+def image_dims(spec: InputSpec) -> tuple[int, int, int] | None:
+    """(channels, height, width) of an image input (NCHW or NHWC, 1 or 3 channels), else None."""
+    if len(spec.shape) != 4:
+        return None
+    if spec.layout == "NCHW" and spec.shape[1] in (1, 3):
+        return spec.shape[1], spec.shape[2], spec.shape[3]
+    if spec.layout == "NHWC" and spec.shape[3] in (1, 3):
+        return spec.shape[3], spec.shape[1], spec.shape[2]
+    return None
+
+
+def is_image_input(spec: InputSpec) -> bool:
+    return image_dims(spec) is not None

@@ -299,28 +299,9 @@ def _load_weights(module: nn.Module, path: Path | None) -> dict | None:
 
 def _count(loaded: LoadedModel) -> LoadedModel:
     from edgekit.models.complexity import count_macs, count_params
+    from edgekit.models.recurrent import int8_plan
 
-    _int8_plan(loaded)
+    int8_plan(loaded)
     loaded.params = count_params(loaded.module)
     loaded.macs = count_macs(loaded.module, loaded.example_inputs())
     return loaded
-
-
-RECURRENT_REASON = (
-    "recurrent layers found ({layers}): static int8 of their gate activations and cell state "
-    "breaks them (the state is re-quantized every step), so their weights are int8 and their "
-    "activations stay float (dynamic int8 where the format has it, weight-only otherwise)"
-)
-
-
-def _int8_plan(loaded: LoadedModel) -> None:
-    """Choose static or dynamic/weight-only int8 by what the module contains, not by its name: any
-    recurrent layer (``nn.LSTM``/``GRU``/``RNN`` or a cell, at any depth) makes it dynamic."""
-    from edgekit.models.complexity import recurrent_layers
-
-    found = recurrent_layers(loaded.module)
-    loaded.recurrent = tuple(found)
-    if found:
-        loaded.static_int8 = False
-        shown = ", ".join(found[:4]) + (f" and {len(found) - 4} more" if len(found) > 4 else "")
-        loaded.int8_reason = RECURRENT_REASON.format(layers=shown)

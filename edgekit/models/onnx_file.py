@@ -58,6 +58,8 @@ def load_onnx_model(name: str, input_shape: tuple[int, ...] | None = None, batch
         raise UsageError(f"{path.name} holds its own weights; --weights applies to PyTorch models")
     if model_args:
         raise UsageError("--model-args applies to a model from a .py file; an ONNX file takes none")
+    from edgekit.models.recurrent import recurrent_reason
+
     graph = read_onnx(path)
     recurrent = [f"{n.name or n.op_type} ({n.op_type})" for n in graph.graph.node
                  if n.op_type in RECURRENT_OPS]
@@ -99,20 +101,12 @@ def load_onnx_model(name: str, input_shape: tuple[int, ...] | None = None, batch
         weights={"path": str(path.resolve()), "sha256": mf.sha256_file(path), "format": "onnx"},
         builtin_calibration=None,
         static_int8=not recurrent,
-        int8_reason=_recurrent_reason(recurrent),
+        int8_reason=recurrent_reason(recurrent),
         recurrent=tuple(recurrent),
         output_batch_axis=out_axis,
         extra_inputs=tuple(specs[1:]),
         output_names=tuple(outputs) if len(outputs) > 1 else ("output",),
     )
-
-
-def _recurrent_reason(found: list[str]) -> str:
-    if not found:
-        return ""
-    from edgekit.models import RECURRENT_REASON
-
-    return RECURRENT_REASON.format(layers=", ".join(found[:4]) + (" and more" if len(found) > 4 else ""))
 
 
 def _pins(input_shape, names: list[str], path: Path) -> list:
