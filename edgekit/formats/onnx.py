@@ -116,7 +116,7 @@ class OnnxFormat(Format):
                     options: Int8Options | None = None) -> Int8Result:
         q = require("onnxruntime.quantization", "onnxruntime", "onnx")
         options = options or Int8Options()
-        from edgekit.formats._onnx_quant import prepare_for_quantizer, quantizer_errors
+        from edgekit.formats._onnx_quant import quantizer_errors
 
         opset = (model.options.get("onnx") or {}).get("opset")  # an ONNX file's (models/onnx_file.py)
         if not model.static_int8:
@@ -125,12 +125,7 @@ class OnnxFormat(Format):
         choice = ort_int8_choice(this_cpu())
         act_type = q.QuantType.QUInt8 if choice.activations == "uint8" else q.QuantType.QInt8
         with tempfile.TemporaryDirectory(prefix="edgekit-ort-") as tmp:
-            pre = Path(tmp) / "pre.onnx"
-            with quiet():
-                # shape inference + graph optimisation, as onnxruntime recommends before quantizing
-                q.quant_pre_process(str(fp32_path), str(pre), skip_symbolic_shape=True)
-            fixes = prepare_for_quantizer(pre)  # files from the wild (formats/_onnx_quant.py)
-            _check_node_names(pre, options.exclude)
+            pre, fixes = _pre_process(q, fp32_path, Path(tmp), options)
             with quantizer_errors(pre, opset), quiet():
                 q.quantize_static(
                     str(pre),
@@ -182,20 +177,30 @@ class OnnxFormat(Format):
         return onnx_int8_share(path)
 
 
+def _pre_process(q, fp32_path: Path, tmp: Path, options: Int8Options) -> tuple[Path, list]:
+    """onnxruntime's pre-processing (shape inference and graph optimisation, as it recommends before
+    quantizing; it also folds constants into initializers) into ``tmp``, then the repairs a file
+    from the wild needs (``formats/_onnx_quant.py``); (the graph, what was repaired)."""
+    from edgekit.formats._onnx_quant import prepare_for_quantizer
+
+    pre = tmp / "pre.onnx"
+    with quiet():
+        q.quant_pre_process(str(fp32_path), str(pre), skip_symbolic_shape=True)
+    fixes = prepare_for_quantizer(pre)
+    _check_node_names(pre, options.exclude)
+    return pre, fixes
+
+
 def _export_dynamic(q, fp32_path: Path, path: Path, options: Int8Options, opset=None) -> Int8Result:
     """Dynamic int8 (onnxruntime's ``quantize_dynamic``: int8 weights, activations quantized at
     run time) after onnxruntime's pre-processing, which folds the constants that feed a recurrent
     layer's weights into initializers (its quantizer takes an LSTM only then). Recurrent weights it
     has no integer kernel for (GRU, RNN) are then stored int8 with a DequantizeLinear
     (weight-only), so every weight of the file is int8."""
-    from edgekit.formats._onnx_quant import prepare_for_quantizer, quantizer_errors
+    from edgekit.formats._onnx_quant import quantizer_errors
 
     with tempfile.TemporaryDirectory(prefix="edgekit-ort-") as tmp:
-        pre = Path(tmp) / "pre.onnx"
-        with quiet():
-            q.quant_pre_process(str(fp32_path), str(pre), skip_symbolic_shape=True)
-        fixes = prepare_for_quantizer(pre)  # files from the wild (formats/_onnx_quant.py)
-        _check_node_names(pre, options.exclude)
+        pre, fixes = _pre_process(q, fp32_path, Path(tmp), options)
         dynamic = Path(tmp) / "dynamic.onnx"
         with quantizer_errors(fp32_path, opset), quiet():
             q.quantize_dynamic(str(pre), str(dynamic), weight_type=q.QuantType.QInt8,
