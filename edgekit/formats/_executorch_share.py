@@ -33,13 +33,14 @@ def executorch_int8_share(path: Path) -> Int8Share:
     pte = deserialize_pte_binary(data)
     program = getattr(pte, "program", pte)
     values = {"int8": 0, "float": 0, "other": 0}
+    seen: set = set()  # constants already counted (named keys shared between delegates)
     ops = {"int8": 0, "float": 0}
     for plan in program.execution_plan:
         for delegate in plan.delegates:
             if "xnnpack" not in delegate.id.lower():
                 continue
             graph = _xnn_graph(program, delegate)
-            _tally_xnn(graph, values, ops)
+            _tally_xnn(graph, values, ops, seen)
         for value in plan.values:  # the program's own constants (outside every delegate)
             tensor = value.val
             if type(tensor).__name__ == "Tensor" and tensor.data_buffer_idx > 0 and len(tensor.sizes) >= 2:
@@ -55,7 +56,6 @@ def executorch_int8_share(path: Path) -> Int8Share:
 def _xnn_graph(program: Any, delegate: Any) -> dict:
     """An XNNPACK delegate's graph as JSON (flatc with XNNPACK's schema, both shipped with ExecuTorch)."""
     import importlib.resources
-    import json
     import subprocess
     import tempfile
 
@@ -77,19 +77,35 @@ def _xnn_graph(program: Any, delegate: Any) -> dict:
         blob.write_bytes(flat)
         subprocess.run([_get_flatc_path(), "--json", "--strict-json", "--raw-binary", "-o", tmp,
                         str(fbs), "--", str(blob)], check=True, capture_output=True)
-        return json.loads((Path(tmp) / "graph.json").read_text())
+        text = (Path(tmp) / "graph.json").read_text()
+    return flatc_json(text)
 
 
-def _tally_xnn(graph: dict, values: dict, ops: dict) -> None:
+def flatc_json(text: str) -> dict:
+    """flatc's JSON, which writes infinite clamp bounds (the output_min_max of an unbounded op) as
+    bare inf / -inf (not JSON): those become strings."""
+    import json
+    import re
+
+    return json.loads(re.sub(r"(?<=[\s:\[,])(-?)(inf|nan)\b", r'"\1\2"', text))
+
+
+def _tally_xnn(graph: dict, values: dict, ops: dict, seen: set) -> None:
     import numpy as np
 
     tensors = []
     for v in graph.get("xvalues", []):
         body = v.get("xvalue_union", {})
         tensors.append(body.get("tensor_value", body))
+    constants = graph.get("constant_data", [])
     for t in tensors:
-        dims = t.get("dims", [])
-        if t.get("constant_buffer_idx", 0) and len(dims) >= 2:
+        dims, index = t.get("dims", []), t.get("constant_buffer_idx", 0)
+        # the same weights used at every step of an unrolled recurrent layer are stored once (one
+        # named key in the program's data): count each once
+        key = constants[index].get("named_key") if 0 < index < len(constants) else None
+        key = key or (id(graph), index)
+        if index and len(dims) >= 2 and key not in seen:
+            seen.add(key)
             kind = t.get("datatype", "")
             group = ("int8" if kind in XNN_EIGHT_BIT
                      else "float" if kind in ("xnn_datatype_fp32", "xnn_datatype_fp16", "xnn_datatype_bf16",

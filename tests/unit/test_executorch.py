@@ -127,3 +127,11 @@ def test_the_device_runner_times_a_pte(cnn):
     assert result["file_bytes"] == fp32.stat().st_size
     bad = runner.run({"path": str(fp32), "format": "executorch", "batch": 4, "iters": 1})
     assert bad["status"] == "failed" and "--batch 1" in bad["error"]
+
+
+def test_the_pte_reader_takes_flatcs_infinite_clamp_bounds():
+    from edgekit.formats._executorch_share import flatc_json
+
+    text = '{"xnodes": [{"output_min_max": {"output_min": -inf, "output_max": inf}, "debug_handle": 3}]}'
+    node = flatc_json(text)["xnodes"][0]
+    assert node["output_min_max"] == {"output_min": "-inf", "output_max": "inf"} and node["debug_handle"] == 3
