@@ -244,6 +244,9 @@ def _check_dynamic_axes(plan: ExportPlan, model: LoadedModel) -> None:
     """Each --dynamic-axis names an axis of the first input other than the batch, whose size in
     --input-shape lies within MIN..MAX."""
     shape, batch = model.input_spec.shape, model.input_spec.batch_axis
+    if plan.dynamic_axis and getattr(model.module, "onnx_path", None) is not None:
+        raise UsageError("--dynamic-axis re-exports a PyTorch model; an ONNX file keeps the axes it was "
+                         "exported with (export it again with its dynamic axes, then pass that file)")
     for a in plan.dynamic_axes():
         where = f"--dynamic-axis {a.name}={a.axis}:{a.min}..{a.max}"
         if a.axis >= len(shape) or a.axis == batch:

@@ -276,7 +276,7 @@ def measure(case: Case, work: Path, label: str, to: str | None, timeout: int, re
     ref = next((r for (f, _), r in evals.items() if f not in FORMATS), None)
     rec = {"model": case.name, "what": case.what, "command": "edgekit " + " ".join(cmd[3:]),
            "exit": rc, "seconds": round(seconds, 1), "plain_top1": plain_top1(case, work),
-           "reference_row": ref and {"label": ref["format"], "top1": score(ref)},
+           "reference_row": ref and {"label": ref.get("label", ref["format"]), "top1": score(ref)},
            "error": first_error(output) if rc != 0 or not evals else "", "failed": failed_lines(output),
            "goal": case.goal, "formats": []}
     formats = [f for f in FORMATS if any(k[0] == f for k in arts) or any(k[0] == f for k in lines)]

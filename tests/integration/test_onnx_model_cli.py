@@ -180,6 +180,10 @@ def test_mistakes_with_onnx_files_are_one_line_each(onnx_files, tmp_path):
     r = run_cli("export", onnx_files / "resnet_dyn.onnx", "--weights", corrupt, "--out", tmp_path / "r5")
     assert "holds its own weights" in _one_error(r)
     assert not any((tmp_path / f"r{i}").exists() for i in range(2, 6))
+    r = run_cli("export", onnx_files / "lstm.onnx", "--input-shape", "1,6,8", "--dynamic-axis", "seq=1:2..9",
+                "--to", "onnx", "--out", tmp_path / "r6")
+    assert "an ONNX file keeps the axes it was exported with" in _one_error(r)
+    assert not (tmp_path / "r6").exists()
     r = run_cli("prune", onnx_files / "resnet_dyn.onnx", "--ratio", "0.5", cwd=tmp_path)  # no PyTorch model
     assert "pruning needs the PyTorch model" in _one_error(r)
     assert not (tmp_path / "checkpoints").exists()
