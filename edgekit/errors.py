@@ -62,11 +62,21 @@ class DeviceError(EdgekitError):
 
 
 class Terminated(BaseException):
-    """SIGTERM arrived (a cancelled CI job, ``kill``): raised by the CLI's signal handler so that the
-    stack unwinds like Ctrl-C's KeyboardInterrupt (``finally`` blocks remove staging folders, child
-    processes are killed). A BaseException, so that ``except Exception`` never swallows it."""
+    """SIGTERM or SIGHUP arrived (a cancelled CI job, ``kill``, a closed terminal): raised by the CLI's
+    signal handler (``edgekit.interrupts``) so that the stack unwinds like Ctrl-C's KeyboardInterrupt
+    (``finally`` blocks remove staging folders, child processes are stopped). A BaseException, so that
+    ``except Exception`` never swallows it."""
 
-    exit_code = 128 + 15
+    def __init__(self, signum: int = 15):
+        super().__init__(signum)
+        self.signum = signum
+        self.exit_code = 128 + signum
+
+
+class DiskFull(EdgekitError):
+    """No space left where the run writes: one line naming the device, what is free and needed."""
+
+    exit_code = EXIT_FAILED
 
 
 def require(module: str, package: str, extra: str):

@@ -1,35 +1,41 @@
-"""The formats of one export, side by side: a worker process takes some while this one does the rest.
+"""The formats of one export, each converted in a worker process, side by side where cores allow.
 
-The export is mostly single-threaded Python (torch.export, graph passes, converters), so on a
-machine with two or more cores the formats are split into two groups of about equal cost
-(``Format.export_cost``); this process exports one group, a worker process the other, both into
-the same staging folder. The worker starts with the export and imports its converters while this
-process loads the model, the samples and the PyTorch reference outputs, which it then gets by
-pickle. The output lines and the manifest's artefacts keep the sequential order: each format's
-lines are held until every format before it has printed its own.
+Converters can take the whole process down: the TFLite converter's LLVM calls ``abort()`` when its
+write fails (a full disk), XNNPACK and native runtimes can crash. So no format is converted in the
+edgekit process itself: worker processes do it, and this process keeps the staging folder, the
+manifest and the signals. A worker that dies fails the format it was converting with one line (its
+last words on stderr, the signal) and a fresh worker takes the formats it had not begun; the rest of
+the run, its clean-up and its manifest survive. Workers die with edgekit (``PR_SET_PDEATHSIG``).
 
-The worker is spawned, not forked: a child forked after PyTorch has run an OpenMP region hangs at
-its first parallel op (GNU libgomp; checked here with torch 2.13), and litert-torch's JAX threads
-make fork unsafe as well. Formats run one after another with ``EDGEKIT_EXPORT_JOBS=1``, on one
-core, with ``--max-drop`` (its search draws more calibration data through a closure), for models
-of more than ``MAX_SHARED_BYTES`` of weights (memory), and, for the worker's formats, where the
-worker cannot take the model (it cannot be pickled or unpickled).
+With two cores or more the formats are split into two groups of about equal cost
+(``Format.export_cost``), one worker each; otherwise one worker takes them all. Workers start with
+the export and import their converters while this process loads the model, the samples and the
+PyTorch reference outputs, which they then get by pickle. The output lines and the manifest's
+artefacts keep the sequential order: each format's lines are held until every format before it has
+printed its own.
 
-A worker that dies (killed, out of memory) fails only its own formats; an interrupted export
-(Ctrl-C, SIGTERM) stops the worker before the staging folder is removed.
+Workers are spawned, not forked: a child forked after PyTorch has run an OpenMP region hangs at its
+first parallel op (GNU libgomp; checked here with torch 2.13), and litert-torch's JAX threads make
+fork unsafe as well. One worker takes every format with ``EDGEKIT_EXPORT_JOBS=1``, on one core, and
+for models of more than ``MAX_SHARED_BYTES`` of weights (memory). The formats are converted in this
+process only where no worker can take the model (it cannot be pickled) and with ``--ray`` (its
+client lives in this process); the debug log says so.
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import sys
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from edgekit.export_steps import export_format, failed, skipped
+from edgekit.export_steps import NoSpace, export_format, failed, skipped
+from edgekit.export_worker import Worker, stop_resource_tracker
 
 if TYPE_CHECKING:
     import numpy as np
@@ -39,17 +45,18 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("edgekit")
 
-JOBS_ENV = "EDGEKIT_EXPORT_JOBS"  # 1: one format after another; 2: this process and one worker
-# Above this many bytes of weights the formats run one after another (unless EDGEKIT_EXPORT_JOBS=2):
-# the worker's copy of the model and its converters' copies cost too much memory. vgg16 (553 MB)
-# peaked at 6.34 GB side by side against 4.46 GB one after another; resnet50 (102 MB) at 2.6 GB.
+JOBS_ENV = "EDGEKIT_EXPORT_JOBS"  # 1: one worker, one format after another; 2: two workers
+# Above this many bytes of weights one worker takes every format (unless EDGEKIT_EXPORT_JOBS=2): each
+# worker's copy of the model and its converters' copies cost too much memory. vgg16 (553 MB) peaked
+# at 6.34 GB side by side against 4.46 GB one after another; resnet50 (102 MB) at 2.6 GB.
 MAX_SHARED_BYTES = 256 * 1024**2
+POLL_S = 0.5  # how often the wait for workers looks at signals
 Report = Callable[[str], None]
 
 
 @dataclass(frozen=True)
 class Work:
-    """What every format's export reads (the worker gets it by pickle)."""
+    """What every format's export reads (the workers get it by pickle)."""
 
     model: LoadedModel
     calib: np.ndarray
@@ -57,147 +64,212 @@ class Work:
     reference: np.ndarray
     int8: bool
     stage: Path
+    budget: Any = None  # --max-drop (edgekit.pipeline._Budget)
 
 
 def jobs() -> int:
-    """How many processes export at once: ``EDGEKIT_EXPORT_JOBS``, else 2 with two cores or more."""
+    """How many workers export at once: ``EDGEKIT_EXPORT_JOBS``, else 2 with two cores or more."""
     value = os.environ.get(JOBS_ENV, "").strip()
     if value.isdigit() and int(value) > 0:
         return min(int(value), 2)
     return 2 if (os.cpu_count() or 1) >= 2 else 1
 
 
-def split(formats: dict[str, Format], sequential: bool = False) -> tuple[list[str], list[str]]:
-    """(this process's formats, the worker's; empty when one process does all): the costliest
-    first into the lighter group; this process takes the group with the first format, so the
-    first lines print as they happen."""
+def split(formats: dict[str, Format]) -> list[list[str]]:
+    """The formats of each worker: two groups of about equal cost (the costliest first into the
+    lighter group), or one group with ``jobs()`` 1 or a single format. The first group holds the
+    first format, so the first lines print as soon as they can."""
     order = list(formats)
-    if sequential or len(order) < 2 or jobs() < 2:
-        return order, []
+    if len(order) < 2 or jobs() < 2:
+        return [order] if order else []
     loads: list[list] = [[0.0, []], [0.0, []]]
     for name in sorted(order, key=lambda n: -formats[n].export_cost):
         lighter = min(loads, key=lambda g: g[0])
         lighter[0] += formats[name].export_cost
         lighter[1].append(name)
-    local, remote = (sorted(g[1], key=order.index) for g in loads)
-    return (local, remote) if order[0] in local else (remote, local)
+    groups = [sorted(g[1], key=order.index) for g in loads]
+    return groups if order[0] in groups[0] else groups[::-1]
 
 
-class Worker:
-    """The worker process for ``formats`` (none: no process), stopped when the block ends."""
+class Workers:
+    """The workers of one export (``split``), stopped when the block ends."""
 
     def __init__(self, formats: dict[str, Format]):
         self.formats = formats
-        self.proc = self.conn = None
-        self.unavailable: list[str] = []
-        if formats:
-            import multiprocessing
+        self.groups = split(formats)
+        self.started = [Worker(formats, group) for group in self.groups]
+        self.live: list[Worker] = []
 
-            ctx = multiprocessing.get_context("spawn")
-            self.conn, child = ctx.Pipe()
-            self.proc = ctx.Process(target=_worker, args=(formats, child), name="edgekit-export")
-            self.proc.start()
-            child.close()
-
-    def __enter__(self) -> Worker:
+    def __enter__(self) -> Workers:
         return self
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
 
     def stop(self) -> None:
-        if self.proc is not None:
-            if self.proc.is_alive():
-                self.proc.terminate()
-            self.proc.join()
-            self.conn.close()
-            self.proc = None
+        for w in self.started:
+            w.stop()
+        stop_resource_tracker()
 
     def ready(self) -> None:
-        """Wait until the worker has imported its converters; raise this process's typed error
-        (MissingDependencyError) for a format whose packages the worker could not import."""
-        if self.proc is None:
-            return
-        try:
-            _, self.unavailable = self.conn.recv()
-        except EOFError:  # it died starting: its formats run here
-            log.debug("the export worker stopped before it was ready (exit code %s)", self.proc.exitcode)
-            self.stop()
-            return
-        for name in self.unavailable:
-            self.formats[name].check_available()
+        """Every worker has imported its converters (or this process raises the missing package)."""
+        for w in self.started:
+            w.ready()
+
+    def spawn(self, names: list[str], payload: bytes, sources: dict[str, str], threads: int) -> Worker | None:
+        w = Worker(self.formats, names)
+        self.started.append(w)
+        if w.ready() and w.send(payload, sources, names, threads):
+            return w
+        return None
 
 
-def export_formats(formats: dict[str, Format], work: Work, report: Report, budget: Any = None,
-                   worker: Worker | None = None) -> list[dict]:
+def export_formats(formats: dict[str, Format], work: Work, report: Report,
+                   workers: Workers | None = None) -> list[dict]:
     """Every format's manifest entries, in the order of ``formats``."""
-    remote = [n for n in formats if worker is not None and worker.proc is not None and n in worker.formats]
+    from edgekit import interrupts
+
     out = _Ordered(list(formats), report)
     entries: dict[str, list[dict]] = {}
-    threads = None
     try:
-        if remote and not _worth_it(work.model):
-            worker.stop()
-            remote = []
-        if remote and not _send(worker, work):
-            remote = []
-        if remote:
-            threads = _torch_threads(max(1, (os.cpu_count() or 1) // 2))
-        for name in (n for n in formats if n not in remote):
-            entries[name] = _one(name, formats[name], work, out.reporter(name), budget)
-            out.finish(name)
-            while remote and not set(remote) <= set(entries) and worker.conn.poll():
-                if not _take(worker.conn, entries, out):
-                    break
-        while not set(remote) <= set(entries) and _take(worker.conn, entries, out):
-            pass
-    except BaseException:  # Ctrl-C, SIGTERM, a bug: stop the worker before the staging folder goes
-        if worker is not None:
-            worker.stop()
-        raise
-    finally:
-        if threads is not None:
-            _torch_threads(threads)
-    if remote:
-        worker.proc.join(timeout=5)
-        code = worker.proc.exitcode
-        for name in remote:
-            if name not in entries:
-                entries[name] = _lost(name, work.int8, code, out.reporter(name))
+        payload = _payload(work) if workers is not None else None
+        if payload is None or work.budget is not None and getattr(work.budget, "ray", None):
+            if workers is not None:
+                workers.stop()
+            for name in formats:  # here: no worker can take the model, or --ray (its client is ours)
+                interrupts.check()
+                entries[name] = export_one(formats[name], name, work, out.reporter(name))
                 out.finish(name)
+        else:
+            _in_workers(formats, work, payload, workers, entries, out)
+    except NoSpace as exc:
+        raise _disk_full(work, formats, entries) from exc
+    except BaseException:  # Ctrl-C, SIGTERM, a full disk, a bug: stop the workers before the staging goes
+        if workers is not None:
+            workers.stop()
+        raise
     return [e for name in formats for e in entries[name]]
 
 
+def _in_workers(formats, work: Work, payload: bytes, workers: Workers, entries: dict, out: _Ordered) -> None:
+    import multiprocessing.connection
+
+    from edgekit import interrupts
+
+    sources = _sources(work.model)
+    groups = [list(g) for g in workers.groups]
+    if len(groups) > 1 and not _worth_it(work.model):  # memory: one worker takes them all
+        groups = [groups[0] + groups[1]]
+        workers.started[1].stop()
+    threads = max(1, (os.cpu_count() or 1) // len(groups))
+    live: dict[Any, Worker] = {}
+    for w, names in zip(workers.started, groups, strict=False):
+        if w.proc is None or not w.send(payload, sources, names, threads):
+            w = workers.spawn(names, payload, sources, threads)  # its start failed: one more try
+        if w is None:
+            for name in names:
+                entries[name] = _lost(name, work.int8, "could not start", out.reporter(name))
+                out.finish(name)
+            continue
+        live[w.conn] = w
+    while live:
+        interrupts.check()
+        for conn in multiprocessing.connection.wait(list(live), timeout=POLL_S):
+            w = live[conn]
+            try:
+                message = conn.recv()
+            except (EOFError, OSError):  # it died: fail what it was converting, start one for the rest
+                del live[conn]
+                rest = _crashed(w, work, entries, out)
+                if rest:
+                    w2 = workers.spawn(rest, payload, sources, threads)
+                    if w2 is None:
+                        for name in rest:
+                            entries[name] = _lost(name, work.int8, "could not restart", out.reporter(name))
+                            out.finish(name)
+                    else:
+                        live[w2.conn] = w2
+                continue
+            _take(w, message, entries, out)
+            if set(w.assigned) <= set(entries):
+                del live[conn]
+                w.proc.join(timeout=5)
+
+
+def _take(w: Worker, message: tuple, entries: dict, out: _Ordered) -> None:
+    kind, name, *rest = message
+    if kind == "start":
+        w.current, w.partial[name] = name, []
+    elif kind == "entry":
+        entry, lines = rest
+        w.partial[name].append(entry)
+        out.finish(name, tuple(lines), done=False)
+    elif kind == "format":
+        (lines,) = rest
+        entries[name] = w.partial.pop(name)
+        w.current = None
+        out.finish(name, tuple(lines))
+    elif kind == "full":
+        raise NoSpace(rest[0])
+
+
+def _crashed(w: Worker, work: Work, entries: dict, out: _Ordered) -> list[str]:
+    """Fail the format ``w`` was converting when it died; the formats it had not begun."""
+    from edgekit import diskspace
+
+    how = w.died()
+    name = w.current
+    if name is not None:
+        if diskspace.says_full(how) or diskspace.nearly_full(work.stage):
+            raise NoSpace(how)
+        done = w.partial.pop(name, [])
+        precision = "int8" if done else "fp32"
+        fmt = w.formats[name]
+        for path in fmt.files(work.stage / name / f"model.{precision}{fmt.extension}"):
+            with contextlib.suppress(OSError):  # half written: not an artefact
+                path.unlink()
+        report = out.reporter(name)
+        entry = failed({"format": name, "precision": precision},
+                       f"the {name} converter crashed its worker process ({how})", time.perf_counter(),
+                       report)
+        entry.pop("seconds", None)
+        done.append(entry)
+        if work.int8 and precision == "fp32":
+            done.append(skipped(name, "int8", f"skipped: the fp32 {name} export failed"))
+        entries[name] = done
+        out.finish(name)
+    elif diskspace.nearly_full(work.stage):
+        raise NoSpace(how)
+    return [n for n in w.assigned if n not in entries]
+
+
+def _disk_full(work: Work, formats: dict, entries: dict):
+    """``DiskFull`` for the run's staging folder: what it holds plus, for each format not done, about
+    the weights' size (fp32) and a quarter of it more (int8)."""
+    from edgekit import diskspace
+
+    weights = sum(t.numel() * t.element_size() for t in work.model.module.state_dict().values())
+    left = sum(1 for name in formats if name not in entries)
+    needed = diskspace.tree_bytes(work.stage) + int(left * weights * (1.25 if work.int8 else 1.0)) + (1 << 16)
+    return diskspace.disk_full(work.stage, needed)
+
+
 def _worth_it(model: LoadedModel) -> bool:
-    """Whether a second process may hold a copy of ``model`` (``MAX_SHARED_BYTES``)."""
+    """Whether two workers may each hold a copy of ``model`` (``MAX_SHARED_BYTES``)."""
     if os.environ.get(JOBS_ENV, "").strip() == "2":
         return True
     size = sum(t.numel() * t.element_size() for t in model.module.state_dict().values())
     return size <= MAX_SHARED_BYTES
 
 
-def _send(worker: Worker, work: Work) -> bool:
-    """Give the worker the model and samples; False (its formats then run here) where it cannot take them."""
+def _payload(work: Work) -> bytes | None:
     import pickle
 
     try:
-        payload = pickle.dumps(work, protocol=pickle.HIGHEST_PROTOCOL)
+        return pickle.dumps(work, protocol=pickle.HIGHEST_PROTOCOL)
     except Exception as exc:  # noqa: BLE001 - e.g. a lambda in a user's model
-        log.debug("exporting every format here: the model cannot be pickled: %s", exc)
-        worker.stop()
-        return False
-    try:
-        worker.conn.send(_sources(work.model))
-        worker.conn.send_bytes(payload)
-        del payload
-        message = worker.conn.recv()
-    except (EOFError, OSError) as exc:  # it died
-        message = ("failed", f"{type(exc).__name__}: {exc}")
-    if message[0] != "loaded":
-        log.debug("exporting every format here: the worker could not load the model: %s", message[1])
-        worker.stop()
-        return False
-    return True
+        log.debug("exporting every format in this process: the model cannot be pickled: %s", exc)
+        return None
 
 
 def _sources(model: LoadedModel) -> dict[str, str]:
@@ -211,9 +283,9 @@ def _sources(model: LoadedModel) -> dict[str, str]:
     return found
 
 
-def _one(name: str, fmt: Format, work: Work, report: Report, budget: Any = None) -> list[dict]:
+def export_one(fmt: Format, name: str, work: Work, report: Report) -> list[dict]:
     return export_format(name, fmt, work.model, work.calib, work.held_out, work.reference, work.int8,
-                         work.stage, report, budget)
+                         work.stage, report, work.budget)
 
 
 class _Ordered:
@@ -232,9 +304,10 @@ class _Ordered:
 
         return report
 
-    def finish(self, name: str, lines: tuple[str, ...] = ()) -> None:
+    def finish(self, name: str, lines: tuple[str, ...] = (), done: bool = True) -> None:
         self.lines[name] += lines
-        self.done.add(name)
+        if done:
+            self.done.add(name)
         self.flush()
 
     def flush(self) -> None:
@@ -248,72 +321,8 @@ class _Ordered:
             self.head += 1
 
 
-def _take(conn: Any, entries: dict[str, list[dict]], out: _Ordered) -> bool:
-    """Record the worker's next format; False when it died without a word (its pipe closed)."""
-    try:
-        _, name, found, lines = conn.recv()
-    except (EOFError, OSError):
-        return False
-    entries[name] = found
-    out.finish(name, tuple(lines))
-    return True
-
-
-def _lost(name: str, int8: bool, code: int | None, report: Report) -> list[dict]:
-    import time
-
-    why = f"signal {-code}" if code is not None and code < 0 else f"exit code {code}"
-    entry = failed({"format": name, "precision": "fp32"},
-                   f"the export worker process stopped ({why}) before it finished", time.perf_counter(),
-                   report)
+def _lost(name: str, int8: bool, why: str, report: Report) -> list[dict]:
+    entry = failed({"format": name, "precision": "fp32"}, f"the export worker process {why}",
+                   time.perf_counter(), report)
     entry.pop("seconds", None)
     return [entry, skipped(name, "int8", f"skipped: the fp32 {name} export failed")] if int8 else [entry]
-
-
-def _torch_threads(n: int) -> int:
-    """Set PyTorch's intra-op threads (two processes share the cores); return the previous number."""
-    import torch
-
-    previous = torch.get_num_threads()
-    torch.set_num_threads(n)
-    return previous
-
-
-def _worker(formats: dict[str, Format], conn: Any) -> None:
-    """The worker process: import the converters, take the model, export ``formats`` one after
-    another, sending each format's entries and lines as soon as they are done. Ctrl-C reaches the
-    whole process group; the main process decides, and terminates the worker."""
-    import importlib.util
-    import pickle
-    import signal
-
-    from edgekit.formats._util import quiet
-
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-    with quiet():  # the worker speaks only through the pipe
-        unavailable = []
-        for name, fmt in formats.items():
-            try:
-                fmt.check_available()
-            except Exception:  # noqa: BLE001 - the main process raises the typed error
-                unavailable.append(name)
-        conn.send(("ready", unavailable))
-        try:
-            sources = conn.recv()
-            for module, file in sources.items():
-                if importlib.util.find_spec(module.partition(".")[0]) is None:
-                    from edgekit.models.user import import_source
-
-                    import_source(Path(file))
-            work = pickle.loads(conn.recv_bytes())
-        except EOFError:
-            return
-        except Exception as exc:  # noqa: BLE001 - the main process exports these formats itself
-            conn.send(("failed", f"{type(exc).__name__}: {exc}"))
-            return
-        conn.send(("loaded",))
-        _torch_threads(max(1, (os.cpu_count() or 1) // 2))
-        for name, fmt in formats.items():
-            lines: list[str] = []
-            found = _one(name, fmt, work, lines.append)
-            conn.send(("format", name, found, lines))

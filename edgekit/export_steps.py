@@ -19,13 +19,21 @@ from edgekit.formats.base import percent
 log = logging.getLogger("edgekit")
 
 
-def export_format(name, fmt, model, calib, held_out, reference, int8, stage, report, budget) -> list[dict]:
+class NoSpace(Exception):
+    """A write of the export found the disk full: the whole run stops (``edgekit.diskspace``)."""
+
+
+def export_format(name, fmt, model, calib, held_out, reference, int8, stage, report, budget,
+                  done=None) -> list[dict]:
+    """The format's entries (fp32, then int8); ``done(entry)`` hears of each as soon as it is made."""
     folder = stage / name
     folder.mkdir()
     entries = []
     fp32_path = folder / f"model.fp32{fmt.extension}"
     entry = step(name, "fp32", lambda: _fp32(fmt, model, fp32_path, held_out, reference), stage, fmt, report)
     entries.append(entry)
+    if done is not None:
+        done(entry)
     if int8:
         if entry["status"] != "ok":
             entries.append(skipped(name, "int8", f"skipped: the fp32 {name} export failed"))
@@ -41,6 +49,8 @@ def export_format(name, fmt, model, calib, held_out, reference, int8, stage, rep
 
                 for line in summary_lines(name, entries[-1]["search"]):
                     report(line)
+            if done is not None:
+                done(entries[-1])
     return entries
 
 
@@ -211,14 +221,12 @@ def step(fmt_name, precision, work, stage, fmt, report) -> dict:
             path, scheme, verify, *search = work()
     except Int8Broken as exc:
         return _rejected(entry, exc, stage, fmt, start, report)
-    except EdgekitError as exc:
-        return failed(entry, str(exc), start, report)
-    except Exception as exc:  # a converter/runtime bug must not discard the other formats
-        log.debug("%s %s failed", fmt_name, precision, exc_info=True)
-        text = " ".join(str(exc).split())
-        detail = f"{type(exc).__name__}: {text[:300]}{'...' if len(text) > 300 else ''}"
-        entry["traceback"] = traceback.format_exc(limit=8)
-        return failed(entry, detail, start, report)
+    except Exception as exc:
+        from edgekit.diskspace import is_full
+
+        if is_full(exc):
+            raise NoSpace(f"{type(exc).__name__}: {exc}") from exc
+        return _failed_by(exc, entry, fmt_name, precision, start, report)
     files = [mf.file_entry(p, stage) for p in fmt.files(path)]
     entry.update({
         "status": "ok",
@@ -240,6 +248,17 @@ def step(fmt_name, precision, work, stage, fmt, report) -> dict:
         entry["details"] = details
     report(_summary_line(entry))
     return entry
+
+
+def _failed_by(exc, entry, fmt_name, precision, start, report) -> dict:
+    if isinstance(exc, EdgekitError):
+        return failed(entry, str(exc), start, report)
+    # a converter/runtime bug must not discard the other formats
+    log.debug("%s %s failed", fmt_name, precision, exc_info=True)
+    text = " ".join(str(exc).split())
+    detail = f"{type(exc).__name__}: {text[:300]}{'...' if len(text) > 300 else ''}"
+    entry["traceback"] = traceback.format_exc(limit=8)
+    return failed(entry, detail, start, report)
 
 
 def failed(entry, message, start, report) -> dict:

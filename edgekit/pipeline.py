@@ -166,7 +166,7 @@ def plan_from_manifest(manifest: dict, run_dir: Path | None = None) -> ExportPla
 
 
 def run_export(plan: ExportPlan, report: Reporter = print) -> ExportOutcome:
-    from edgekit.export_jobs import Worker, split
+    from edgekit.export_jobs import Workers
     from edgekit.formats import export_order, get_format
     from edgekit.models.onnx_file import check_plan
 
@@ -174,9 +174,6 @@ def run_export(plan: ExportPlan, report: Reporter = print) -> ExportOutcome:
         raise UsageError(plan.max_drop_problem())
     plan = check_plan(plan, report)  # an ONNX file: onnx and openvino only
     formats = {name: get_format(name) for name in export_order(plan.formats)}
-    local, remote = split(formats, sequential=plan.max_drop is not None)  # remote: a worker process's
-    for name in local:
-        formats[name].check_available()  # the worker checks its own while it starts
     axes = plan.dynamic_axes()
     for name, fmt in formats.items():
         fixed = fmt.use_dynamic_batch() if plan.dynamic_batch else None
@@ -189,11 +186,11 @@ def run_export(plan: ExportPlan, report: Reporter = print) -> ExportOutcome:
         raise OutputExistsError(
             f"output directory {plan.out} already exists; choose another --out or remove it"
         )
-    with Worker({name: formats[name] for name in remote}) as worker:
-        return _export(plan, formats, worker, report)
+    with Workers(formats) as workers:  # they import their converters while the model loads
+        return _export(plan, formats, workers, report)
 
 
-def _export(plan: ExportPlan, formats: dict, worker, report: Reporter) -> ExportOutcome:
+def _export(plan: ExportPlan, formats: dict, workers, report: Reporter) -> ExportOutcome:
     from edgekit.data.calibration import load_samples
     from edgekit.export_jobs import Work, export_formats
     from edgekit.verify import reference_outputs
@@ -229,12 +226,12 @@ def _export(plan: ExportPlan, formats: dict, worker, report: Reporter) -> Export
     out = Path(plan.out) if plan.out else default_run_dir(plan, model)
 
     manifest = _new_manifest(plan, model, samples, calib, held_out, formats)
-    worker.ready()  # its converters imported (or this process's MissingDependencyError)
+    workers.ready()  # their converters imported (or this process's MissingDependencyError)
     with mf.staging_dir(out, report) as stage:
         if pruning is not None:
             manifest["pruning"] = _save_pruned(model, pruning, base_record, stage)
-        work = Work(model, calib, held_out, reference, plan.int8, stage)
-        manifest["artefacts"] += export_formats(formats, work, report, budget, worker)
+        work = Work(model, calib, held_out, reference, plan.int8, stage, budget)
+        manifest["artefacts"] += export_formats(formats, work, report, workers)
         manifest["finished"] = mf.utc_now()
         mf.write_json_atomic(stage / mf.MANIFEST, manifest)
     return ExportOutcome(out, manifest)
@@ -278,22 +275,33 @@ class _Budget:
 
     pp: float
     held: object  # LabelledSet: the val split of --eval
-    more: Callable[[int], np.ndarray]
+    more: Callable[[int], np.ndarray]  # _MoreCalibration: picklable, so a worker process can search
     ray: str | None = None  # --ray: where the search runs its trials (edgekit.search)
+
+
+@dataclass(frozen=True)
+class _MoreCalibration:
+    """``more(n)``: up to n more calibration samples from the run's calibration source."""
+
+    calib: str | None
+    model: LoadedModel
+    verify_samples: int
+    seed: int
+
+    def __call__(self, n: int) -> np.ndarray:
+        from edgekit.data.calibration import load_samples
+
+        x = load_samples(self.calib, self.model, n + self.verify_samples, seed=self.seed).x
+        return split_samples(x, n, self.verify_samples)[0]
 
 
 def _budget(plan: ExportPlan, model: LoadedModel) -> _Budget:
     """The val split of ``--eval`` (test stays for ``eval``; calibration takes train), and a way to
     draw more calibration samples from the same source (``edgekit.search``)."""
-    from edgekit.data.calibration import load_samples
     from edgekit.data.datasets import load_dataset
 
     held = load_dataset(plan.eval_data, model, split="val", seed=plan.seed)
-
-    def more(n: int) -> np.ndarray:
-        x = load_samples(plan.calib, model, n + plan.verify_samples, seed=plan.seed).x
-        return split_samples(x, n, plan.verify_samples)[0]
-
+    more = _MoreCalibration(plan.calib, model, plan.verify_samples, plan.seed)
     return _Budget(float(plan.max_drop), held, more, plan.ray)
 
 

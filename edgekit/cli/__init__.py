@@ -12,10 +12,11 @@ import os
 import signal
 import sys
 import traceback
+from pathlib import Path
 
 import click
 
-from edgekit import __version__
+from edgekit import __version__, diskspace, interrupts
 from edgekit.cli.ci import baseline_cmd, clean_cmd, gate_cmd, report_cmd, run_cmd
 from edgekit.cli.common import err, library_noise_to_debug
 from edgekit.cli.export import export_cmd, prune_cmd, train_cmd
@@ -46,49 +47,51 @@ def main(argv: list[str] | None = None) -> None:
     os.environ.setdefault("GLOG_minloglevel", "2")
     argv = list(sys.argv[1:] if argv is None else argv)
     debug = "--debug" in argv
-    previous = _stop_on_sigterm()
+    with interrupts.installed():  # SIGINT, SIGTERM, SIGHUP: recorded, raised, re-delivered if lost
+        code = _run(argv, debug)
+    sys.exit(code)
+
+
+def _run(argv: list[str], debug: bool) -> int:
+    """The command's exit code, its errors shown as one line."""
     try:
         with library_noise_to_debug(debug):  # third-party warnings and native stderr: --debug only
             rv = cli.main(args=argv, prog_name="edgekit", standalone_mode=False)
-    except click.exceptions.Abort:
-        err("aborted")
-        sys.exit(130)
+    except click.exceptions.Abort as exc:  # click turns KeyboardInterrupt into Abort
+        cause = exc.__cause__ or exc.__context__
+        return _stopped(getattr(cause, "signum", None) or interrupts.received() or signal.SIGINT,
+                        getattr(cause, "untouched", None))
     except click.ClickException as exc:
         exc.show()
-        sys.exit(exc.exit_code)
+        return exc.exit_code
     except EdgekitError as exc:
         if debug:
             traceback.print_exc()
         err(str(exc))
-        sys.exit(exc.exit_code)
-    except KeyboardInterrupt:
-        err("interrupted; nothing was written to the output directory")
-        sys.exit(130)
-    except Terminated as exc:  # like Ctrl-C: the stack has unwound, staging folders are gone
-        out = getattr(exc, "untouched", None)
-        click.echo(f"edgekit: stopped by SIGTERM; nothing was written to {out or 'the output directory'}",
-                   err=True)
-        sys.exit(exc.exit_code)
+        return exc.exit_code
+    except (KeyboardInterrupt, Terminated) as exc:  # the stack has unwound: staging folders are gone
+        signum = getattr(exc, "signum", None) or interrupts.received() or signal.SIGINT
+        return _stopped(signum, getattr(exc, "untouched", None))
+    except OSError as exc:
+        if diskspace.is_full(exc):  # the staging folder is gone already
+            err(str(diskspace.disk_full(Path(exc.filename or "."))))
+            return EXIT_FAILED
+        return _internal(exc, debug)
     except Exception as exc:  # a bug of ours or of a library: short line, traceback with --debug
-        if debug:
-            raise
-        err(f"internal error: {type(exc).__name__}: {exc} (rerun with --debug for the traceback)")
-        sys.exit(EXIT_FAILED)
-    finally:
-        if previous is not None:
-            signal.signal(signal.SIGTERM, previous)
-    sys.exit(rv if isinstance(rv, int) else 0)
+        return _internal(exc, debug)
+    return rv if isinstance(rv, int) else 0
 
 
-def _stop_on_sigterm():
-    """Make SIGTERM raise ``Terminated`` in the main thread (once: a second SIGTERM during the clean-up
-    is ignored, so the clean-up finishes; SIGKILL still stops us). Returns the previous handler."""
+def _stopped(signum: int, untouched) -> int:
+    """edgekit: stopped by SIGTERM; nothing was written to runs/x"""
+    kept = (f"nothing was written to {untouched}" if untouched
+            else "the step under way stored nothing; what earlier steps stored is kept")
+    click.echo(f"edgekit: stopped by {interrupts.signal_name(signum)}; {kept}", err=True)
+    return 128 + signum
 
-    def stop(signum, frame):
-        signal.signal(signal.SIGTERM, signal.SIG_IGN)
-        raise Terminated()
 
-    try:
-        return signal.signal(signal.SIGTERM, stop)
-    except ValueError:  # main() called from a thread other than the main one: leave SIGTERM alone
-        return None
+def _internal(exc: Exception, debug: bool) -> int:
+    if debug:
+        raise exc
+    err(f"internal error: {type(exc).__name__}: {exc} (rerun with --debug for the traceback)")
+    return EXIT_FAILED

@@ -50,6 +50,10 @@ def quiet(debug: bool | None = None) -> Iterator[None]:
         with open(os.devnull, "w") as devnull:
             os.dup2(devnull.fileno(), 1)
             os.dup2(devnull.fileno(), 2)
+        # in an export worker, native stderr goes to its log: a crash's last words (edgekit.export_jobs)
+        with contextlib.suppress(OSError, KeyError):
+            with open(os.environ["EDGEKIT_NATIVE_LOG"], "a") as log_file:
+                os.dup2(log_file.fileno(), 2)
         with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()), \
                 contextlib.redirect_stderr(io.StringIO()):  # sys.stderr may not be fd 2 (cli.common)
             warnings.simplefilter("ignore")
