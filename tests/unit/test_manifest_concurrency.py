@@ -70,7 +70,7 @@ def stage(folder: Path, name: str, pid: int, size: int = 1000, host: str | None 
 def test_only_dead_runs_own_folders_are_stale(tmp_path, sleeper):
     dead = dead_pid()
     old = stage(tmp_path, "old", dead, 2_500_000, host=socket.gethostname())
-    legacy = stage(tmp_path, "legacy", dead)  # no mark: written before marks existed
+    legacy = stage(tmp_path, "legacy", dead)  # no mark: the user's, or an edgekit's from before marks
     live = stage(tmp_path, "live", sleeper, host=socket.gethostname())
     mine = stage(tmp_path, "mine", os.getpid())
     remote = stage(tmp_path, "remote", dead, host=socket.gethostname() + "-other")
@@ -81,15 +81,31 @@ def test_only_dead_runs_own_folders_are_stale(tmp_path, sleeper):
                 f".x.partial--{dead}"):
         (tmp_path / odd).mkdir()  # not exactly .<name>.partial-<digits>
 
+    empty = tmp_path / f".crashed.partial-{dead}"  # a crash between mkdir and the mark
+    empty.mkdir()
+    torn = tmp_path / f".torn.partial-{dead}"  # ... or during the mark's write
+    torn.mkdir()
+    (torn / mf.STAGE_MARK).write_text('{"ho')
+    other = stage(tmp_path, "other", dead, host=socket.gethostname())  # marked by another process
+    (other / mf.STAGE_MARK).write_text(json.dumps({"host": socket.gethostname(), "pid": dead + 1}))
+
     stale = mf.stale_stages(tmp_path)
-    assert [s.path for s in stale] == [legacy, old]
+    assert [s.path for s in stale] == [empty, old, torn]
+    assert [s.marked for s in stale] == [False, True, False]
     assert stale[1].pid == dead and 2_500_000 < stale[1].bytes < 2_500_200  # and its mark
-    assert mf.stale_summary(stale) == ("found 2 stale staging folders of killed runs: "
-                                       f".legacy.partial-{dead} (1 kB), .old.partial-{dead} (2.5 MB)")
-    assert [s.path for s in mf.remove_stale(tmp_path)] == [legacy, old]
-    assert not old.exists() and not legacy.exists()
-    for kept in (live, mine, remote, target, tmp_path / f".link.partial-{dead}"):
+    assert mf.stale_summary(stale) == ("found 3 stale staging folders of killed runs: "
+                                       f".crashed.partial-{dead} (0 bytes), .old.partial-{dead} (2.5 MB), "
+                                       f".torn.partial-{dead} (4 bytes)")
+    assert mf.unmarked_stages(tmp_path) == [
+        (legacy, f"it has no {mf.STAGE_MARK} mark of process {dead}, so edgekit did not make it"),
+        (other, f"it has no {mf.STAGE_MARK} mark of process {dead}, so edgekit did not make it"),
+        (remote, f"its mark is of another machine ({socket.gethostname()}-other), where the run may "
+                 "still be going")]
+    assert [s.path for s in mf.remove_stale(tmp_path)] == [empty, old, torn]
+    assert not old.exists() and not empty.exists() and not torn.exists()
+    for kept in (live, mine, remote, target, legacy, other, tmp_path / f".link.partial-{dead}"):
         assert kept.exists(), kept
+    assert (legacy / "onnx" / "model.fp32.onnx").is_file()  # content without a mark: never removed
     assert (target / "onnx" / "model.fp32.onnx").is_file()
     assert mf.remove_stale(tmp_path) == []
 
@@ -119,3 +135,37 @@ def test_an_interrupted_stage_is_removed_and_names_its_output(tmp_path):
         raise Terminated()
     assert info.value.untouched == tmp_path / "run"
     assert list(tmp_path.iterdir()) == []
+
+
+def test_a_name_too_long_to_stage_is_cut_and_still_recognised(tmp_path):
+    final = tmp_path / ("r" * 250)  # legal, but .<name>.partial-<pid> is not
+    limit = mf.name_max(tmp_path)
+    with mf.staging_dir(final) as s:
+        assert len(s.name.encode()) <= limit and s.name.endswith(f".partial-{os.getpid()}")
+        assert s.name.startswith(".rrr") and "~" in s.name
+        assert json.loads((s / mf.STAGE_MARK).read_text())["final"] == final.name
+        (s / "manifest.json").write_text("{}")
+    assert final.is_dir() and list(tmp_path.iterdir()) == [final]
+    dead = dead_pid()
+    cut = tmp_path / mf._stage_name(tmp_path / ("q" * 250), dead)
+    cut.mkdir()
+    (cut / mf.STAGE_MARK).write_text(json.dumps({"host": socket.gethostname(), "pid": dead}))
+    assert [s.path for s in mf.stale_stages(tmp_path)] == [cut]
+
+
+def test_staging_never_removes_a_users_folder_that_has_its_name(tmp_path):
+    from edgekit.errors import OutputExistsError
+
+    users = tmp_path / f".run.partial-{os.getpid()}"
+    users.mkdir()
+    (users / "notes.txt").write_text("mine")
+    with pytest.raises(OutputExistsError, match="was not made by edgekit"), mf.staging_dir(tmp_path / "run"):
+        pass
+    assert (users / "notes.txt").read_text() == "mine" and not (tmp_path / "run").exists()
+
+
+def test_the_mark_is_the_first_thing_in_a_stage(tmp_path):
+    with mf.staging_dir(tmp_path / "run") as s:
+        assert [p.name for p in s.iterdir()] == [mf.STAGE_MARK]
+        mark = json.loads((s / mf.STAGE_MARK).read_text())
+        assert mark == {"host": socket.gethostname(), "pid": os.getpid(), "final": "run"}
