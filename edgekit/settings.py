@@ -198,8 +198,9 @@ class Reader:
         path = Path(value).expanduser()
         path = path if self.base is None or path.is_absolute() else self.base / path
         if key in _FILES and path.is_dir():
-            found = sorted(p.name for p in path.iterdir() if p.suffix in (".pt", ".pth", ".safetensors",
-                                                                        ".bin", ".ckpt"))[:3]
+            from edgekit.weights import WEIGHTS_SUFFIXES
+
+            found = sorted(p.name for p in path.iterdir() if p.suffix.lower() in WEIGHTS_SUFFIXES)
             inside = f", e.g. {path / found[0]}" if found else ""
             raise self.error(f"{self.name(key)} {path} is a directory; pass {_FILES[key]} inside it{inside}")
         return path

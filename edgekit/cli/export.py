@@ -20,7 +20,7 @@ from edgekit.cli.common import (
 )
 from edgekit.errors import EXIT_FAILED
 from edgekit.formats import names as format_names
-from edgekit.manifest import check_out
+from edgekit.staging import check_out
 
 
 @click.command("export")

@@ -18,7 +18,7 @@ from edgekit.data.builtin import digits_samples, photo_crops, photos_warning, re
 from edgekit.data.images import load_image_folder
 from edgekit.data.preprocess import image_preprocessing
 from edgekit.errors import DataError, UnknownNameError, UsageError
-from edgekit.layout import count
+from edgekit.layout import count, split_counts
 from edgekit.registry import Registry
 
 if TYPE_CHECKING:
@@ -206,15 +206,13 @@ def load_samples(source: str | Path | None, model: LoadedModel, n: int, seed: in
 
 def shortfall(found: int, n: int, calib_size: int | None, where) -> str:
     """The warning for a source holding fewer than the ``n`` samples asked for: what each use really
-    gets, split as the pipeline splits them (``calib_size`` None: the split is not known here)."""
+    gets, split as the pipeline splits them (``split_counts``; ``calib_size`` None: not known here)."""
     if calib_size is None:
         return f"only {found} samples in {where} ({n} asked for)"
     verify = n - calib_size
     if found < 2:  # split_samples refuses it with its own message
         return f"only {found} sample in {where}: {n} asked for"
-    from edgekit.pipeline import split_samples  # its rule, applied to the sample count
-
-    calib, held = (len(part) for part in split_samples(np.arange(found), calib_size, verify))
+    calib, held = split_counts(found, calib_size, verify)
     held_out = f"{held} held out for verification (--verify-samples {verify})"
     if not calib_size:
         return f"only {found} samples in {where}: {held_out}"

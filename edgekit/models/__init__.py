@@ -311,22 +311,22 @@ def _count(loaded: LoadedModel) -> LoadedModel:
 
 def _looks_like_path(name: str) -> bool:
     """A model reference that names a file (a folder in it, or a checkpoint's suffix), not a zoo name."""
-    from edgekit.models.resolve import CHECKPOINT_SUFFIXES
+    from edgekit.weights import WEIGHTS_SUFFIXES
 
-    return "/" in name or "\\" in name or Path(name).suffix.lower() in CHECKPOINT_SUFFIXES
+    return "/" in name or "\\" in name or Path(name).suffix.lower() in WEIGHTS_SUFFIXES
 
 
 def _missing_model_file(name: str) -> str:
     """Why MODEL, a path, names no model: it is a folder, or no such file (and where a file of that
     name is, when one is close by: the current folder, checkpoints/, the nearest existing folder
     of the path)."""
-    from edgekit.models.resolve import CHECKPOINT_SUFFIXES
+    from edgekit.weights import WEIGHTS_SUFFIXES
 
     path = Path(name).expanduser()
     if path.is_dir():
         return (f"{name} is a folder; pass the checkpoint file inside it (from `edgekit train`), or a zoo "
                 f"name ({', '.join(MODELS.names())})")
-    what = "checkpoint" if path.suffix.lower() in CHECKPOINT_SUFFIXES else "model file"
+    what = "checkpoint" if path.suffix.lower() in WEIGHTS_SUFFIXES else "model file"
     above = path.parent
     while above != above.parent and not above.is_dir():
         above = above.parent  # the nearest folder of the path that exists: was the file moved up?

@@ -11,7 +11,7 @@ import sys
 import numpy as np
 import pytest
 
-from edgekit import manifest as mf
+from edgekit import staging as st
 from tests.conftest import run_cli
 from tests.integration.test_errors_cli import assert_usage_error
 
@@ -38,7 +38,7 @@ def test_clean_leaves_a_users_folder_named_like_a_stage_and_says_why(tmp_path):
     assert not empty.exists()
     assert r.stdout.splitlines() == [
         f"removed {empty} (0 bytes)",
-        f"left {mine}: it has no {mf.STAGE_MARK} mark of process {pid}, so edgekit did not make it "
+        f"left {mine}: it has no {st.STAGE_MARK} mark of process {pid}, so edgekit did not make it "
         "(remove it yourself if you know it is finished)",
         "1 stale staging folder; freed 0 bytes",
     ]
@@ -74,7 +74,7 @@ def test_a_long_legal_out_name_exports_with_a_shortened_staging_name(tmp_path):
     """A 250-byte name is legal (NAME_MAX 255) but ``.<name>.partial-<pid>`` is not: the staging
     name is cut and hashed, never the user's name."""
     out = tmp_path / ("r" * 250)
-    assert mf.name_max(tmp_path) < len(f".{out.name}.partial-{os.getpid()}")
+    assert st.name_max(tmp_path) < len(f".{out.name}.partial-{os.getpid()}")
     r = run_cli("export", "lenet5", "--to", "onnx", "--out", out)
     assert r.code == 0, r.stderr
     assert (out / "manifest.json").is_file() and (out / "onnx" / "model.fp32.onnx").is_file()
@@ -89,7 +89,7 @@ def test_a_long_legal_checkpoint_name_is_written(tmp_path):
 
 
 def test_an_out_name_over_the_filesystems_limit_is_refused(tmp_path):
-    out = tmp_path / ("r" * (mf.name_max(tmp_path) + 1))
+    out = tmp_path / ("r" * (st.name_max(tmp_path) + 1))
     r = run_cli("export", "lenet5", "--to", "onnx", "--out", out)
     assert_usage_error(r, "more than the", "choose a shorter name")
 
@@ -164,6 +164,16 @@ def test_a_short_calibration_source_says_what_was_asked_and_used(tmp_path):
     assert warning == (f"only 6 samples in {tmp_path / 'six.npy'}: 3 used for calibration (--calib-size "
                        "32 asked for), 3 held out for verification (--verify-samples 8); pass more data "
                        "with --calib")
+
+
+def test_the_warnings_split_is_the_pipelines():
+    from edgekit.layout import split_counts
+    from edgekit.pipeline import split_samples
+
+    for n in range(2, 30):
+        for calib, verify in ((0, 8), (4, 8), (32, 8), (32, 64), (1, 1)):
+            parts = split_samples(np.arange(n), calib, verify)
+            assert split_counts(n, calib, verify) == (len(parts[0]), len(parts[1])), (n, calib, verify)
 
 
 @pytest.mark.xfail(strict=True, reason="needs edgekit/pipeline.py to pass calib_size to load_samples")
