@@ -8,12 +8,14 @@ without repeating the options.
 
 from __future__ import annotations
 
+import hashlib
 import os
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
 
+from edgekit import staging as st
 from edgekit.errors import WeightsError
 
 if TYPE_CHECKING:
@@ -87,6 +89,9 @@ def write_checkpoint(path: Path, model: LoadedModel, record: dict) -> dict:
     state = {k: v.detach().cpu().contiguous().clone() for k, v in model.module.state_dict().items()}
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    if len(tmp.name.encode()) > st.name_max(path.parent):  # a long legal name: a short temporary one
+        digest = hashlib.sha256(path.name.encode()).hexdigest()[:12]
+        tmp = path.with_name(f".edgekit-{digest}.{os.getpid()}.tmp")
     try:
         torch.save({"edgekit": record, "state_dict": state}, tmp)
         os.replace(tmp, path)

@@ -104,3 +104,11 @@ def manifest_axes(manifest: dict) -> BatchAxes:
     model = manifest.get("model", {})
     return BatchAxes(int(model.get("input", {}).get("batch_axis", 0)),
                      int(model.get("output_batch_axis", 0)))
+
+
+def split_counts(n: int, calib_size: int, verify: int) -> tuple[int, int]:
+    """How ``n`` samples split into (calibration, held-out verification): verification takes what
+    calibration leaves, up to ``verify``; with fewer samples than both need, at least half of them
+    (calibration gets the rest). The rule of ``edgekit.pipeline.split_samples``."""
+    n_verify = max(1, min(verify, max(n - calib_size, n // 2) if calib_size else n))
+    return min(calib_size, n - n_verify), n_verify

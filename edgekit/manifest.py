@@ -8,22 +8,27 @@ import json
 import math
 import os
 import platform
-import re
-import shutil
-import socket
 import sys
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 
-from edgekit.errors import OutputExistsError, UsageError
+from edgekit.errors import UsageError
+from edgekit.staging import (  # noqa: F401  (here too: callers name them manifest.staging_dir, ...)
+    STAGE_MARK,
+    check_out,
+    human_bytes,
+    name_max,
+    pid_alive,
+    remove_stale,
+    staging_dir,
+    stale_stages,
+    stale_summary,
+)
 
 SCHEMA_VERSION = 1
 MANIFEST = "manifest.json"
 LOCK = ".manifest.lock"  # beside manifest.json: held by every read-modify-write (``update``)
-STAGE_MARK = ".edgekit-staging"  # in a staging folder: the host and PID that own it
-_STAGE_NAME = re.compile(r"\.(?P<name>.+)\.partial-(?P<pid>[0-9]+)")
 TOOLS = ("torch", "numpy", "torch-pruning")  # and each registered format's own tools
 
 
@@ -146,130 +151,6 @@ def update(run_dir: Path, change: Callable[[dict], None]) -> dict:
         change(manifest)
         write_json_atomic(Path(run_dir) / MANIFEST, manifest)
     return manifest
-
-
-@contextlib.contextmanager
-def staging_dir(final: Path, report: Callable[[str], None] | None = None) -> Iterator[Path]:
-    """A temporary sibling directory that becomes ``final`` only if the block completes.
-
-    An interrupted or crashed run removes its staging directory; ``final`` is never half-written
-    and an existing ``final`` is never touched. ``report`` gets a warning naming the staging
-    folders of killed runs beside ``final`` (``edgekit clean`` removes them).
-    """
-    final = Path(final)
-    if final.exists():
-        raise OutputExistsError(
-            f"output directory {final} already exists; choose another --out or remove it"
-        )
-    final.parent.mkdir(parents=True, exist_ok=True)
-    stale = stale_stages(final.parent)
-    if stale and report is not None:
-        report(f"warning: {stale_summary(stale)}; remove with `edgekit clean {final.parent}`")
-    stage = final.parent / f".{final.name}.partial-{os.getpid()}"
-    shutil.rmtree(stage, ignore_errors=True)
-    stage.mkdir()
-    mark = stage / STAGE_MARK
-    mark.write_text(json.dumps({"host": socket.gethostname(), "pid": os.getpid()}) + "\n")
-    try:
-        yield stage
-        if final.exists():  # appeared while we were working
-            raise OutputExistsError(f"output directory {final} appeared during the run; "
-                                    f"nothing was written there")
-        mark.unlink()
-        os.replace(stage, final)
-    except BaseException as exc:  # KeyboardInterrupt, SIGTERM (edgekit.errors.Terminated): name `final`
-        exc.untouched = final
-        raise
-    finally:
-        shutil.rmtree(stage, ignore_errors=True)
-
-
-@dataclass(frozen=True)
-class Stage:
-    """The staging folder of an edgekit run whose process no longer exists."""
-
-    path: Path
-    pid: int
-    bytes: int
-
-
-def stale_stages(folder: Path) -> list[Stage]:
-    """Staging folders in ``folder`` left by killed runs: named exactly ``.<name>.partial-<pid>``, a
-    real directory (not a symlink) of this user, staged on this host (its mark), its PID gone."""
-    try:
-        entries = sorted(Path(folder).iterdir())
-    except OSError:
-        return []
-    found = []
-    for path in entries:
-        m = _STAGE_NAME.fullmatch(path.name)
-        if m and _abandoned(path, int(m["pid"])):
-            found.append(Stage(path, int(m["pid"]), _size(path)))
-    return found
-
-
-def _abandoned(path: Path, pid: int) -> bool:
-    try:
-        st = path.lstat()
-    except OSError:
-        return False
-    import stat
-
-    if not stat.S_ISDIR(st.st_mode) or (hasattr(os, "getuid") and st.st_uid != os.getuid()):
-        return False
-    with contextlib.suppress(OSError, ValueError, AttributeError):  # no mark: an older edgekit's
-        if json.loads((path / STAGE_MARK).read_text()).get("host") != socket.gethostname():
-            return False  # another machine's run (a shared folder): its PIDs mean nothing here
-    return not pid_alive(pid)
-
-
-def pid_alive(pid: int) -> bool:
-    """Whether process ``pid`` exists; anything unsure counts as alive (its folder is kept)."""
-    if os.name == "nt" or pid <= 0 or pid == os.getpid():  # Windows: os.kill(pid, 0) would signal it
-        return True
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except (PermissionError, OverflowError, OSError):  # PermissionError: alive, another user's
-        return True
-    return True
-
-
-def _size(path: Path) -> int:
-    total = 0
-    for root, _dirs, files in os.walk(path):  # does not follow symlinks
-        for name in files:
-            with contextlib.suppress(OSError):
-                total += (Path(root) / name).lstat().st_size
-    return total
-
-
-def human_bytes(n: float) -> str:
-    if n < 1000:
-        return f"{int(n)} bytes"
-    for unit in ("kB", "MB", "GB", "TB"):
-        n /= 1000
-        if n < 1000 or unit == "TB":
-            return f"{n:.3g} {unit}"
-    raise AssertionError  # pragma: no cover
-
-
-def stale_summary(stale: list[Stage]) -> str:
-    """found 1 stale staging folder of a killed run: .run.partial-1234 (220 MB)"""
-    names = ", ".join(f"{s.path.name} ({human_bytes(s.bytes)})" for s in stale)
-    what = "folder of a killed run" if len(stale) == 1 else "folders of killed runs"
-    return f"found {len(stale)} stale staging {what}: {names}"
-
-
-def remove_stale(folder: Path) -> list[Stage]:
-    """Remove the staging folders of killed runs in ``folder`` (``stale_stages``); returns them."""
-    removed = []
-    for stage in stale_stages(folder):
-        if _abandoned(stage.path, stage.pid):  # checked again just before: never a live run's folder
-            shutil.rmtree(stage.path)
-            removed.append(stage)
-    return removed
 
 
 def file_entry(path: Path, root: Path) -> dict:

@@ -25,14 +25,18 @@ _JSON_EXAMPLE = "'{\"depth\": 3}'"
 
 
 def parse_shape(value: str | None, option: str = "--input-shape") -> tuple[int, ...] | None:
-    """``1,3,224,224`` (or ``1x3x224x224``) as a tuple of positive sizes."""
+    """``1,3,224,224`` (or ``1x3x224x224``) as a tuple of positive sizes; every item must be one."""
     if value is None:
         return None
-    try:
-        shape = tuple(int(v) for v in value.replace("x", ",").split(",") if v.strip())
-    except ValueError:
-        raise UsageError(f"{option} {value!r} is not a list of integers; "
-                         f"write it like {_SHAPE_EXAMPLE}") from None
+    items = [v.strip() for v in value.split("," if "," in value else "x")]
+    if items and not items[-1] and len(items) > 1:
+        items.pop()  # a trailing comma: 1,28,
+    for item in items:
+        if not (item.isascii() and item.isdigit()):
+            what = "an empty item" if not item else f"item {item!r}"
+            raise UsageError(f"{option} {value!r}: {what} is not a size; write positive integers, "
+                             f"e.g. {_SHAPE_EXAMPLE}")
+    shape = tuple(int(v) for v in items)
     if not shape or any(d <= 0 for d in shape):
         raise UsageError(f"{option} {value!r} needs positive sizes, e.g. {_SHAPE_EXAMPLE}")
     return shape
@@ -80,6 +84,12 @@ def model_reference(model: str, base: Path | None = None) -> str:
     return str(path) if path.is_file() else model
 
 
+# Ranges of options that several settings read (export's and gate's max-drop), declared once so that
+# the command line and recipes refuse the same values: key -> (least, what the value is).
+_LEAST = {"max_drop": (0, "an accuracy budget in points, 0 or more (e.g. 1 for one point)")}
+# Options naming a file that a directory cannot stand for: key -> what file to pass.
+_FILES = {"weights": "a weights file (a state dict, checkpoint or .safetensors file)"}
+
 _KINDS = {int: "an integer", float: "a number", bool: "true or false", str: "a string", dict: "a table"}
 
 
@@ -126,6 +136,8 @@ class Reader:
     def _range(self, key: str, value, least, most, above):
         if value is None:
             return value
+        if least is None and key in _LEAST and value < _LEAST[key][0]:
+            raise self.error(f"{self.name(key)} must be {_LEAST[key][1]}, got {value:g}")
         if least is not None and value < least:
             raise self.error(f"{self.name(key)} must be >= {least}, got {value}")
         if most is not None and value > most:
@@ -184,7 +196,14 @@ class Reader:
         if value is None:
             return None
         path = Path(value).expanduser()
-        return path if self.base is None or path.is_absolute() else self.base / path
+        path = path if self.base is None or path.is_absolute() else self.base / path
+        if key in _FILES and path.is_dir():
+            from edgekit.weights import WEIGHTS_SUFFIXES
+
+            found = sorted(p.name for p in path.iterdir() if p.suffix.lower() in WEIGHTS_SUFFIXES)
+            inside = f", e.g. {path / found[0]}" if found else ""
+            raise self.error(f"{self.name(key)} {path} is a directory; pass {_FILES[key]} inside it{inside}")
+        return path
 
     def data(self, key: str, check: bool = False) -> str | None:
         """A data source: a built-in name (``digits``) as it is, a path relative to ``base``;

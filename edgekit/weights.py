@@ -17,6 +17,8 @@ from typing import TYPE_CHECKING
 
 from edgekit.errors import WeightsError
 
+WEIGHTS_SUFFIXES = (".pt", ".pth", ".ckpt", ".safetensors", ".bin")  # a state dict or checkpoint file
+
 if TYPE_CHECKING:
     import torch
     import torch.nn as nn

@@ -113,8 +113,14 @@ def report_cmd(run_dir, want_html, target) -> int:
 def run_cmd(recipe, out) -> int:
     """The whole pipeline from a recipe file: [train], export (prune, int8, formats, calibration),
     [eval], [[bench]] per target, a report, and the [gate] (exit 4 when it fails)."""
-    from edgekit.recipe import run_recipe
+    from edgekit.recipe import load_recipe, run_recipe
+    from edgekit.staging import check_out
 
+    loaded = load_recipe(recipe)  # checked again by run_recipe; here for its paths, before any work
+    run_dir = out or loaded.plan.out
+    check_out(run_dir, default_parent=Path("runs"))
+    if loaded.train is not None:  # its checkpoint: [train] out, else beside the run directory
+        check_out(loaded.train["out"], file=True, default_parent=(run_dir or Path("runs/x")).parent)
     status, _ = run_recipe(recipe, out, report=report)
     return status
 
@@ -124,19 +130,22 @@ def run_cmd(recipe, out) -> int:
 @click.option("--dry-run", is_flag=True, help="Only list what would be removed.")
 def clean_cmd(folder, dry_run) -> int:
     """Remove the staging folders (.NAME.partial-PID) that killed runs left in FOLDER (default: runs).
-    A folder whose process still runs, of another user or another machine, or a symlink, is kept."""
-    from edgekit import manifest as mf
+    Only folders carrying edgekit's mark (or empty) are removed; one whose process still runs, of
+    another user or another machine, a symlink, or one with content and no mark, is kept."""
+    from edgekit import staging as st
 
     if not Path(folder).is_dir():
         raise UsageError(f"{folder} is not a folder; pass the folder that holds the run directories "
                          "(the parent of --out)")
-    stale = mf.stale_stages(folder) if dry_run else mf.remove_stale(folder)
+    stale = st.stale_stages(folder) if dry_run else st.remove_stale(folder)
     for stage in stale:
-        click.echo(f"{'would remove' if dry_run else 'removed'} {stage.path} ({mf.human_bytes(stage.bytes)})")
+        click.echo(f"{'would remove' if dry_run else 'removed'} {stage.path} ({st.human_bytes(stage.bytes)})")
+    for path, why in st.unmarked_stages(folder):
+        click.echo(f"left {path}: {why} (remove it yourself if you know it is finished)")
     if not stale:
         click.echo(f"no stale staging folders in {folder}")
         return 0
-    freed = mf.human_bytes(sum(s.bytes for s in stale))
+    freed = st.human_bytes(sum(s.bytes for s in stale))
     plural = "s" if len(stale) > 1 else ""
     click.echo(f"{len(stale)} stale staging folder{plural}; {'would free' if dry_run else 'freed'} {freed}")
     return 0

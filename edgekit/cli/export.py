@@ -18,8 +18,9 @@ from edgekit.cli.common import (
     report,
     task_option,
 )
-from edgekit.errors import EXIT_FAILED, UsageError
+from edgekit.errors import EXIT_FAILED
 from edgekit.formats import names as format_names
+from edgekit.staging import check_out
 
 
 @click.command("export")
@@ -80,6 +81,7 @@ def export_cmd(**options) -> int:
     options["prune"] = prune_settings(options, options["prune"], required=False)
     options["preprocess"] = preprocess_overrides(options)
     plan = dataclasses.replace(ExportPlan.from_mapping(options), command=("edgekit", *sys.argv[1:]))
+    check_out(plan.out, default_parent=plan.runs_dir)  # before the model loads
     if plan.ray:  # an unreachable cluster fails now, not after the exports
         from edgekit.distributed import connect
 
@@ -123,13 +125,12 @@ def prune_cmd(ratio, out, **options) -> int:
     settings = prune_settings(options, ratio)
     options["preprocess"] = preprocess_overrides(options)
     plan = ExportPlan.from_mapping(options)  # the model to prune: model, weights, options, seed
+    check_out(out, file=True, default_parent=Path("checkpoints"))
     if out is None:
         from edgekit.manifest import utc_stamp
 
         stem = Path(plan.model).stem if Path(plan.model).is_file() else plan.model
         out = Path("checkpoints") / f"{stem}-pruned{ratio:g}-{utc_stamp()}.pt"
-    if Path(out).exists():
-        raise UsageError(f"checkpoint {out} already exists; choose another --out or remove it")
     loaded = load_planned_model(plan)
     if loaded.weights is None:
         report("warning: no --weights given: pruning a randomly initialised model")
@@ -165,8 +166,7 @@ def train_cmd(model, dataset, epochs, batch_size, lr, max_minutes, num_classes, 
     """Train a zoo MODEL on the CPU and write a checkpoint that `edgekit export` rebuilds."""
     from edgekit.trainer import run_training
 
-    if out is not None and Path(out).exists():
-        raise UsageError(f"checkpoint {out} already exists; choose another --out or remove it")
+    check_out(out, file=True, default_parent=Path("checkpoints"))
     run_training(
         model, dataset, out=out, seed=seed,
         options={"num_classes": num_classes, "width": width, "input_size": input_size},

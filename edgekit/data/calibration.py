@@ -18,7 +18,7 @@ from edgekit.data.builtin import digits_samples, photo_crops, photos_warning, re
 from edgekit.data.images import load_image_folder
 from edgekit.data.preprocess import image_preprocessing
 from edgekit.errors import DataError, UnknownNameError, UsageError
-from edgekit.layout import count
+from edgekit.layout import count, split_counts
 from edgekit.registry import Registry
 
 if TYPE_CHECKING:
@@ -153,12 +153,16 @@ def resolve_source(source: str | Path | None, model: LoadedModel) -> tuple[str, 
     raise DataError(f"calibration source {path} does not exist; {HOW_TO_PASS}")
 
 
-def load_samples(source: str | Path | None, model: LoadedModel, n: int, seed: int = 0) -> SampleSet:
-    """Up to ``n`` preprocessed samples for ``model``, the same ones for the same seed."""
+def load_samples(source: str | Path | None, model: LoadedModel, n: int, seed: int = 0, *,
+                 calib_size: int | None = None) -> SampleSet:
+    """Up to ``n`` preprocessed samples for ``model``, the same ones for the same seed.
+
+    ``calib_size``: of the ``n``, how many calibrate (the rest verify, ``pipeline.split_samples``),
+    so that a shortfall's warning says what was asked for and what each really gets."""
     if n < 1:
         raise UsageError(f"--calib-size must be at least 1, got {n}")
     if len(model.inputs) > 1:
-        return _several_inputs(source, model, n, seed)
+        return _several_inputs(source, model, n, seed, calib_size)
     kind, where = resolve_source(source, model)
     skipped: list[str] = []
     warnings: list[str] = []
@@ -187,7 +191,7 @@ def load_samples(source: str | Path | None, model: LoadedModel, n: int, seed: in
     if skipped:
         warnings.append(skipped_message(where, skipped))
     if len(x) < n:
-        warnings.append(f"only {len(x)} calibration samples available ({n} asked for)")
+        warnings.append(shortfall(len(x), n, calib_size, where))
     x = np.ascontiguousarray(x, dtype=np.float32)
     return SampleSet(
         x=x,
@@ -200,7 +204,24 @@ def load_samples(source: str | Path | None, model: LoadedModel, n: int, seed: in
     )
 
 
-def _several_inputs(source, model: LoadedModel, n: int, seed: int) -> SampleSet:
+def shortfall(found: int, n: int, calib_size: int | None, where) -> str:
+    """The warning for a source holding fewer than the ``n`` samples asked for: what each use really
+    gets, split as the pipeline splits them (``split_counts``; ``calib_size`` None: not known here)."""
+    if calib_size is None:
+        return f"only {found} samples in {where} ({n} asked for)"
+    verify = n - calib_size
+    if found < 2:  # split_samples refuses it with its own message
+        return f"only {found} sample in {where}: {n} asked for"
+    calib, held = split_counts(found, calib_size, verify)
+    held_out = f"{held} held out for verification (--verify-samples {verify})"
+    if not calib_size:
+        return f"only {found} samples in {where}: {held_out}"
+    return (f"only {found} samples in {where}: {calib} used for calibration (--calib-size {calib_size} "
+            f"asked for), {held_out}; pass more data with --calib")
+
+
+def _several_inputs(source, model: LoadedModel, n: int, seed: int,
+                    calib_size: int | None = None) -> SampleSet:
     """Calibration samples of a model with several inputs: a tuple of arrays from one .npz."""
     from edgekit.data.multi import how_to, pick, read_npz, samples_sha256
 
@@ -208,7 +229,7 @@ def _several_inputs(source, model: LoadedModel, n: int, seed: int) -> SampleSet:
         raise DataError(f"no built-in calibration data fits a model with several inputs; {how_to(model)}")
     xs, _ = read_npz(source, model)
     x = pick(xs, n, seed)
-    warning = f"only {len(x[0])} calibration samples available ({n} asked for)" if len(x[0]) < n else None
+    warning = shortfall(len(x[0]), n, calib_size, Path(source).name) if len(x[0]) < n else None
     return SampleSet(x=x, source=f"file:{Path(source).expanduser().resolve()}", sha256=samples_sha256(x),
                      skipped=[], warning=warning)
 

@@ -174,7 +174,17 @@ def check_labels(y: np.ndarray, model: LoadedModel, where: str) -> np.ndarray:
         want = "(N, T) per-step targets" if sequence else "(N,) one label per sample"
         raise DataError(f"labels in {where} have shape {tuple(y.shape)}; {model.name} needs {want}")
     real = y[y != IGNORE_INDEX] if sequence else y
-    if real.size and (real.min() < 0 or real.max() >= model.num_classes):
+    if real.size and real.min() < 0:  # no --num-classes can fix a negative label: name it and where
+        bad = int(real.min())
+        at = tuple(int(i) for i in np.argwhere(y == bad)[0])
+        at = f"sample {at[0]}" + (f", step {at[1]}" if len(at) > 1 else "")
+        top = model.num_classes - 1
+        raise DataError(
+            f"labels in {where} must be class indices 0..{top} ({model.name} has {model.num_classes} "
+            f"outputs), but it holds label {bad} ({at}); map the labels to 0..{top}"
+            + (f" ({IGNORE_INDEX} marks a step to ignore)" if sequence else "")
+        )
+    if real.size and real.max() >= model.num_classes:
         fix = (f"build it with --num-classes {real.max() + 1}" if ":" not in model.name
                and not model.name.lower().endswith(".onnx") else "give the model more outputs")
         raise DataError(

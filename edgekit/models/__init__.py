@@ -216,6 +216,8 @@ def load_model(
         return _load_user_model(name, weights, input_shape, model_args, batch_axis)
     if name.endswith(".py"):
         raise UsageError(f"{name}: name the model class or factory function too, e.g. {name}:MyNet")
+    if name not in MODELS and _looks_like_path(name):
+        raise UsageError(_missing_model_file(name))
     spec = MODELS.get(name)
     if batch_axis:
         raise UsageError(f"{name} takes its batch first; --batch-axis is for models from a file")
@@ -305,3 +307,31 @@ def _count(loaded: LoadedModel) -> LoadedModel:
     loaded.params = count_params(loaded.module)
     loaded.macs = count_macs(loaded.module, loaded.example_inputs())
     return loaded
+
+
+def _looks_like_path(name: str) -> bool:
+    """A model reference that names a file (a folder in it, or a checkpoint's suffix), not a zoo name."""
+    from edgekit.weights import WEIGHTS_SUFFIXES
+
+    return "/" in name or "\\" in name or Path(name).suffix.lower() in WEIGHTS_SUFFIXES
+
+
+def _missing_model_file(name: str) -> str:
+    """Why MODEL, a path, names no model: it is a folder, or no such file (and where a file of that
+    name is, when one is close by: the current folder, checkpoints/, the nearest existing folder
+    of the path)."""
+    from edgekit.weights import WEIGHTS_SUFFIXES
+
+    path = Path(name).expanduser()
+    if path.is_dir():
+        return (f"{name} is a folder; pass the checkpoint file inside it (from `edgekit train`), or a zoo "
+                f"name ({', '.join(MODELS.names())})")
+    what = "checkpoint" if path.suffix.lower() in WEIGHTS_SUFFIXES else "model file"
+    above = path.parent
+    while above != above.parent and not above.is_dir():
+        above = above.parent  # the nearest folder of the path that exists: was the file moved up?
+    near = [p for p in (Path(path.name), Path("checkpoints") / path.name, above / path.name)
+            if p != path and p.is_file()]
+    where = f"; a file of that name is at {near[0]}" if near else ""
+    return (f"{what} {name} does not exist{where}; check the path (or name a zoo model: "
+            f"{', '.join(MODELS.names())})")

@@ -15,8 +15,9 @@ from pathlib import Path
 from edgekit import manifest as mf
 from edgekit.errors import UsageError
 from edgekit.models.spec import LoadedModel, ModelOptions
+from edgekit.weights import WEIGHTS_SUFFIXES
 
-CHECKPOINT_SUFFIXES = (".pt", ".pth", ".ckpt", ".safetensors", ".bin")
+CHECKPOINT_SUFFIXES = WEIGHTS_SUFFIXES
 PRUNED_CHECKPOINT = "pytorch/model.pruned.pt"  # in a run made with --prune: the model it exported
 _MODEL_FIELDS = ("model", "options", "weights", "input_shape", "batch_axis", "model_args", "seed",
                  "preprocess", "task")
