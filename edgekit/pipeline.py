@@ -217,7 +217,8 @@ def _export(plan: ExportPlan, formats: dict, workers, report: Reporter) -> Expor
 
             calibrate_like_training(model, {"dataset": pruning.finetune["dataset"]})
     need = (plan.calib_size if plan.int8 else 0) + plan.verify_samples
-    samples = load_samples(plan.calib, model, need, seed=plan.seed)
+    samples = load_samples(plan.calib, model, need, seed=plan.seed,
+                           calib_size=plan.calib_size if plan.int8 else 0)
     if samples.warning:
         report(f"warning: {samples.warning}")
     calib, held_out = split_samples(samples.x, plan.calib_size if plan.int8 else 0, plan.verify_samples)

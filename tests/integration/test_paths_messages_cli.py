@@ -176,7 +176,6 @@ def test_the_warnings_split_is_the_pipelines():
             assert split_counts(n, calib, verify) == (len(parts[0]), len(parts[1])), (n, calib, verify)
 
 
-@pytest.mark.xfail(strict=True, reason="needs edgekit/pipeline.py to pass calib_size to load_samples")
 def test_a_short_calibration_source_on_the_command_line(tmp_path):
     np.save(tmp_path / "six.npy", np.random.default_rng(0).random((6, 1, 32, 32), np.float32))
     r = run_cli("export", "lenet5", "--to", "onnx", "--int8", "--calib", tmp_path / "six.npy",
