@@ -8,6 +8,7 @@ from pathlib import Path
 import click
 
 from edgekit.cli.common import err, print_table, report
+from edgekit.cli.measure import stored
 from edgekit.errors import EXIT_GATE, UsageError
 
 
@@ -52,6 +53,7 @@ def gate_cmd(run_dir, rules_file, junit, markdown, as_json, **rules) -> int:
         click.echo(json.dumps(result, indent=2))
     else:
         print_gate(result)
+    stored(result)
     return 0 if result["passed"] else EXIT_GATE
 
 
@@ -62,7 +64,8 @@ def print_gate(result: dict) -> None:
              f"[{styles[c['status']]}]{c['status']}[/]") for c in result["checks"]]
     print_table(("artefact", "rule", "measured", "limit", "result"), rows,
                 title=f"edgekit gate: {'PASSED' if result['passed'] else 'FAILED'}",
-                caption=f"JUnit: {result['junit']}  summary: {result['markdown']}",
+                caption=f"JUnit: {result['junit'] or 'not written'}  "
+                        f"summary: {result['markdown'] or 'not written'}",
                 right=("measured", "limit"))
     for c in result["checks"]:
         if c["status"] != "pass":
