@@ -101,10 +101,12 @@ def baseline_cmd(run_dir, out, target) -> int:
 def report_cmd(run_dir, want_html, target) -> int:
     """One page for RUN_DIR: settings, tool versions, a table per artefact (size, latency, accuracy,
     agreement) and plots (latency, accuracy against latency, size), in RUN_DIR/report/."""
+    from edgekit import manifest as mf
     from edgekit.evaluate import check_run_dir
     from edgekit.report import build
 
-    made = build(check_run_dir(run_dir), target, want_html)
+    with mf.storing(run_dir):  # a run folder that cannot take the report: one line, exit 2
+        made = build(check_run_dir(run_dir), target, want_html)
     for kind, path in made.items():
         click.echo(f"{kind}: {path}")
     return 0

@@ -104,20 +104,20 @@ def _readonly_mount_works() -> bool:
 @pytest.mark.skipif(not _readonly_mount_works(), reason="needs root and mount namespaces (unshare --mount) "
                     "to mount the run read-only: root ignores file permissions")
 def test_a_read_only_run_prints_the_results_then_one_line_and_exits_2(run_dir):
-    """The run bind-mounted read-only (EROFS: even root cannot write it) for eval, bench and gate."""
+    """The run bind-mounted read-only (EROFS: even root cannot write it) for eval, bench, gate, report."""
     assert run_cli("eval", run_dir, "--dataset", "digits", "--limit", "16").code == 0  # for the gate
     before = {p.name: p.read_bytes() for p in run_dir.iterdir() if p.is_file()}
     script = (f"mount --bind {run_dir} {run_dir} && mount -o remount,bind,ro {run_dir} && "
               f"for c in 'eval {run_dir} --dataset digits --limit 16' 'bench {run_dir} --iters 3 --no-torch' "
-              f"'gate {run_dir} --max-size-mb 5'; do {sys.executable} -m edgekit $c; echo \"rc=$?\"; "
-              "echo ---- >&2; done")
+              f"'gate {run_dir} --max-size-mb 5' 'report {run_dir}'; "
+              f"do {sys.executable} -m edgekit $c; echo \"rc=$?\"; echo ---- >&2; done")
     done = subprocess.run(["unshare", "--mount", "--propagation", "private", "sh", "-c", script],
                           capture_output=True, text=True, cwd=REPO, timeout=600)
     codes = [line for line in done.stdout.splitlines() if line.startswith("rc=")]
-    assert codes == ["rc=2", "rc=2", "rc=2"], done.stdout + done.stderr
+    assert codes == ["rc=2"] * 4, done.stdout + done.stderr
     line = f"error: results not stored: {run_dir} is not writable (Read-only file system); " \
            "make it writable or copy the run"
-    for err in done.stderr.split("----\n")[:3]:
+    for err in done.stderr.split("----\n")[:4]:
         assert "Traceback" not in err and "internal error" not in err
         assert err.strip().splitlines()[-1] == line
     tables = done.stdout.split("rc=2")
