@@ -87,3 +87,12 @@ def require(module: str, package: str, extra: str):
         return importlib.import_module(module)
     except ImportError as exc:  # pragma: no cover - exercised only without the package
         raise MissingDependencyError(package, extra) from exc
+
+
+class NotStoredError(UsageError):
+    """The results were computed but the run directory could not take them (read-only, not ours, full):
+    the command prints them first, then this line (``edgekit.manifest.update`` raises it)."""
+
+
+class ArtefactChangedError(UsageError):
+    """An artefact's file no longer has the sha256 the manifest recorded at export."""

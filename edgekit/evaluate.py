@@ -24,10 +24,16 @@ def evaluate_run(
     report: Callable[[str], None] = print,
     ray: str | None = None,
     task: str | None = None,
+    accept_changed: bool = False,
 ) -> dict:
     """Evaluate the run's PyTorch model and each artefact; store and return the results. ``ray``
     ("auto" or an address): run each of them on shards of the samples as Ray tasks (same numbers).
-    ``task`` (``--task``): what the model's output means, instead of the run's (recorded)."""
+    ``task`` (``--task``): what the model's output means, instead of the run's (recorded).
+
+    Each artefact's sha256 is checked against the manifest before anything is loaded
+    (``manifest.check_artefacts``): a changed one stops it (exit 2) unless ``accept_changed`` (then
+    its row records the new sha256); a missing one is a row marked missing and the others are scored.
+    The record becomes ``manifest["eval"]``; the one it replaces moves to ``history``."""
     from edgekit.data.datasets import load_dataset
     from edgekit.data.preprocess import fit_to_input, override_preprocessing
     from edgekit.metrics import REGRESS_TOLERANCE, agreement, drop_pp, metrics, primary_metric
@@ -36,6 +42,8 @@ def evaluate_run(
 
     run_dir = Path(run_dir)
     manifest = mf.read_manifest(run_dir)
+    exported = [a for a in manifest["artefacts"] if a.get("status") == "ok"]
+    found = mf.check_artefacts(run_dir, exported, accept_changed)  # first: nothing scored under a wrong name
     model = apply_task(load_run_model(manifest, run_dir), task)
     pre = override_preprocessing(model.preprocessing, **(preprocessing_overrides or {}))
     pre = fit_to_input(pre, model.input_spec, model.name, preprocessing_overrides)  # what really runs
@@ -47,8 +55,8 @@ def evaluate_run(
     if (data.extra.get("values") or {}).get("warning"):  # the source's values contradict the preprocessing
         report(f"warning: {data.extra['values']['warning']}")
     key = primary_metric(model.task)
-    arts = [(a["format"], a["precision"], a["path"]) for a in manifest["artefacts"]
-            if a.get("status") == "ok"]
+    arts = [(a["format"], a["precision"], a["path"]) for a, f in zip(exported, found)
+            if f.status != "missing"]
     labels = {(a["format"], a["precision"]): a.get("int8_share", {}).get("label")
               for a in manifest["artefacts"]}
     if ray:
@@ -59,17 +67,29 @@ def evaluate_run(
     else:
         backend = None
         module = model.axes.module(model.module)
-        outputs = [shard_logits(str(run_dir), which, data.x, module) for which in [None, *arts]]
+        outputs = [shard_logits(str(run_dir), None, data.x, module)]
+        changed = [f.status == "changed" for f in found if f.status != "missing"]
+        outputs += [_scored(run_dir, which, data.x, module, c) for which, c in zip(arts, changed)]
     ref_logits = outputs[0][0]
     ref = metrics(ref_logits, data)
     label = getattr(model.module, "label", None)  # an ONNX file's reference: "onnxruntime (source)"
     rows = [{"format": "pytorch", "precision": "fp32", "status": "ok", **({"label": label} if label else {}),
              **ref, "agreement": 1.0, "drop_pp": 0.0}]
-    for (fmt_name, precision, _), (logits, inference_precision, seconds) in zip(arts, outputs[1:]):
+    scored = iter(outputs[1:])
+    for art, state in zip(exported, found):
+        fmt_name, precision = art["format"], art["precision"]
+        if state.status == "missing":
+            rows.append({"format": fmt_name, "precision": precision, **state.row(run_dir)})
+            continue
+        logits, inference_precision, seconds = next(scored)
+        if isinstance(logits, str):  # its runtime could not run it (a file changed into junk): one row
+            rows.append({"format": fmt_name, "precision": precision, "status": "failed", "error": logits,
+                         **state.row(run_dir)})
+            continue
         m = metrics(logits, data)
         row = {"format": fmt_name, "precision": precision, "status": "ok", **m,
                "agreement": agreement(ref_logits, logits, model.task),
-               "drop_pp": drop_pp(ref[key], m[key], key), "seconds": round(seconds, 2)}
+               "drop_pp": drop_pp(ref[key], m[key], key), "seconds": round(seconds, 2), **state.row(run_dir)}
         if inference_precision:
             row["inference_precision"] = inference_precision
         label = labels.get((fmt_name, precision))
@@ -96,12 +116,12 @@ def evaluate_run(
     by_key = {(r["format"], r["precision"]): r for r in rows}
 
     def add(fresh: dict) -> None:  # the manifest as it is now: a bench that finished meanwhile is kept
-        fresh["eval"] = result
+        mf.keep_record(fresh, "eval", result)
         for art in fresh.get("artefacts", []):
             if art.get("status") == "ok" and (art["format"], art["precision"]) in by_key:
-                art["eval"] = by_key[(art["format"], art["precision"])]
+                art["eval"] = by_key[(art["format"], art["precision"])] | {"record": result["id"]}
 
-    mf.update(run_dir, add)
+    mf.update_or_note(run_dir, add, result)
     return result
 
 
@@ -127,6 +147,17 @@ def shard_logits(run_dir: str, which: tuple[str, str, str] | None, x, module=Non
     axes = manifest_axes(mf.read_manifest(Path(run_dir)))
     logits = first(run_session(session, x, axes))
     return logits, getattr(session, "precision", None), time.perf_counter() - began
+
+
+def _scored(run_dir: Path, which: tuple[str, str, str], x, module, changed: bool) -> tuple:
+    """``shard_logits`` of one artefact; where a file accepted as ``changed`` does not run, the error
+    as a line in place of its logits (an exported artefact's error is edgekit's bug: raised)."""
+    try:
+        return shard_logits(str(run_dir), which, x, module)
+    except Exception as exc:  # noqa: BLE001 - a file that is not what was exported: its row says so
+        if not changed:
+            raise
+        return f"{type(exc).__name__}: {' '.join(str(exc).split())[:240]}", None, 0.0
 
 
 def _open(run_dir: str, which: tuple[str, str, str] | None):
@@ -190,6 +221,9 @@ def table_rows(result: dict) -> tuple[list[str], list[list[str]]]:
     head = ["format", "precision", key, *extra, "agreement", drop]
     rows = []
     for r in result["results"]:
+        if r.get("status") in ("missing", "failed"):  # gone, or would not run: nothing to score
+            rows.append([r["format"], r["precision"], r["status"], *["-"] * (len(head) - 3)])
+            continue
         rows.append([r.get("label", r["format"]), r.get("int8_label", r["precision"]), _cell(r, key),
                      *[_cell(r, k) for k in extra],
                      f"{100 * r['agreement']:.2f}%", f"{r['drop_pp']:+.2f}"])

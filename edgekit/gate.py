@@ -370,25 +370,46 @@ def run_gate(run_dir: Path, rules: GateRules, junit_path: Path | None = None,
     checks = evaluate(manifest, rules)
     ok = passed(checks)
     out = run_dir / "gate"
-    out.mkdir(exist_ok=True)
     junit_path = Path(junit_path) if junit_path else out / "junit.xml"
     markdown_path = Path(markdown_path) if markdown_path else out / "summary.md"
     text = markdown(checks, manifest, rules)
     result = {"created": mf.utc_now(), "passed": ok, "rules": {k: v for k, v in asdict(rules).items()
                                                                 if v is not None},
               "checks": [asdict(c) for c in checks], "junit": str(junit_path), "markdown": str(markdown_path)}
-    for path, data in ((junit_path, junit(checks, manifest["model"]["name"])), (markdown_path, text)):
-        path.parent.mkdir(parents=True, exist_ok=True)
-        mf.write_atomic(path, data)
-    mf.write_json_atomic(out / "gate.json", result)
+    for name, path, data in (("junit", junit_path, junit(checks, manifest["model"]["name"])),
+                             ("markdown", markdown_path, text)):
+        if not _write(path, data, run_dir, result):
+            result[name] = None  # in a run directory that cannot take it: the line says so
     summary = os.environ.get("GITHUB_STEP_SUMMARY")
     if summary:
         with open(summary, "a") as f:
             f.write(text + "\n")
-    record = {k: result[k] for k in ("created", "passed", "rules")} | {
-        "failed": [f"{c.case} {c.rule}" for c in checks if c.status != "pass"]}
-    mf.update(run_dir, lambda fresh: fresh.__setitem__("gate", record))
+    if "not_stored" not in result and _write(out / "gate.json", result, run_dir, result):
+        record = {k: result[k] for k in ("created", "passed", "rules")} | {
+            "failed": [f"{c.case} {c.rule}" for c in checks if c.status != "pass"]}
+        mf.update_or_note(run_dir, lambda fresh: mf.keep_record(fresh, "gate", record), result)
     return result
+
+
+def _write(path: Path, data, run_dir: Path, result: dict) -> bool:
+    """Write a gate output (text or JSON). One in the run directory that the folder refuses is noted in
+    ``result["not_stored"]`` (printed after the verdict) and skipped; returns whether it was written."""
+    path = Path(path)
+    inside = path.resolve().is_relative_to(Path(run_dir).resolve())
+    try:
+        with mf.storing(run_dir):
+            path.parent.mkdir(parents=True, exist_ok=True)
+            if isinstance(data, dict):
+                mf.write_json_atomic(path, data)
+            else:
+                mf.write_atomic(path, data)
+    except mf.NotStoredError as exc:
+        if not inside:  # a path the user gave, elsewhere: theirs to change
+            raise UsageError(f"cannot write {path} ({exc.reason}); "
+                             "give a path in a writable folder") from None
+        result.setdefault("not_stored", exc.message)
+        return False
+    return True
 
 
 __all__ = ["EXIT_GATE", "GateRules", "run_gate", "make_baseline", "rules_from_toml", "evaluate"]

@@ -3,7 +3,9 @@
 Each artefact runs in its own process (``devices``), so one crash or one runtime's memory never
 touches another's numbers. For a run directory on this machine, the PyTorch fp32 model the run
 was made from is timed too (eager, in its own process), as the base the artefacts are compared to.
-Results go into the run's manifest under ``bench[<target>]`` and into each artefact's entry.
+Results go into the run's manifest under ``bench[<target>]`` (the latest; each earlier or concurrent
+record of the target moves to ``history``, so none is lost) and into each artefact's entry. Every
+artefact's sha256 is checked against the manifest first (``manifest.check_artefacts``).
 """
 
 from __future__ import annotations
@@ -63,6 +65,7 @@ class Item:
     precision: str
     files: list[Path]
     manifest_entry: dict | None = None
+    check: mf.FileCheck | None = None  # its files against the manifest (``check_files``)
 
     @property
     def key(self) -> str:
@@ -101,16 +104,16 @@ def collect(path: Path) -> tuple[dict | None, list[Item]]:
     return None, [Item(fmt, "file", files)]
 
 
-def check_files(item: Item) -> str | None:
-    """Why an artefact's file cannot be trusted any more (gone or changed since export), or None."""
-    if item.manifest_entry is None:
-        return None
-    for entry, path in zip(item.manifest_entry.get("files", []), item.files):
-        if not path.is_file():
-            return f"{path.name} is gone from the run directory"
-        if entry.get("sha256") and mf.sha256_file(path) != entry["sha256"]:
-            return f"{path.name} changed since export (sha256 differs); export again"
-    return None
+def check_files(path: Path, items: list[Item], accept_changed: bool = False) -> None:
+    """Each artefact's files against the sha256 the manifest recorded (``manifest.check_artefacts``:
+    a changed one stops here, exit 2, unless ``accept_changed``), kept in ``item.check``."""
+    mine = [i for i in items if i.manifest_entry is not None]
+    for item, found in zip(mine, mf.check_artefacts(path, [i.manifest_entry for i in mine], accept_changed)):
+        item.check = found
+
+
+def missing(item: Item) -> bool:
+    return item.check is not None and item.check.status == "missing"
 
 
 def make_device(target: Target, host: str | None, python: str | None, ssh_config: Path | None):
@@ -145,12 +148,15 @@ def bench(
     python: str | None = None,
     ssh_config: Path | None = None,
     report: Callable[[str], None] = print,
+    accept_changed: bool = False,
 ) -> dict:
-    """Time every artefact on ``target``; store the results in the run's manifest; return them."""
+    """Time every artefact on ``target``; store the results in the run's manifest; return them. A
+    missing artefact is a row marked missing; a changed one stops it all (``check_files``)."""
     from edgekit.devices.base import check_no_device_everywhere, check_runtime_somewhere
 
     path = Path(path)
     manifest, items = collect(path)
+    check_files(path, items, accept_changed)
     from edgekit.layout import manifest_axes
 
     batch_axis = manifest_axes(manifest).input if manifest else 0
@@ -162,10 +168,11 @@ def bench(
     results: list[dict] = []
     todo: list[Item] = []
     for item in items:
-        why = check_files(item) if item.format in runnable else f"target {target.name} runs no {item.format}"
-        if why:
-            results.append({"format": item.format, "precision": item.precision, "status": "skipped"
-                            if item.format not in runnable else "failed", "error": why})
+        if item.format not in runnable:
+            results.append({"format": item.format, "precision": item.precision, "status": "skipped",
+                            "error": f"target {target.name} runs no {item.format}"})
+        elif missing(item):
+            results.append({"format": item.format, "precision": item.precision, **item.check.row(path)})
         else:
             todo.append(item)
     if todo and not device.this_machine:  # will each run there (edgekit.compat)? Before copying anything
@@ -181,7 +188,8 @@ def bench(
                 report(f"timing {item.format} {item.precision} on {device.name} ...")
                 spec = {**spec_for(item, where[item.key], target, settings), "batch_axis": batch_axis}
                 result = device.run(spec, timeout_for(settings))
-                results.append({"format": item.format, "precision": item.precision, **result})
+                results.append({"format": item.format, "precision": item.precision, **result,
+                                **(item.check.row(path) if item.check else {})})
     if target.accelerator:
         check_no_device_everywhere(results, target.name)
     check_runtime_somewhere(results, device.name)
@@ -212,7 +220,7 @@ def bench(
         "warnings": slower_int8(results),
     }
     if manifest is not None:
-        store(path, manifest, target_key(target, host), record)
+        store(path, target_key(target, host), record)
     return record
 
 
@@ -286,22 +294,26 @@ def slower_int8(results: list[dict]) -> list[str]:
 
 SUMMARY_KEYS = ("status", "p50_ms", "p90_ms", "p99_ms", "mean_ms", "cv", "throughput_per_s",
                 "peak_rss_bytes", "load_ms", "first_inference_ms", "device", "threads", "batch",
-                "speedup_vs_fp32", "error", "sha256")
+                "speedup_vs_fp32", "error", "sha256", "accepted_changed")
 
 
-def store(run_dir: Path, manifest: dict, key: str, record: dict) -> None:
+def store(run_dir: Path, key: str, record: dict) -> None:
     """Add the bench record to the run's manifest as it is now (``manifest.update``: under its lock,
-    so an eval or another bench that finished meanwhile is kept)."""
+    so an eval or another bench that finished meanwhile is kept): the latest of target ``key`` in
+    ``bench[key]``, the one it takes the place of in ``history`` (``manifest.keep_record``), each
+    artefact's figures in its entry (naming the record). A run directory that cannot take it:
+    ``record["not_stored"]`` says why (``manifest.update_or_note``)."""
     by_key = {(r["format"], r["precision"]): r for r in record["results"]}
 
     def add(fresh: dict) -> None:
-        fresh.setdefault("bench", {})[key] = record
+        mf.keep_record(fresh, "bench", record, key)
         for art in fresh.get("artefacts", []):
             r = by_key.get((art["format"], art["precision"]))
             if r is not None:
-                art.setdefault("bench", {})[key] = {k: r[k] for k in SUMMARY_KEYS if k in r}
+                art.setdefault("bench", {})[key] = {k: r[k] for k in SUMMARY_KEYS if k in r} | {
+                    "record": record["id"]}
 
-    mf.update(run_dir, add)
+    mf.update_or_note(run_dir, add, record)
 
 
 def name_files(results: list[dict], items: list[Item], path: Path, manifest: dict | None) -> None:
@@ -321,7 +333,7 @@ def file_identity(item: Item, root: Path, status: str | None) -> dict:
     if entry is None:  # a lone file: as the user named it
         return {"path": str(root), "sha256": mf.sha256_file(root)}
     main = item.files[0]
-    if status == "ok":  # check_files compared it with the manifest's sha256 before it ran
+    if status == "ok" and item.check is not None and item.check.status == "ok":  # compared before it ran
         return {"path": entry["path"], "sha256": entry.get("sha256")}
     return {"path": entry["path"], "sha256": mf.sha256_file(main) if main.is_file() else None}
 

@@ -8,6 +8,7 @@ from pathlib import Path
 import click
 
 from edgekit.cli.common import err, print_table, report
+from edgekit.cli.measure import stored
 from edgekit.errors import EXIT_GATE, UsageError
 
 
@@ -52,6 +53,7 @@ def gate_cmd(run_dir, rules_file, junit, markdown, as_json, **rules) -> int:
         click.echo(json.dumps(result, indent=2))
     else:
         print_gate(result)
+    stored(result)
     return 0 if result["passed"] else EXIT_GATE
 
 
@@ -62,7 +64,8 @@ def print_gate(result: dict) -> None:
              f"[{styles[c['status']]}]{c['status']}[/]") for c in result["checks"]]
     print_table(("artefact", "rule", "measured", "limit", "result"), rows,
                 title=f"edgekit gate: {'PASSED' if result['passed'] else 'FAILED'}",
-                caption=f"JUnit: {result['junit']}  summary: {result['markdown']}",
+                caption=f"JUnit: {result['junit'] or 'not written'}  "
+                        f"summary: {result['markdown'] or 'not written'}",
                 right=("measured", "limit"))
     for c in result["checks"]:
         if c["status"] != "pass":
@@ -98,10 +101,12 @@ def baseline_cmd(run_dir, out, target) -> int:
 def report_cmd(run_dir, want_html, target) -> int:
     """One page for RUN_DIR: settings, tool versions, a table per artefact (size, latency, accuracy,
     agreement) and plots (latency, accuracy against latency, size), in RUN_DIR/report/."""
+    from edgekit import manifest as mf
     from edgekit.evaluate import check_run_dir
     from edgekit.report import build
 
-    made = build(check_run_dir(run_dir), target, want_html)
+    with mf.storing(run_dir):  # a run folder that cannot take the report: one line, exit 2
+        made = build(check_run_dir(run_dir), target, want_html)
     for kind, path in made.items():
         click.echo(f"{kind}: {path}")
     return 0

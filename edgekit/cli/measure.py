@@ -18,6 +18,31 @@ from edgekit.cli.common import (
 )
 from edgekit.errors import EXIT_FAILED
 
+accept_changed_option = click.option(
+    "--accept-changed", is_flag=True, help="Use artefacts whose sha256 no longer matches the manifest's "
+    "(changed since export) instead of refusing them; the record names them and their new sha256.")
+
+
+def stored(result: dict) -> None:
+    """After a command has printed its results: the line saying they did not reach the manifest, and
+    exit 2 (``manifest.update_or_note`` noted why)."""
+    from edgekit.errors import NotStoredError
+
+    if result.get("not_stored"):
+        raise NotStoredError(result["not_stored"])
+
+
+def missing_line(rows: list[dict], run_dir: Path, done: str) -> int:
+    """The closing line of a command some of whose artefacts are missing (exit 1), naming them; 0 when
+    none is."""
+    gone = [r for r in rows if r.get("status") == "missing"]
+    if not gone:
+        return 0
+    names = ", ".join(f"{r['format']} {r['precision']} ({r['missing']})" for r in gone)
+    err(f"missing from {run_dir}: {names}; the other artefacts were {done}; export the run again "
+        "to have them all")
+    return EXIT_FAILED
+
 
 def target_options(python_help: str):
     """--target, --host, --python, --ssh-config and --targets-dir: where bench and check run."""
@@ -55,20 +80,27 @@ def target_options(python_help: str):
 @click.option("--ray", "ray", metavar="auto|ADDRESS", help="Run the model and each artefact on shards of "
               "the samples as Ray tasks (pip install 'edgekit[ray]'); auto: the cluster in RAY_ADDRESS or "
               "running here, else a local one. Same numbers as without.")
+@accept_changed_option
 @click.option("--json", "as_json", is_flag=True, help="Print the results as JSON.")
-def eval_cmd(run_dir, dataset, split, limit, input_size, task, ray, as_json, **pre) -> int:
+def eval_cmd(run_dir, dataset, split, limit, input_size, task, ray, accept_changed, as_json, **pre) -> int:
     """Accuracy of the PyTorch model and every artefact of RUN_DIR on the same samples. The run's
     declared preprocessing is used; options given here override it (and are recorded)."""
     from edgekit.evaluate import check_run_dir, evaluate_run
 
     overrides = preprocess_overrides(pre, input_size)
     result = evaluate_run(check_run_dir(run_dir), dataset, split=split, limit=limit,
-                          preprocessing_overrides=overrides, report=report, ray=ray, task=task)
+                          preprocessing_overrides=overrides, report=report, ray=ray, task=task,
+                          accept_changed=accept_changed)
     if as_json:
         click.echo(json.dumps(result, indent=2))
     else:
         print_eval(result)
-    return 0
+    failed = [r for r in result["results"] if r.get("status") == "failed"]
+    for r in failed:
+        err(f"{r['format']} {r['precision']}: {r['error']}")
+    code = missing_line(result["results"], run_dir, "scored") or (EXIT_FAILED if failed else 0)
+    stored(result)
+    return code
 
 
 def print_eval(result: dict) -> None:
@@ -93,8 +125,9 @@ def print_eval(result: dict) -> None:
 @click.option("--seconds", type=click.FloatRange(0, min_open=True),
               help=f"Time each artefact for this long (default {3.0:g} s when --iters is not given).")
 @click.option("--no-torch", is_flag=True, help="Do not time the PyTorch model beside the artefacts.")
+@accept_changed_option
 @click.option("--json", "as_json", is_flag=True, help="Print the results as JSON.")
-def bench_cmd(path, target, host, python, ssh_config, targets_dir, as_json, **options) -> int:
+def bench_cmd(path, target, host, python, ssh_config, targets_dir, accept_changed, as_json, **options) -> int:
     """Latency, memory and size of every artefact of a run (or of one .onnx/.xml/.tflite file) on a
     target, each in its own process. Results go into the run's manifest."""
     from edgekit.bench.core import BenchSettings, bench
@@ -102,7 +135,7 @@ def bench_cmd(path, target, host, python, ssh_config, targets_dir, as_json, **op
 
     settings = BenchSettings.from_mapping(options)
     record = bench(path, get_target(target, targets_dir), settings, host=host, python=python,
-                   ssh_config=ssh_config, report=quiet if as_json else report)
+                   ssh_config=ssh_config, report=quiet if as_json else report, accept_changed=accept_changed)
     if as_json:
         click.echo(json.dumps(record, indent=2))
     else:
@@ -115,7 +148,9 @@ def bench_cmd(path, target, host, python, ssh_config, targets_dir, as_json, **op
     failed = [r for r in record["results"] if r.get("status") == "failed"]
     for r in failed:
         err(f"{r['format']} {r['precision']}: {r['error']}")
-    return EXIT_FAILED if failed else 0
+    code = missing_line(record["results"], path, "timed") or (EXIT_FAILED if failed else 0)
+    stored(record)
+    return code
 
 
 def print_bench(record: dict) -> None:
@@ -132,12 +167,14 @@ def print_bench(record: dict) -> None:
 @click.command("check")
 @click.argument("path", type=click.Path(path_type=Path))
 @target_options("the device's Python 3 (3.9 or newer).")
+@accept_changed_option
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
-def check_cmd(path, target, host, python, ssh_config, targets_dir, as_json) -> int:
+def check_cmd(path, target, host, python, ssh_config, targets_dir, accept_changed, as_json) -> int:
     """Will every artefact of a run (or one model file) run on a target? Asks the device once which
     runtimes it has (one SSH call; nothing is copied), then checks each artefact's op versions,
     IR version or opset against them; on this machine each is also loaded in its runtime and run
-    once, as bench will. Exit 3 when one will not run. Stored in the run's manifest."""
+    once, as bench will. Exit 3 when one will not run, or is missing or changed since export (it is not
+    what was exported). Stored in the run's manifest."""
     from edgekit.bench.core import make_device
     from edgekit.compat import check
     from edgekit.errors import EXIT_DEVICE
@@ -145,7 +182,8 @@ def check_cmd(path, target, host, python, ssh_config, targets_dir, as_json) -> i
 
     chosen = get_target(target, targets_dir)
     device = make_device(chosen, host, python, ssh_config)
-    record = check(path, chosen, device, host=host, report=quiet if as_json else report)
+    record = check(path, chosen, device, host=host, report=quiet if as_json else report,
+                   accept_changed=accept_changed)
     if as_json:
         click.echo(json.dumps(record, indent=2))
     else:
@@ -154,6 +192,7 @@ def check_cmd(path, target, host, python, ssh_config, targets_dir, as_json) -> i
     for r in refused:
         err(f"{r['format']} {r['precision']} will not run on {device.name}: {r['why']}"
             + (f"; {r['fix']}" if r["fix"] else ""))
+    stored(record)
     return EXIT_DEVICE if refused else 0
 
 
@@ -174,8 +213,9 @@ def print_check(record: dict, where: str) -> None:
               "else drawn after the calibration samples (an unordered source may repeat some).")
 @click.option("--formats", help="Inspect only these formats, e.g. onnx,openvino.")
 @click.option("--top", type=click.IntRange(1), default=10, show_default=True, help="Worst layers to print.")
+@accept_changed_option
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
-def inspect_cmd(run_dir, samples, formats, top, as_json) -> int:
+def inspect_cmd(run_dir, samples, formats, top, accept_changed, as_json) -> int:
     """Where int8 loses accuracy: per layer of each int8 artefact of RUN_DIR, the SQNR and cosine of
     its output against the fp32 artefact's on the same samples, worst first, with the PyTorch module
     it came from. Stored in the manifest; plots in RUN_DIR/report/inspect_<format>.png."""
@@ -185,12 +225,13 @@ def inspect_cmd(run_dir, samples, formats, top, as_json) -> int:
 
     chosen = parse_formats(formats) if formats else None
     result = inspect_run(check_run_dir(run_dir), samples=samples, formats=chosen,
-                         report=quiet if as_json else report)
+                         report=quiet if as_json else report, accept_changed=accept_changed)
+    failed = [f for f, r in result["formats"].items() if r.get("status") != "ok"]
     if as_json:
         click.echo(json.dumps(result, indent=2, default=str))
-        return 0
-    head, rows = table_rows(result, top)
-    print_table(head, rows, title=f"int8 error per layer ({result['samples']} samples), worst first",
-                right=("rank", "SQNR (dB)", "cosine"), width=140)
-    failed = [f for f, r in result["formats"].items() if r.get("status") != "ok"]
+    else:
+        head, rows = table_rows(result, top)
+        print_table(head, rows, title=f"int8 error per layer ({result['samples']} samples), worst first",
+                    right=("rank", "SQNR (dB)", "cosine"), width=140)
+    stored(result)
     return EXIT_FAILED if failed else 0

@@ -23,6 +23,7 @@ from pathlib import Path
 
 from edgekit.compat.device import (
     VERDICTS,
+    _row,
     check_item,
     checked_formats,
     module,
@@ -37,24 +38,29 @@ __all__ = ["VERDICTS", "check", "check_item", "checked_formats", "module", "pref
 
 
 def check(path: Path, target, device, host: str | None = None, store: bool = True,
-          report: Callable[[str], None] = print) -> dict:
+          report: Callable[[str], None] = print, accept_changed: bool = False) -> dict:
     """Check every artefact of a run directory (or one model file) against ``device``; nothing is
     copied (on this machine each is loaded and run once: ``load_here``). Returns the record; for a
-    run directory it is also stored in the manifest."""
+    run directory it is also stored in the manifest. An artefact missing, or changed since export
+    (unless ``accept_changed``), will not run: it is not the file that was exported."""
     from edgekit import manifest as mf
     from edgekit.bench.core import check_files, collect, target_key
 
     path = Path(path)
     manifest, items = collect(path)
+    check_files(path, items, accept_changed=True)  # a changed file is this command's verdict, not an error
     report(f"asking {device.name} which runtimes it has ...")
     with device:
         info = probe(device, {i.format for i in items if i.format in target.formats()})
         tools = (manifest or {}).get("tools") or {}
         rows = []
         for item in items:
-            bad = check_files(item)
-            row = check_item(item, target, info, tools, bad)
-            if device.this_machine and not bad and row["kind"] not in LOAD_SKIPS:
+            bad = file_verdict(item, path, accept_changed)
+            if bad:
+                rows.append(bad)
+                continue
+            row = check_item(item, target, info, tools) | (item.check.row(path) if item.check else {})
+            if device.this_machine and row["kind"] not in LOAD_SKIPS:
                 report(f"loading {item.format} {item.precision} in its runtime ...")
                 runtime = runtime_for(item.format, target, info)[0]
                 row = load_here(item, row, target, device, manifest, runtime and runtime["name"])
@@ -63,8 +69,22 @@ def check(path: Path, target, device, host: str | None = None, store: bool = Tru
               "device": info, "results": rows}
     if manifest is not None and store:
         key = target_key(target, host)
-        mf.update(path, lambda fresh: fresh.setdefault("check", {}).__setitem__(key, record))
+        mf.update_or_note(path, lambda fresh: mf.keep_record(fresh, "check", record, key), record)
     return record
+
+
+def file_verdict(item, root: Path, accept_changed: bool) -> dict | None:
+    """The row of an artefact whose file is missing, or changed since export (and not accepted):
+    it will not run, as it is not what was exported; None for the others."""
+    found = item.check
+    if found is None or found.status == "ok" or (found.status == "changed" and accept_changed):
+        return None
+    row = {"format": item.format, "precision": item.precision, "path": item.files[0].name}
+    if found.status == "missing":
+        return row | _row(False, f"{found.path} is missing",
+                          "export the run again", kind="missing")
+    return row | _row(False, found.changed_line().split("; ")[0], "re-export or pass --accept-changed",
+                      kind="changed")
 
 
 LOAD_SKIPS = ("skipped", "no_runtime", "incompatible")  # rows whose verdict loading cannot change

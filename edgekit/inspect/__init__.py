@@ -120,25 +120,37 @@ FORMATS = _inspectable()
 
 
 def inspect_run(run_dir: Path, samples: int = DEFAULT_SAMPLES, formats: tuple[str, ...] | None = None,
-                report: Callable[[str], None] = print) -> dict:
+                report: Callable[[str], None] = print, accept_changed: bool = False) -> dict:
     """Per-layer errors of every int8 artefact of a run (or of ``formats``); store and return them.
 
     The samples come from the run's recorded calibration source with the run's seed (see
     ``inspect_samples``). Each format also gets ``report/inspect_<format>.png``, a bar chart of
-    its worst layers. The result is stored as ``manifest["inspect"]``.
+    its worst layers. The result is stored as ``manifest["inspect"]`` (the one it replaces moves to
+    ``history``). Both artefacts of each pair are checked against their sha256 first
+    (``manifest.check_artefacts``: a changed one stops it unless ``accept_changed``); a format with one
+    missing is reported missing and the others are inspected.
     """
     from edgekit.models.resolve import load_run_model
 
     run_dir = Path(run_dir)
     manifest = mf.read_manifest(run_dir)
     pairs = _int8_pairs(manifest, formats)
+    found = mf.check_artefacts(run_dir, [a for pair in pairs.values() for a in pair], accept_changed)
+    states = {fmt: found[2 * n:2 * n + 2] for n, fmt in enumerate(pairs)}
     model = load_run_model(manifest, run_dir)
     if model.multi_io or model.input_spec.batch_axis:
         raise UsageError(f"inspect compares layers of models with one batch-first input and one output; "
                          f"{model.name} is not one")
     x, source = inspect_samples(manifest, model, samples)
     results = {}
+    not_stored = None
     for fmt, (fp32, int8) in pairs.items():
+        gone = [f for f in states[fmt] if f.status == "missing"]
+        if gone:
+            results[fmt] = {"status": "missing", "error": gone[0].row(run_dir)["error"]}
+            report(f"FAILED inspect {fmt}: {results[fmt]['error']}")
+            continue
+        accepted = [f.row(run_dir)["accepted_changed"] for f in states[fmt] if f.status == "changed"]
         start = time.perf_counter()
         try:
             errors = layer_errors(fmt, model, run_dir / fp32["path"], run_dir / int8["path"], x)
@@ -147,13 +159,25 @@ def inspect_run(run_dir: Path, samples: int = DEFAULT_SAMPLES, formats: tuple[st
             results[fmt] = {"status": "failed", "error": f"{type(exc).__name__}: {text}"}
             report(f"FAILED inspect {fmt}: {results[fmt]['error']}")
             continue
-        plot = write_plot(errors, f"{fmt} int8: worst layers", run_dir / "report" / f"inspect_{fmt}.png")
+        plot = None
+        if not_stored is None:
+            try:
+                with mf.storing(run_dir):
+                    plot = write_plot(errors, f"{fmt} int8: worst layers",
+                                      run_dir / "report" / f"inspect_{fmt}.png")
+            except mf.NotStoredError as exc:  # the figures are printed, then this line
+                not_stored = exc.message
         results[fmt] = {"status": "ok", "artefact": int8["path"], "reference": fp32["path"],
-                        "plot": str(plot.relative_to(run_dir)), "layers": [e.to_dict() for e in errors],
-                        "seconds": round(time.perf_counter() - start, 2)}
+                        "plot": plot and str(plot.relative_to(run_dir)),
+                        "layers": [e.to_dict() for e in errors],
+                        "seconds": round(time.perf_counter() - start, 2),
+                        **({"accepted_changed": accepted} if accepted else {})}
         report(_summary_line(fmt, errors, results[fmt]["seconds"]))
     result = {"created": mf.utc_now(), "samples": int(len(x)), "source": source, "formats": results}
-    mf.update(run_dir, lambda fresh: fresh.__setitem__("inspect", result))  # keeps others' records
+    if not_stored:
+        result["not_stored"] = not_stored
+    else:  # keeps others' records, and the inspect it replaces in the history
+        mf.update_or_note(run_dir, lambda fresh: mf.keep_record(fresh, "inspect", result), result)
     return result
 
 
@@ -163,7 +187,8 @@ def _int8_pairs(manifest: dict, formats: tuple[str, ...] | None) -> dict[str, tu
     ok = {(a["format"], a["precision"]): a for a in manifest["artefacts"] if a.get("status") == "ok"}
     for a in manifest["artefacts"]:
         if a.get("kept") and (a["format"], a["precision"]) not in ok:
-            ok[(a["format"], a["precision"])] = {**a, "path": a["kept"]["path"]}
+            ok[(a["format"], a["precision"])] = {**a, "path": a["kept"]["path"],
+                                                 "files": a["kept"].get("files")}
     pairs = {f: (ok[(f, "fp32")], ok[(f, "int8")]) for f, p in ok if p == "int8" and (f, "fp32") in ok}
     if formats:
         unknown = [f for f in formats if f not in pairs]

@@ -117,18 +117,25 @@ def test_broken_and_incomplete_files_are_clear_errors(tmp_path, run_dir):
     assert r.code == 2 and "does not exist" in r.stderr and "Traceback" not in r.stderr
 
 
-def test_a_changed_artefact_is_refused_and_the_others_still_run(tmp_path, run_dir):
+def test_a_changed_artefact_is_refused_unless_accepted_and_the_others_still_run(tmp_path, run_dir):
     import shutil
 
     copy = tmp_path / "run"
     shutil.copytree(run_dir, copy)
-    with open(copy / "onnx" / "model.int8.onnx", "ab") as f:
+    changed = copy / "onnx" / "model.int8.onnx"
+    with open(changed, "ab") as f:
         f.write(b"\0")
+    before = (copy / "manifest.json").read_bytes()
     r = run_cli("bench", copy, "--iters", "3", "--no-torch")
+    assert r.code == 2 and len(r.error_lines) == 1  # before anything runs
+    assert r.error_lines[0].startswith(f"error: {changed} changed since export (sha256 ")
+    assert r.error_lines[0].endswith("; re-export or pass --accept-changed")
+    assert (copy / "manifest.json").read_bytes() == before
+    r = run_cli("bench", copy, "--iters", "3", "--no-torch", "--accept-changed")
     assert r.code == 1
-    assert "error: onnx int8: model.int8.onnx changed since export (sha256 differs); export again" in r.stderr
     rows = {(x["format"], x["precision"]): x for x in read_manifest(copy)["bench"]["local-cpu"]["results"]}
     assert rows[("onnx", "int8")]["status"] == "failed" and rows[("onnx", "fp32")]["status"] == "ok"
+    assert rows[("onnx", "int8")]["accepted_changed"]["path"] == "onnx/model.int8.onnx"
 
 
 def test_local_gpu_without_a_gpu_says_so_and_changes_nothing(run_dir):
