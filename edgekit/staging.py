@@ -51,7 +51,7 @@ def staging_dir(final: Path, report: Callable[[str], None] | None = None) -> Ite
             raise OutputExistsError(f"{stage} exists and was not made by edgekit (no {STAGE_MARK} mark); "
                                     "edgekit stages --out there: remove or rename it")
         shutil.rmtree(stage)
-    stage.mkdir(mode=0o700)
+    stage.mkdir()
     mark = stage / STAGE_MARK
     try:
         mark.write_text(json.dumps({"host": socket.gethostname(), "pid": os.getpid(),
