@@ -222,9 +222,9 @@ def step(fmt_name, precision, work, stage, fmt, report) -> dict:
     except Int8Broken as exc:
         return _rejected(entry, exc, stage, fmt, start, report)
     except Exception as exc:
-        from edgekit.diskspace import is_full
+        from edgekit.diskspace import is_full, nearly_full
 
-        if is_full(exc):
+        if is_full(exc) or nearly_full(stage):  # converters word a failed write vaguely ("iostream error")
             raise NoSpace(f"{type(exc).__name__}: {exc}") from exc
         return _failed_by(exc, entry, fmt_name, precision, start, report)
     files = [mf.file_entry(p, stage) for p in fmt.files(path)]

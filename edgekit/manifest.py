@@ -105,6 +105,10 @@ def write_atomic(path: Path, data: bytes | str) -> Path:
     try:
         tmp.write_bytes(data.encode() if isinstance(data, str) else data)
         os.replace(tmp, path)
+    except OSError as exc:
+        if exc.filename is None:  # a failed write names no file: name it (a full disk's line names the disk)
+            exc.filename = str(path)
+        raise
     finally:
         tmp.unlink(missing_ok=True)
     return path
