@@ -92,6 +92,8 @@ def main(argv: list[str]) -> None:
                 except AssertionError as exc:
                     lines = str(exc).splitlines()
                     failures.append(f"seed {seed}: {lines[0]} {lines[1].strip() if len(lines) > 1 else ''}")
+                except Exception as exc:  # noqa: BLE001 - a broken case is a row of the matrix, not the end of it
+                    failures.append(f"seed {seed}: the case itself failed: {type(exc).__name__}: {exc}")
                 subprocess.run(["rm", "-rf", str(work)], check=False)
             rows.append((name, passed, n - skipped, time.monotonic() - t0, failures))
             print(f"{name}: {passed}/{n - skipped} passed ({time.monotonic() - t0:.0f} s)", flush=True)
