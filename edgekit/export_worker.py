@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -156,7 +157,7 @@ def _worker(formats: dict[str, Format], preload: list[str], conn: Any, log_path:
     die_with_parent()
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     os.environ[NATIVE_LOG_ENV] = log_path  # quiet() sends native stderr there: a crash's last words
-    if not os.environ.get("EDGEKIT_DEBUG"):
+    if not os.environ.get("EDGEKIT_DEBUG") and "importtime" not in sys._xoptions:  # else: all on stderr
         with contextlib.suppress(OSError):
             fd = os.open(log_path, os.O_WRONLY | os.O_APPEND)
             os.dup2(fd, 2)

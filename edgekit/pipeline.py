@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 
 from edgekit import manifest as mf
-from edgekit.errors import DataError, OutputExistsError, UsageError
+from edgekit.errors import DataError, OutputExistsError, Terminated, UsageError
 from edgekit.formats import default_names
 from edgekit.layout import count
 from edgekit.models.resolve import PRUNED_CHECKPOINT, load_planned_model, run_plan_fields
@@ -186,8 +186,13 @@ def run_export(plan: ExportPlan, report: Reporter = print) -> ExportOutcome:
         raise OutputExistsError(
             f"output directory {plan.out} already exists; choose another --out or remove it"
         )
-    with Workers(formats) as workers:  # they import their converters while the model loads
-        return _export(plan, formats, workers, report)
+    try:
+        with Workers(formats) as workers:  # they import their converters while the model loads
+            return _export(plan, formats, workers, report)
+    except (KeyboardInterrupt, Terminated) as exc:  # before the staging folder: nothing written either
+        if plan.out is not None and getattr(exc, "untouched", None) is None:
+            exc.untouched = Path(plan.out)
+        raise
 
 
 def _export(plan: ExportPlan, formats: dict, workers, report: Reporter) -> ExportOutcome:

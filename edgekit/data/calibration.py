@@ -208,7 +208,7 @@ def shortfall(found: int, n: int, calib_size: int | None, where) -> str:
     """The warning for a source holding fewer than the ``n`` samples asked for: what each use really
     gets, split as the pipeline splits them (``split_counts``; ``calib_size`` None: not known here)."""
     if calib_size is None:
-        return f"only {found} samples in {where} ({n} asked for)"
+        return f"only {found} calibration sample{'s' if found != 1 else ''} in {where} ({n} asked for)"
     verify = n - calib_size
     if found < 2:  # split_samples refuses it with its own message
         return f"only {found} sample in {where}: {n} asked for"

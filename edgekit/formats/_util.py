@@ -36,8 +36,8 @@ def quiet(debug: bool | None = None) -> Iterator[None]:
 
     Errors still propagate as exceptions; only console noise is dropped.
     """
-    if debug is None:
-        debug = bool(os.environ.get("EDGEKIT_DEBUG"))
+    if debug is None:  # --debug, or Python reports imports on stderr (-X importtime): nothing hidden
+        debug = bool(os.environ.get("EDGEKIT_DEBUG")) or "importtime" in sys._xoptions
     if debug:
         yield
         return

@@ -6,6 +6,7 @@ a user makes with such files, each one line."""
 
 from __future__ import annotations
 
+import os
 import shutil
 import sys
 
@@ -313,17 +314,21 @@ def test_a_raw_0_255_zoo_style_file_with_its_own_test_data(old_onnx, tmp_path):
     assert "move the test_data_set_* folders away" in line and not (tmp_path / "r2").exists()
 
 
-def test_an_error_inside_onnxruntimes_quantizer_is_one_line_naming_the_node(old_onnx, tmp_path, monkeypatch):
+def test_an_error_inside_onnxruntimes_quantizer_is_one_line_naming_the_node(old_onnx, tmp_path):
     """Without edgekit's graph fix the raw file's Gemm fails inside onnxruntime.quantization: the
     artefact fails with one line that names the node and what to try (the real error, in process)."""
-    import edgekit.formats._onnx_quant as onnx_quant
-
     # Not a mock of the quantizer: onnxruntime runs and really fails. The patch only switches off
     # edgekit's own repair, because the one file known to make the quantizer fail is repaired now.
-    monkeypatch.setattr(onnx_quant, "prepare_for_quantizer", lambda path: [])
+    # The quantizer runs in the export worker process, so the patch is made there, as it starts.
+    site = tmp_path / "site"
+    site.mkdir()
+    (site / "sitecustomize.py").write_text("import edgekit.formats._onnx_quant as onnx_quant\n"
+                                           "onnx_quant.prepare_for_quantizer = lambda path: []\n")
+    path = os.pathsep.join(p for p in (str(site), os.environ.get("PYTHONPATH", "")) if p)
     out = tmp_path / "run"
     r = run_cli("export", old_onnx / "raw" / "model.onnx", "--int8", "--to", "onnx", "--scale", "1",
-                "--calib-size", "8", "--verify-samples", "4", "--out", out, env={"EDGEKIT_EXPORT_JOBS": "1"})
+                "--calib-size", "8", "--verify-samples", "4", "--out", out,
+                env={"EDGEKIT_EXPORT_JOBS": "1", "PYTHONPATH": path})
     assert r.code == 1 and "Traceback" not in r.stderr, r.stdout + r.stderr
     (line,) = [x for x in r.stderr.splitlines() if x.startswith("FAILED onnx int8")]
     assert "onnxruntime's quantizer failed at node '/MatMul/MatMulAddFusion' (Gemm): ValueError: The " \

@@ -14,6 +14,7 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from tests.conftest import REPO, read_manifest, run_cli
@@ -86,16 +87,23 @@ def test_eval_on_two_ray_workers_gives_the_local_numbers(run_dir, cluster):
     assert read_manifest(run_dir)["eval"]["backend"]["workers"] == 2
 
 
-SEARCH = (*EXPORT, "--eval", "digits", "--max-drop", "-5")
+@pytest.fixture(scope="module")
+def search_args(tmp_path_factory, lenet5_ckpt) -> tuple:
+    """A budget no attempt meets, so every stage runs with several trials: the session's trained
+    LeNet-5 calibrated on black images (int8 then loses points) and a budget of 0 points."""
+    black = tmp_path_factory.mktemp("black") / "black.npy"
+    np.save(black, np.zeros((8, 32, 32), np.uint8))
+    return ("export", str(lenet5_ckpt.path), "--to", "onnx,openvino", "--int8", "--calib", str(black),
+            "--calib-size", "6", "--eval", "digits", "--max-drop", "0")
 
 
 @pytest.fixture(scope="module")
-def local_search(tmp_path_factory):
+def local_search(tmp_path_factory, search_args):
     """The search run without --ray, in a child process that logs its imports (-X importtime): the
     reference of the Ray search and the proof that a run without --ray imports no Ray."""
     out = tmp_path_factory.mktemp("local-search") / "run"
-    proc = subprocess.run([sys.executable, "-X", "importtime", "-m", "edgekit", *SEARCH, "--out", str(out)],
-                          capture_output=True, text=True, cwd=REPO, timeout=900)
+    proc = subprocess.run([sys.executable, "-X", "importtime", "-m", "edgekit", *search_args, "--out",
+                           str(out)], capture_output=True, text=True, cwd=REPO, timeout=900)
     assert proc.returncode == 0, proc.stderr[-2000:]
     return out, proc
 
@@ -105,9 +113,9 @@ def _imported(proc) -> set[str]:
             if line.startswith("import time:")}
 
 
-def test_max_drop_search_with_ray_picks_the_local_attempt(tmp_path, cluster, local_search):
-    # A budget no attempt meets (random weights drop nothing): every stage runs, several trials each.
-    r = run_cli(*SEARCH, "--ray", cluster, "--out", tmp_path / "ray", env=AUTH, process=True)
+def test_max_drop_search_with_ray_picks_the_local_attempt(tmp_path, cluster, local_search, search_args):
+    # A budget no attempt meets (search_args): every stage runs, several trials each.
+    r = run_cli(*search_args, "--ray", cluster, "--out", tmp_path / "ray", env=AUTH, process=True)
     assert r.code == 0, r.stderr
     runs = {name: {a["format"]: a["search"] for a in read_manifest(out)["artefacts"] if a.get("search")}
             for name, out in (("local", local_search[0]), ("ray", tmp_path / "ray"))}
@@ -118,8 +126,11 @@ def test_max_drop_search_with_ray_picks_the_local_attempt(tmp_path, cluster, loc
         picked = ("index", "stage", "settings", "status", "drop_pp", "accuracy", "agreement")
         assert [{k: a.get(k) for k in picked} for a in remote["attempts"]] == \
             [{k: a.get(k) for k in picked} for a in local["attempts"]]
-        assert remote["backend"]["trials"] >= 4 and remote["backend"]["workers"] == 2  # stages as Ray tasks
+        assert remote["backend"]["workers"] == 2
+        if not local["met"]:  # every stage ran, its attempts as Ray tasks
+            assert remote["backend"]["trials"] >= 4
         assert "backend" not in local
+    assert not all(search["met"] for search in runs["local"].values())  # onnx: 0.37 pp at best
     assert not [p for p in (tmp_path / "ray").rglob(".search-*")]  # the attempts not kept are removed
 
 

@@ -112,7 +112,7 @@ def test_broken_image_is_skipped_beside_good_ones(tmp_path):
     (tmp_path / "broken.png").write_bytes(b"\x89PNG garbage")
     got = load_samples(str(tmp_path), RGB16, n=8)
     assert got.x.shape == (1, 3, 16, 16) and got.skipped == ["broken.png"]
-    assert "only 1 calibration samples" in got.warning
+    assert "only 1 calibration sample in" in got.warning
 
 
 # ---------------------------------------------------------------- array files
