@@ -54,6 +54,7 @@ class _State:
         self.pending: int | None = None  # the first signal received, until the command ends
         self.done = threading.Event()
         self.thread: threading.Thread | None = None
+        self.ignore = False  # put SIG_IGN, not the previous handlers, back at the end
 
 
 _state = _State()
@@ -106,6 +107,13 @@ def _start_watchdog() -> None:
     _state.thread.start()
 
 
+def ignore_further() -> None:
+    """Ignore SIGINT, SIGTERM and SIGHUP from now on, as the handlers are put back: for a process that
+    was stopped by one and is exiting (Python restores the default handlers while it shuts down, so
+    a second Ctrl-C then would kill it with a signal instead of its exit code)."""
+    _state.ignore = True
+
+
 @contextlib.contextmanager
 def installed() -> Iterator[None]:
     """Edgekit's handler on SIGINT, SIGTERM and SIGHUP for the block; the previous ones after it.
@@ -125,7 +133,7 @@ def installed() -> Iterator[None]:
         _state.done.set()
         for signum, handler in previous.items():
             with contextlib.suppress(ValueError, OSError, TypeError):
-                signal.signal(signum, handler)
+                signal.signal(signum, signal.SIG_IGN if _state.ignore else handler)
 
 
 def die_with_parent() -> None:

@@ -45,10 +45,13 @@ for _command in (models_cmd, export_cmd, eval_cmd, train_cmd, bench_cmd, targets
 def main(argv: list[str] | None = None) -> None:
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
     os.environ.setdefault("GLOG_minloglevel", "2")
+    own_process = argv is None  # the `edgekit` command, not a caller inside another program
     argv = list(sys.argv[1:] if argv is None else argv)
     debug = "--debug" in argv
     with interrupts.installed():  # SIGINT, SIGTERM, SIGHUP: recorded, raised, re-delivered if lost
         code = _run(argv, debug)
+        if own_process and interrupts.received() is not None:
+            interrupts.ignore_further()  # stopped already: a second signal must not kill the exit
     sys.exit(code)
 
 
