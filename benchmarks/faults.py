@@ -97,10 +97,10 @@ def main(argv: list[str]) -> None:
                 subprocess.run(["rm", "-rf", str(work)], check=False)
             rows.append((name, passed, n - skipped, time.monotonic() - t0, failures))
             print(f"{name}: {passed}/{n - skipped} passed ({time.monotonic() - t0:.0f} s)", flush=True)
-        write(rows, n, time.monotonic() - started)
+        write(rows, n, time.monotonic() - started, Path(opts["out"]) if "out" in opts else RESULTS)
 
 
-def write(rows: list, n: int, seconds: float) -> None:
+def write(rows: list, n: int, seconds: float, out: Path = RESULTS) -> None:
     import edgekit
 
     head = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=REPO, capture_output=True, text=True)
@@ -113,8 +113,8 @@ def write(rows: list, n: int, seconds: float) -> None:
     lines += ["", "## Failures (first failed expectation of each failing seed)", ""]
     for name, _, _, _, failures in rows:
         lines += [f"- {name}: {f}" for f in failures]
-    RESULTS.write_text("\n".join(lines) + "\n")
-    print(f"wrote {RESULTS}")
+    out.write_text("\n".join(lines) + "\n")
+    print(f"wrote {out}")
 
 
 if __name__ == "__main__":
