@@ -95,12 +95,7 @@ def eval_cmd(run_dir, dataset, split, limit, input_size, task, ray, accept_chang
         click.echo(json.dumps(result, indent=2))
     else:
         print_eval(result)
-    failed = [r for r in result["results"] if r.get("status") == "failed"]
-    for r in failed:
-        err(f"{r['format']} {r['precision']}: {r['error']}")
-    code = missing_line(result["results"], run_dir, "scored") or (EXIT_FAILED if failed else 0)
-    stored(result)
-    return code
+    return _closing_lines(result, run_dir, "scored")
 
 
 def print_eval(result: dict) -> None:
@@ -145,10 +140,15 @@ def bench_cmd(path, target, host, python, ssh_config, targets_dir, accept_change
     for r in record["results"]:
         if r.get("status") == "skipped":
             click.echo(f"skipped {r['format']} {r['precision']}: {r['error']}", err=as_json)
+    return _closing_lines(record, path, "timed")
+
+
+def _closing_lines(record: dict, path, verb: str) -> int:
+    """The failed rows' lines, the missing artefacts' line, the not-stored line; the exit code."""
     failed = [r for r in record["results"] if r.get("status") == "failed"]
     for r in failed:
         err(f"{r['format']} {r['precision']}: {r['error']}")
-    code = missing_line(record["results"], path, "timed") or (EXIT_FAILED if failed else 0)
+    code = missing_line(record["results"], path, verb) or (EXIT_FAILED if failed else 0)
     stored(record)
     return code
 
