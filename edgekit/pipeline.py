@@ -190,7 +190,7 @@ def run_export(plan: ExportPlan, report: Reporter = print) -> ExportOutcome:
         with Workers(formats) as workers:  # they import their converters while the model loads
             return _export(plan, formats, workers, report)
     except (KeyboardInterrupt, Terminated) as exc:  # before the staging folder: nothing written either
-        if plan.out is not None and getattr(exc, "untouched", None) is None:
+        if plan.out is not None and getattr(exc, "untouched", None) is None and not Path(plan.out).exists():
             exc.untouched = Path(plan.out)
         raise
 

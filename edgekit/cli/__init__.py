@@ -50,8 +50,8 @@ def main(argv: list[str] | None = None) -> None:
     debug = "--debug" in argv
     with interrupts.installed():  # SIGINT, SIGTERM, SIGHUP: recorded, raised, re-delivered if lost
         code = _run(argv, debug)
-        if own_process and interrupts.received() is not None:
-            interrupts.ignore_further()  # stopped already: a second signal must not kill the exit
+        if own_process:  # the work is over and its exit code known: a signal now must not kill the exit
+            interrupts.ignore_further()
     sys.exit(code)
 
 
