@@ -44,7 +44,8 @@ class Worker:
         self.conn, child = ctx.Pipe()
         self.proc = ctx.Process(target=_worker, args=(formats, self.preload, child, str(self.log)),
                                 name="edgekit-export")
-        self.proc.start()
+        with _born_ignoring_ctrl_c():
+            self.proc.start()
         child.close()
 
     def ready(self) -> bool:
@@ -107,6 +108,27 @@ class Worker:
         self.conn.close()
         self.proc = None
         self.log.unlink(missing_ok=True)
+
+
+@contextlib.contextmanager
+def _born_ignoring_ctrl_c():
+    """Start a child that ignores SIGINT from its first instruction (an ignored signal stays ignored
+    across exec, and Python then installs no KeyboardInterrupt handler): Ctrl-C reaches the whole
+    process group, and a worker still importing would die of it with a traceback. This process
+    blocks SIGINT meanwhile, so one that arrives is delivered to it afterwards, not lost."""
+    import signal
+    import threading
+
+    if threading.current_thread() is not threading.main_thread() or not hasattr(signal, "pthread_sigmask"):
+        yield
+        return
+    signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
+    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
 
 
 def stop_resource_tracker() -> None:
