@@ -74,15 +74,6 @@ def disk_full(path: Path, needed: int | None = None) -> DiskFull:
                     hint="free some space or choose an --out on another disk")
 
 
-def tree_bytes(path: Path) -> int:
-    total = 0
-    for root, _dirs, files in os.walk(path):
-        for name in files:
-            with contextlib.suppress(OSError):
-                total += os.lstat(os.path.join(root, name)).st_size
-    return total
-
-
 def _existing(path: Path) -> Path:
     while not path.exists() and path.parent != path:
         path = path.parent

@@ -247,10 +247,11 @@ def _disk_full(work: Work, formats: dict, entries: dict):
     """``DiskFull`` for the run's staging folder: what it holds plus, for each format not done, about
     the weights' size (fp32) and a quarter of it more (int8)."""
     from edgekit import diskspace
+    from edgekit.staging import folder_bytes
 
-    weights = sum(t.numel() * t.element_size() for t in work.model.module.state_dict().values())
     left = sum(1 for name in formats if name not in entries)
-    needed = diskspace.tree_bytes(work.stage) + int(left * weights * (1.25 if work.int8 else 1.0)) + (1 << 16)
+    weights = _weight_bytes(work.model)
+    needed = folder_bytes(work.stage) + int(left * weights * (1.25 if work.int8 else 1.0)) + (1 << 16)
     return diskspace.disk_full(work.stage, needed)
 
 
@@ -258,8 +259,11 @@ def _worth_it(model: LoadedModel) -> bool:
     """Whether two workers may each hold a copy of ``model`` (``MAX_SHARED_BYTES``)."""
     if os.environ.get(JOBS_ENV, "").strip() == "2":
         return True
-    size = sum(t.numel() * t.element_size() for t in model.module.state_dict().values())
-    return size <= MAX_SHARED_BYTES
+    return _weight_bytes(model) <= MAX_SHARED_BYTES
+
+
+def _weight_bytes(model: LoadedModel) -> int:
+    return sum(t.numel() * t.element_size() for t in model.module.state_dict().values())
 
 
 def _payload(work: Work) -> bytes | None:

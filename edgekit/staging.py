@@ -168,7 +168,7 @@ def stale_stages(folder: Path) -> list[Stage]:
     found = []
     for path, pid in _named_like_stages(folder):
         if _abandoned(path, pid):
-            found.append(Stage(path, pid, _size(path), marked=_marked(path, pid)))
+            found.append(Stage(path, pid, folder_bytes(path), marked=_marked(path, pid)))
     return found
 
 
@@ -245,7 +245,8 @@ def pid_alive(pid: int) -> bool:
     return True
 
 
-def _size(path: Path) -> int:
+def folder_bytes(path: Path) -> int:
+    """The bytes of the files under ``path`` (symlinks not followed)."""
     total = 0
     for root, _dirs, files in os.walk(path):  # does not follow symlinks
         for name in files:
