@@ -30,9 +30,9 @@ REFERENCES = {
 
 
 def run(model: str) -> dict:
-    from edgekit.evaluate import evaluate_run
-    from edgekit.pipeline import ExportPlan, run_export
-    from edgekit.trainer import run_training
+    from edgekit.export.plan import ExportPlan, run_export
+    from edgekit.measure.evaluate import evaluate_run
+    from edgekit.train.trainer import run_training
 
     dataset, options, goal = REFERENCES[model]
     work = Path(tempfile.mkdtemp(prefix=f"edgekit-acc-{model}-"))

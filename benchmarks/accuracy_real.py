@@ -133,9 +133,9 @@ def preprocessing_check(run_dir: Path, source: str, result: dict) -> dict:
     from train_plain import edgekit_split, preprocess, read_idx
 
     from edgekit.data.datasets import load_dataset
+    from edgekit.export.plan import plan_from_manifest
     from edgekit.models.resolve import load_planned_model
     from edgekit.models.spec import Preprocessing
-    from edgekit.pipeline import plan_from_manifest
 
     torch.set_num_threads(1)
     mnist = ROOT / MNIST

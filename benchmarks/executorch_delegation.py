@@ -23,7 +23,7 @@ MODELS = ["lenet5", "lstm", "googlenet", "resnet50", "vgg16"]
 
 
 def run(model: str) -> dict:
-    from edgekit.pipeline import ExportPlan, run_export
+    from edgekit.export.plan import ExportPlan, run_export
 
     work = Path(tempfile.mkdtemp(prefix=f"edgekit-et-{model}-"))
     start = time.perf_counter()

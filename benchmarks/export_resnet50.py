@@ -2,7 +2,7 @@
 ExecuTorch, TFLite, fp32 + int8, each verified) on this machine.
 
 Runs the real CLI in a child process. The export runs formats side by side in a worker process
-(edgekit/export_jobs.py), so the peak that matters is the SUM of the resident memory of the CLI
+(edgekit/export/jobs.py), so the peak that matters is the SUM of the resident memory of the CLI
 and all its descendants at the same moment: psutil samples it every 0.1 s (`peak_total_rss_gb`).
 getrusage RUSAGE_CHILDREN (`peak_rss_gb`) gives only the largest single process. Each format's
 seconds (export + verification, from the manifest) are recorded as `step_seconds`. Results are

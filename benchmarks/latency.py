@@ -29,7 +29,7 @@ def formats() -> tuple[str, ...]:
 
 def run(model: str, seconds: float) -> dict:
     from edgekit.bench.core import BenchSettings, bench
-    from edgekit.pipeline import ExportPlan, run_export
+    from edgekit.export.plan import ExportPlan, run_export
     from edgekit.targets import get_target
 
     work = Path(tempfile.mkdtemp(prefix=f"edgekit-lat-{model}-"))

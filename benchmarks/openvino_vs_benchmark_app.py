@@ -54,7 +54,7 @@ def edgekit_p50_ms(run_dir: Path, precision: str, threads: int, iters: int) -> t
 
 
 def export(model: str, work: Path) -> Path:
-    from edgekit.pipeline import ExportPlan, run_export
+    from edgekit.export.plan import ExportPlan, run_export
 
     out = work / model
     run_export(ExportPlan(model=model, formats=("openvino",), int8=True, calib_size=32, out=out),
@@ -98,7 +98,7 @@ def main(argv: list[str]) -> None:
 
 
 def write(rows: list[dict]) -> None:
-    from edgekit.manifest import environment, tool_versions
+    from edgekit.runs.manifest import environment, tool_versions
 
     RESULTS.mkdir(exist_ok=True)
     stamp = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")

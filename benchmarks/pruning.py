@@ -31,8 +31,8 @@ FORMATS = ("onnx", "openvino", "tflite")
 
 def _export(model: str, out: Path, ratio: float | None, finetune: int = 0, dataset: str | None = None,
             lr: float | None = None):
-    from edgekit.pipeline import ExportPlan, run_export
-    from edgekit.prune import PruneSettings
+    from edgekit.export.plan import ExportPlan, run_export
+    from edgekit.export.prune import PruneSettings
 
     prune = PruneSettings(ratio, finetune_epochs=finetune, dataset=dataset, finetune_lr=lr) if ratio else None
     return run_export(ExportPlan(model=model, int8=True, calib_size=64, out=out, prune=prune), report=print)
@@ -62,7 +62,7 @@ def speed(model: str, ratio: float, work: Path) -> dict:
 def accuracy(model_ckpt: str, ratio: float, finetune: int, work: Path, lr: float | None = None) -> dict:
     import torch
 
-    from edgekit.evaluate import evaluate_run
+    from edgekit.measure.evaluate import evaluate_run
 
     model, ckpt = model_ckpt.split("=", 1)
     record = torch.load(ckpt, weights_only=True)["edgekit"]

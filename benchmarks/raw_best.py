@@ -18,7 +18,7 @@ process per file, 2 threads, the loop of ``edgekit bench``). edgekit's own artef
 - ExecuTorch: edgekit's artefacts only (no hand variants here).
 
 "At the same accuracy": with random weights accuracy is meaningless, so every candidate's outputs
-are compared with PyTorch fp32 on the run's held-out samples (edgekit.verify.compare); a candidate
+are compared with PyTorch fp32 on the run's held-out samples (edgekit.export.verify.compare); a candidate
 counts as "best" only when its SQNR is at most 1 dB below edgekit's int8. Timings noise: edgekit's
 fp32/int8 and each format's best candidate are timed twice (the second round after all the
 others) and the lower p50 kept, the same for all. Results: results/raw_best.md (latest row per
@@ -65,9 +65,9 @@ class Ctx:
 
     def __init__(self, model: str, work: Path, seconds: float, formats: list[str]):
         from edgekit.data.calibration import load_samples
+        from edgekit.export.plan import ExportPlan, run_export, split_samples
+        from edgekit.export.verify import reference_outputs
         from edgekit.models.resolve import load_planned_model
-        from edgekit.pipeline import ExportPlan, run_export, split_samples
-        from edgekit.verify import reference_outputs
 
         self.plan = ExportPlan(model=model, int8=True, calib_size=32, out=work / "run", formats=tuple(formats))
         start = time.perf_counter()
@@ -87,8 +87,8 @@ class Ctx:
         return self.run_dir / self.artefacts[(fmt, precision)]["path"]
 
     def sqnr(self, fmt: str, path: Path, precision: str | None = None) -> dict:
+        from edgekit.export.verify import compare, run_session
         from edgekit.formats import get_format
-        from edgekit.verify import compare, run_session
 
         f = get_format(fmt)
         session = f.open(path, threads=THREADS, precision=precision) if precision else f.open(path, THREADS)

@@ -40,8 +40,8 @@ def full_size_estimate(samples: int) -> dict:
 
     import torch
 
+    from edgekit.export.plan import ExportPlan
     from edgekit.models.resolve import load_planned_model
-    from edgekit.pipeline import ExportPlan
 
     module = load_planned_model(ExportPlan(model="resnet50")).module.eval()
     x = torch.randn(1, 3, 224, 224)

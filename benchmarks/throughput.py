@@ -43,7 +43,7 @@ def options(argv: list[str]) -> dict:
 
 def run(opts: dict) -> list[dict]:
     from edgekit.bench.core import BenchSettings, bench
-    from edgekit.pipeline import ExportPlan, run_export
+    from edgekit.export.plan import ExportPlan, run_export
     from edgekit.targets import get_target
 
     model = opts["model"]

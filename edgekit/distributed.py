@@ -2,7 +2,8 @@
 
 ``connect`` joins (or starts) a cluster once per process; ``RayBackend.map`` runs a module-level
 function on many argument tuples as Ray tasks of one CPU each and returns the results in order, so
-the callers (``edgekit.evaluate``, ``edgekit.search``) combine them exactly as their local loops do.
+the callers (``edgekit.measure.evaluate``, ``edgekit.export.search``) combine them exactly as
+their local loops do.
 Artefacts and run folders are passed as paths: a remote cluster must see them at the same path.
 Ray is imported only here and only when --ray is given (``pip install 'edgekit[ray]'``).
 """

@@ -91,7 +91,7 @@ def require(module: str, package: str, extra: str):
 
 class NotStoredError(UsageError):
     """The results were computed but the run directory could not take them (read-only, not ours, full):
-    the command prints them first, then this line (``edgekit.manifest.update`` raises it)."""
+    the command prints them first, then this line (``edgekit.runs.manifest.update`` raises it)."""
 
 
 class ArtefactChangedError(UsageError):

@@ -109,6 +109,6 @@ def manifest_axes(manifest: dict) -> BatchAxes:
 def split_counts(n: int, calib_size: int, verify: int) -> tuple[int, int]:
     """How ``n`` samples split into (calibration, held-out verification): verification takes what
     calibration leaves, up to ``verify``; with fewer samples than both need, at least half of them
-    (calibration gets the rest). The rule of ``edgekit.pipeline.split_samples``."""
+    (calibration gets the rest). The rule of ``edgekit.export.plan.split_samples``."""
     n_verify = max(1, min(verify, max(n - calib_size, n // 2) if calib_size else n))
     return min(calib_size, n - n_verify), n_verify

@@ -198,7 +198,7 @@ class Reader:
         path = Path(value).expanduser()
         path = path if self.base is None or path.is_absolute() else self.base / path
         if key in _FILES and path.is_dir():
-            from edgekit.weights import WEIGHTS_SUFFIXES
+            from edgekit.models.weights import WEIGHTS_SUFFIXES
 
             found = sorted(p.name for p in path.iterdir() if p.suffix.lower() in WEIGHTS_SUFFIXES)
             inside = f", e.g. {path / found[0]}" if found else ""

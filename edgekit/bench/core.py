@@ -16,8 +16,8 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from edgekit import manifest as mf
 from edgekit.errors import DataError, UsageError
+from edgekit.runs import manifest as mf
 from edgekit.targets import Target
 
 DEFAULT_SECONDS = 3.0

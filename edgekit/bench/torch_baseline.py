@@ -21,8 +21,8 @@ def measure(spec: dict) -> dict:
     start = time.perf_counter()
     import torch
 
-    from edgekit import manifest as mf
     from edgekit.models.resolve import load_run_model
+    from edgekit.runs import manifest as mf
 
     torch.set_num_threads(int(spec["threads"]))
     run_dir = Path(spec["run_dir"])

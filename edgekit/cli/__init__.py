@@ -16,13 +16,14 @@ from pathlib import Path
 
 import click
 
-from edgekit import __version__, diskspace, interrupts
+from edgekit import __version__, interrupts
 from edgekit.cli.ci import baseline_cmd, clean_cmd, gate_cmd, report_cmd, run_cmd
 from edgekit.cli.common import err, library_noise_to_debug
 from edgekit.cli.export import export_cmd, prune_cmd, train_cmd
 from edgekit.cli.listing import models_cmd, targets_cmd
 from edgekit.cli.measure import bench_cmd, check_cmd, eval_cmd, inspect_cmd
 from edgekit.errors import EXIT_FAILED, EdgekitError, Terminated
+from edgekit.runs import diskspace
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})

@@ -43,8 +43,8 @@ from edgekit.errors import EXIT_GATE, UsageError
 def gate_cmd(run_dir, rules_file, junit, markdown, as_json, **rules) -> int:
     """Pass/fail rules on RUN_DIR's accuracy, speed and size. Exit 0 when every rule holds, 4 when
     one fails or its measurement is missing."""
-    from edgekit.evaluate import check_run_dir
-    from edgekit.gate import GateRules, rules_from_toml, run_gate
+    from edgekit.ci.gate import GateRules, rules_from_toml, run_gate
+    from edgekit.measure.evaluate import check_run_dir
 
     table = rules_from_toml(rules_file) if rules_file else {}
     given = GateRules.from_mapping({**table, **{k: v for k, v in rules.items() if v is not None}})
@@ -80,9 +80,9 @@ def print_gate(result: dict) -> None:
 @click.option("--target", default="local-cpu", show_default=True, help="Which bench results to store.")
 def baseline_cmd(run_dir, out, target) -> int:
     """Store RUN_DIR's accuracy, latency and size per artefact, for `edgekit gate --baseline`."""
-    from edgekit import manifest as mf
-    from edgekit.evaluate import check_run_dir
-    from edgekit.gate import make_baseline
+    from edgekit.ci.gate import make_baseline
+    from edgekit.measure.evaluate import check_run_dir
+    from edgekit.runs import manifest as mf
 
     if Path(out).is_dir():
         raise UsageError(f"--out {out} is a folder; give a file path, e.g. {Path(out) / 'baseline.json'}")
@@ -101,9 +101,9 @@ def baseline_cmd(run_dir, out, target) -> int:
 def report_cmd(run_dir, want_html, target) -> int:
     """One page for RUN_DIR: settings, tool versions, a table per artefact (size, latency, accuracy,
     agreement) and plots (latency, accuracy against latency, size), in RUN_DIR/report/."""
-    from edgekit import manifest as mf
-    from edgekit.evaluate import check_run_dir
+    from edgekit.measure.evaluate import check_run_dir
     from edgekit.report import build
+    from edgekit.runs import manifest as mf
 
     with mf.storing(run_dir):  # a run folder that cannot take the report: one line, exit 2
         made = build(check_run_dir(run_dir), target, want_html)
@@ -118,8 +118,8 @@ def report_cmd(run_dir, want_html, target) -> int:
 def run_cmd(recipe, out) -> int:
     """The whole pipeline from a recipe file: [train], export (prune, int8, formats, calibration),
     [eval], [[bench]] per target, a report, and the [gate] (exit 4 when it fails)."""
-    from edgekit.recipe import load_recipe, run_recipe
-    from edgekit.staging import check_out
+    from edgekit.ci.recipe import load_recipe, run_recipe
+    from edgekit.runs.staging import check_out
 
     loaded = load_recipe(recipe)  # checked again by run_recipe; here for its paths, before any work
     run_dir = out or loaded.plan.out
@@ -137,7 +137,7 @@ def clean_cmd(folder, dry_run) -> int:
     """Remove the staging folders (.NAME.partial-PID) that killed runs left in FOLDER (default: runs).
     Only folders carrying edgekit's mark (or empty) are removed; one whose process still runs, of
     another user or another machine, a symlink, or one with content and no mark, is kept."""
-    from edgekit import staging as st
+    from edgekit.runs import staging as st
 
     if not Path(folder).is_dir():
         raise UsageError(f"{folder} is not a folder; pass the folder that holds the run directories "

@@ -161,7 +161,7 @@ def prune_settings(options: dict, ratio: float | None, required: bool = True):
     ``required=False``, None when no ratio was given."""
     from dataclasses import fields
 
-    from edgekit.prune import PruneSettings
+    from edgekit.export.prune import PruneSettings
 
     keys = [f.name for f in fields(PruneSettings) if f.name != "ratio"]
     given = {k: options.pop(k) for k in keys if k in options}

@@ -20,7 +20,7 @@ from edgekit.cli.common import (
 )
 from edgekit.errors import EXIT_FAILED
 from edgekit.formats import names as format_names
-from edgekit.staging import check_out
+from edgekit.runs.staging import check_out
 
 
 @click.command("export")
@@ -74,7 +74,7 @@ def export_cmd(**options) -> int:
     nn.Module class or a function returning one; or a checkpoint) and verify every artefact."""
     import dataclasses
 
-    from edgekit.pipeline import ExportPlan, run_export
+    from edgekit.export.plan import ExportPlan, run_export
 
     if click.get_current_context().get_parameter_source("to") is click.core.ParameterSource.DEFAULT:
         options["to"] = None  # the default formats, which an ONNX file narrows to those it can make
@@ -90,7 +90,7 @@ def export_cmd(**options) -> int:
     click.echo(f"run directory: {outcome.run_dir}")
     if plan.eval_data:
         from edgekit.cli.measure import print_eval
-        from edgekit.evaluate import evaluate_run
+        from edgekit.measure.evaluate import evaluate_run
 
         print_eval(evaluate_run(outcome.run_dir, plan.eval_data, report=report, ray=plan.ray))
     if outcome.failed:
@@ -117,17 +117,17 @@ def export_cmd(**options) -> int:
 def prune_cmd(ratio, out, **options) -> int:
     """Prune MODEL (a zoo name or a checkpoint from `edgekit train`), optionally fine-tune, and write
     a checkpoint that `edgekit export` takes like any other."""
-    from edgekit.checkpoint import write_checkpoint
+    from edgekit.export.plan import ExportPlan
+    from edgekit.export.prune import prune_and_finetune, pruned_record
+    from edgekit.models.checkpoint import write_checkpoint
     from edgekit.models.resolve import load_planned_model
-    from edgekit.pipeline import ExportPlan
-    from edgekit.prune import prune_and_finetune, pruned_record
 
     settings = prune_settings(options, ratio)
     options["preprocess"] = preprocess_overrides(options)
     plan = ExportPlan.from_mapping(options)  # the model to prune: model, weights, options, seed
     check_out(out, file=True, default_parent=Path("checkpoints"))
     if out is None:
-        from edgekit.manifest import utc_stamp
+        from edgekit.runs.manifest import utc_stamp
 
         stem = Path(plan.model).stem if Path(plan.model).is_file() else plan.model
         out = Path("checkpoints") / f"{stem}-pruned{ratio:g}-{utc_stamp()}.pt"
@@ -164,7 +164,7 @@ def prune_cmd(ratio, out, **options) -> int:
 def train_cmd(model, dataset, epochs, batch_size, lr, max_minutes, num_classes, width, input_size,
               seed, out, **pre) -> int:
     """Train a zoo MODEL on the CPU and write a checkpoint that `edgekit export` rebuilds."""
-    from edgekit.trainer import run_training
+    from edgekit.train.trainer import run_training
 
     check_out(out, file=True, default_parent=Path("checkpoints"))
     run_training(

@@ -85,7 +85,7 @@ def target_options(python_help: str):
 def eval_cmd(run_dir, dataset, split, limit, input_size, task, ray, accept_changed, as_json, **pre) -> int:
     """Accuracy of the PyTorch model and every artefact of RUN_DIR on the same samples. The run's
     declared preprocessing is used; options given here override it (and are recorded)."""
-    from edgekit.evaluate import check_run_dir, evaluate_run
+    from edgekit.measure.evaluate import check_run_dir, evaluate_run
 
     overrides = preprocess_overrides(pre, input_size)
     result = evaluate_run(check_run_dir(run_dir), dataset, split=split, limit=limit,
@@ -99,8 +99,8 @@ def eval_cmd(run_dir, dataset, split, limit, input_size, task, ray, accept_chang
 
 
 def print_eval(result: dict) -> None:
-    from edgekit.evaluate import table_rows
-    from edgekit.metrics import LOWER_IS_BETTER
+    from edgekit.measure.evaluate import table_rows
+    from edgekit.measure.metrics import LOWER_IS_BETTER
 
     head, rows = table_rows(result)
     what = "error" if result["metric"] in LOWER_IS_BETTER else "accuracy"
@@ -219,9 +219,9 @@ def inspect_cmd(run_dir, samples, formats, top, accept_changed, as_json) -> int:
     """Where int8 loses accuracy: per layer of each int8 artefact of RUN_DIR, the SQNR and cosine of
     its output against the fp32 artefact's on the same samples, worst first, with the PyTorch module
     it came from. Stored in the manifest; plots in RUN_DIR/report/inspect_<format>.png."""
-    from edgekit.evaluate import check_run_dir
     from edgekit.formats import parse_formats
     from edgekit.inspect import inspect_run, table_rows
+    from edgekit.measure.evaluate import check_run_dir
 
     chosen = parse_formats(formats) if formats else None
     result = inspect_run(check_run_dir(run_dir), samples=samples, formats=chosen,

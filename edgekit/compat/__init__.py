@@ -43,8 +43,8 @@ def check(path: Path, target, device, host: str | None = None, store: bool = Tru
     copied (on this machine each is loaded and run once: ``load_here``). Returns the record; for a
     run directory it is also stored in the manifest. An artefact missing, or changed since export
     (unless ``accept_changed``), will not run: it is not the file that was exported."""
-    from edgekit import manifest as mf
     from edgekit.bench.core import check_files, collect, target_key
+    from edgekit.runs import manifest as mf
 
     path = Path(path)
     manifest, items = collect(path)

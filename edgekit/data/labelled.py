@@ -41,7 +41,8 @@ class LabelledSet:
     classes: list[str]  # class names; labels index into it
     sha256: str  # of x and y (shapes, dtypes and bytes)
     extra: dict = field(default_factory=dict)  # see load_dataset
-    task: str = ""  # the task of the model it was loaded for ("": what the shapes imply, edgekit.metrics)
+    # the task of the model it was loaded for ("": what the shapes imply, edgekit.measure.metrics)
+    task: str = ""
 
     def __len__(self) -> int:
         return len(self.y)

@@ -50,7 +50,7 @@ def quiet(debug: bool | None = None) -> Iterator[None]:
         with open(os.devnull, "w") as devnull:
             os.dup2(devnull.fileno(), 1)
             os.dup2(devnull.fileno(), 2)
-        # in an export worker, native stderr goes to its log: a crash's last words (edgekit.export_jobs)
+        # in an export worker, native stderr goes to its log: a crash's last words (edgekit.export.jobs)
         with contextlib.suppress(OSError, KeyError):
             with open(os.environ["EDGEKIT_NATIVE_LOG"], "a") as log_file:
                 os.dup2(log_file.fileno(), 2)

@@ -25,7 +25,7 @@ class Int8Result:
 
 @dataclass(frozen=True)
 class Int8Options:
-    """How to quantize, when the format's default is not good enough (``edgekit.search`` tries these).
+    """How to quantize, when the format's default is not good enough (``edgekit.export.search`` tries these).
 
     ``method`` names one of the format's calibration methods ("default" is what ``export_int8``
     does without options; each format lists the others in ``remedies``). ``exclude`` keeps the named
@@ -233,7 +233,7 @@ class Format(ABC):
     companions: tuple[str, ...] = ()  # suffixes of files that travel beside the main one (".bin")
     default: bool = True  # written by `export` when --to is not given
     export_last: bool = False  # export after the others (its converter starts threads that a fork dislikes)
-    export_cost: float = 1.0  # relative time of its export; edgekit.export_jobs balances processes by it
+    export_cost: float = 1.0  # relative time of its export; edgekit.export.jobs balances processes by it
     extra: str = ""  # the pip extra that installs this format's tools
     requires: tuple[tuple[str, str], ...] = ()  # (module to import, package that provides it)
     tools: tuple[str, ...] = ()  # distributions whose versions the manifest records

@@ -178,7 +178,7 @@ class ExecuTorchFormat(Format):
         from executorch.backends.xnnpack.partition.xnnpack_partitioner import XnnpackPartitioner
         from executorch.exir import to_edge_transform_and_lower
 
-        from edgekit.manifest import write_atomic
+        from edgekit.runs.manifest import write_atomic
 
         try:
             edge = to_edge_transform_and_lower(program, partitioner=[XnnpackPartitioner()])

@@ -232,7 +232,7 @@ def _recurrent_weights_int8(source: Path, path: Path, exclude: set[str]) -> list
     import onnx
     from onnx import numpy_helper
 
-    from edgekit.manifest import write_atomic
+    from edgekit.runs.manifest import write_atomic
 
     model = onnx.load(str(source))
     graph = model.graph

@@ -211,7 +211,7 @@ def _accuracy_control(nncf, ov_model, dataset, options: Int8Options, subset_size
     if options.validation is None or options.max_drop_pp is None:
         raise UsageError("the OpenVINO accuracy_control method needs labelled held-out data and a budget; "
                          "it runs from `export --int8 --max-drop PP --eval DATA`")
-    from edgekit.metrics import metrics
+    from edgekit.measure.metrics import metrics
 
     held, key = options.validation
 

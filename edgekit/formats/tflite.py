@@ -160,7 +160,7 @@ def _export_aeq(model: LoadedModel, fp32_path: Path, calib: np.ndarray, path: Pa
     from ai_edge_quantizer import quantizer, recipe
 
     from edgekit.formats._util import quiet
-    from edgekit.manifest import write_atomic
+    from edgekit.runs.manifest import write_atomic
 
     if count(calib) == 0:
         raise DataError("static int8 needs calibration samples, got none")

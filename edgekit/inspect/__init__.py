@@ -36,8 +36,8 @@ from pathlib import Path
 
 import numpy as np
 
-from edgekit import manifest as mf
 from edgekit.errors import UsageError
+from edgekit.runs import manifest as mf
 
 DEFAULT_SAMPLES = 32
 PLOT_LAYERS = 20

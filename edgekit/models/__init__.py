@@ -290,7 +290,7 @@ def _load_user_model(
 def _load_weights(module: nn.Module, path: Path | None) -> dict | None:
     if path is None:
         return None
-    from edgekit.weights import apply_weights, load_weights_file, reshape_to_state_dict
+    from edgekit.models.weights import apply_weights, load_weights_file, reshape_to_state_dict
 
     state, info = load_weights_file(Path(path))
     if (info.get("edgekit") or {}).get("pruning", {}).get("settings", {}).get("method") == "structured":
@@ -311,7 +311,7 @@ def _count(loaded: LoadedModel) -> LoadedModel:
 
 def _looks_like_path(name: str) -> bool:
     """A model reference that names a file (a folder in it, or a checkpoint's suffix), not a zoo name."""
-    from edgekit.weights import WEIGHTS_SUFFIXES
+    from edgekit.models.weights import WEIGHTS_SUFFIXES
 
     return "/" in name or "\\" in name or Path(name).suffix.lower() in WEIGHTS_SUFFIXES
 
@@ -320,7 +320,7 @@ def _missing_model_file(name: str) -> str:
     """Why MODEL, a path, names no model: it is a folder, or no such file (and where a file of that
     name is, when one is close by: the current folder, checkpoints/, the nearest existing folder
     of the path)."""
-    from edgekit.weights import WEIGHTS_SUFFIXES
+    from edgekit.models.weights import WEIGHTS_SUFFIXES
 
     path = Path(name).expanduser()
     if path.is_dir():

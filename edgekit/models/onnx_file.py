@@ -47,8 +47,8 @@ def load_onnx_model(name: str, input_shape: tuple[int, ...] | None = None, batch
                     *, weights: Path | None = None, model_args: dict | None = None,
                     zoo_options: bool = False) -> LoadedModel:
     """The model an ONNX file holds, with onnxruntime running the file as its reference module."""
-    from edgekit import manifest as mf
     from edgekit.models.onnx_reference import OnnxReference
+    from edgekit.runs import manifest as mf
 
     path = Path(name)
     if zoo_options:
@@ -263,7 +263,7 @@ def copy_onnx(source: Path, path: Path) -> Path:
     opset ``QUANT_OPSET`` when it is older and onnx's version converter can (``upgrade_opset``)."""
     import onnx
 
-    from edgekit.manifest import write_atomic
+    from edgekit.runs.manifest import write_atomic
 
     head = onnx.load(str(source), load_external_data=False)
     external = any(t.data_location == onnx.TensorProto.EXTERNAL for t in head.graph.initializer)
@@ -301,7 +301,7 @@ def check_plan(plan, report):
 
 def check_unchanged(path: Path, recorded: dict | None) -> None:
     """Before a run's model is rebuilt: its ONNX file is still there and unchanged."""
-    from edgekit import manifest as mf
+    from edgekit.runs import manifest as mf
 
     if not path.is_file():
         raise UsageError(f"the run's ONNX model file {path} is gone; restore it to use the run")

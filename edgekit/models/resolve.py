@@ -3,7 +3,7 @@
 or the model of an existing run.
 
 ``load_planned_model`` takes a ``ModelPlan`` or any plan with the same fields
-(``edgekit.pipeline.ExportPlan``); ``load_run_model`` rebuilds the model a run was exported from,
+(``edgekit.export.plan.ExportPlan``); ``load_run_model`` rebuilds the model a run was exported from,
 for ``eval``, ``inspect`` and the PyTorch baseline of ``bench``.
 """
 
@@ -12,10 +12,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from edgekit import manifest as mf
 from edgekit.errors import UsageError
 from edgekit.models.spec import LoadedModel, ModelOptions
-from edgekit.weights import WEIGHTS_SUFFIXES
+from edgekit.models.weights import WEIGHTS_SUFFIXES
+from edgekit.runs import manifest as mf
 
 CHECKPOINT_SUFFIXES = WEIGHTS_SUFFIXES
 PRUNED_CHECKPOINT = "pytorch/model.pruned.pt"  # in a run made with --prune: the model it exported
@@ -25,7 +25,7 @@ _MODEL_FIELDS = ("model", "options", "weights", "input_shape", "batch_axis", "mo
 
 @dataclass(frozen=True)
 class ModelPlan:
-    """What builds a model: the model-loading fields of ``edgekit.pipeline.ExportPlan``."""
+    """What builds a model: the model-loading fields of ``edgekit.export.plan.ExportPlan``."""
 
     model: str
     options: ModelOptions = ModelOptions()
@@ -50,7 +50,7 @@ def load_planned_model(plan: ModelPlan) -> LoadedModel:
     from edgekit.models import load_model
 
     if is_checkpoint(plan.model):
-        from edgekit.checkpoint import load_checkpoint
+        from edgekit.models.checkpoint import load_checkpoint
 
         if plan.options != ModelOptions() or plan.weights is not None:
             raise UsageError(f"{plan.model} is a checkpoint that records its model and options; "
@@ -67,7 +67,7 @@ def load_planned_model(plan: ModelPlan) -> LoadedModel:
                            plan.batch_axis)
     record = (model.weights or {}).get("edgekit") or {}
     if record.get("preprocessing"):  # trained by edgekit with its own preprocessing
-        from edgekit.checkpoint import calibrate_like_training
+        from edgekit.models.checkpoint import calibrate_like_training
         from edgekit.models.spec import Preprocessing
 
         model.preprocessing = Preprocessing.from_dict(record["preprocessing"])

@@ -13,7 +13,6 @@ import html
 import os
 from pathlib import Path
 
-from edgekit import manifest as mf
 from edgekit.report.tradeoff import (  # noqa: F401 - the report's plot, used here and by its tests
     MARKER_SIZE,
     accuracy_limits,
@@ -22,6 +21,7 @@ from edgekit.report.tradeoff import (  # noqa: F401 - the report's plot, used he
     place_labels,
     tradeoff_figure,
 )
+from edgekit.runs import manifest as mf
 
 PLOTS = ("latency", "tradeoff", "size")
 
@@ -205,7 +205,7 @@ def sections(manifest: dict) -> list[tuple[str, list[str], list[list[str]], list
         rec = a.get("search")
         if not rec:
             continue
-        from edgekit.search import describe
+        from edgekit.export.search import describe
 
         verdict = "met" if rec["met"] else f"NOT met: {rec.get('reason', '')}"
         rows = [[("* " if t["index"] == rec["chosen"] else "") + str(t["index"]), t["stage"], describe(t),

@@ -71,7 +71,7 @@ def tradeoff_figure(items: list[dict], title: str, colours: dict[str, str], metr
     import matplotlib.pyplot as plt
     from matplotlib.ticker import FixedFormatter, FixedLocator, NullFormatter
 
-    from edgekit.metrics import LOWER_IS_BETTER
+    from edgekit.measure.metrics import LOWER_IS_BETTER
 
     error = metric in LOWER_IS_BETTER
     xs = [r["p50_ms"] for r in items]

@@ -2,7 +2,7 @@
 (``config.py``: settings and the per (model, dataset) defaults), augmenting images
 (``augment.py``); ``rich_progress`` shows it (``progress.py``).
 
-Accuracy on labelled data lives in ``edgekit.metrics``, checkpoints in ``edgekit.checkpoint``.
+Accuracy on labelled data lives in ``edgekit.measure.metrics``, checkpoints in ``edgekit.models.checkpoint``.
 """
 
 from edgekit.train.augment import AUGMENT, AUGMENT_OTHER

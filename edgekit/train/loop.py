@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from edgekit.errors import DataError, UsageError
-from edgekit.metrics import IGNORE_INDEX, accuracy, primary_metric
+from edgekit.measure.metrics import IGNORE_INDEX, accuracy, primary_metric
 from edgekit.train.augment import _augmenter
 from edgekit.train.config import Progress, TrainConfig, TrainResult
 

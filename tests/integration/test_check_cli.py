@@ -13,7 +13,7 @@ import sys
 
 import pytest
 
-from edgekit.manifest import sha256_file
+from edgekit.runs.manifest import sha256_file
 from tests.conftest import read_manifest, run_cli
 from tests.unit.test_compat import with_op_version
 

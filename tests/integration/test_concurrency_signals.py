@@ -133,7 +133,7 @@ def test_the_next_export_names_a_killed_runs_folder_and_clean_removes_it(tmp_pat
 
 
 def test_a_lone_file_row_names_the_file_as_given(run_dir):
-    from edgekit.manifest import sha256_file
+    from edgekit.runs.manifest import sha256_file
 
     given = os.path.relpath(run_dir / "onnx" / "model.int8.onnx", REPO)
     r = run_cli("bench", given, "--iters", "3", "--json")

@@ -9,9 +9,9 @@ import json
 import numpy as np
 import pytest
 
+from edgekit.export.verify import VERIFY_BATCH
 from edgekit.formats import get_format
 from edgekit.formats.base import DYNAMIC_BATCH_MAX
-from edgekit.verify import VERIFY_BATCH
 from tests.conftest import copy_run, read_manifest, run_cli
 
 DYNAMIC = ("onnx", "openvino", "executorch")  # TFLite: litert-torch converts static shapes only

@@ -1,4 +1,4 @@
-"""Formats exported side by side (edgekit/export_jobs.py), through the real CLI: the same lines and
+"""Formats exported side by side (edgekit/export/jobs.py), through the real CLI: the same lines and
 manifest as one after another, and a worker process that dies fails only its own formats."""
 
 from __future__ import annotations
@@ -8,10 +8,10 @@ import re
 import numpy as np
 import pytest
 
-from edgekit.export_jobs import JOBS_ENV
+from edgekit.export.jobs import JOBS_ENV
 from tests.conftest import read_manifest, run_cli
 
-# with two workers onnx goes to one, executorch to the other (edgekit.export_jobs.split)
+# with two workers onnx goes to one, executorch to the other (edgekit.export.jobs.split)
 ARGS = ("--to", "onnx,executorch", "--int8", "--calib-size", "8")
 
 

@@ -50,8 +50,8 @@ def test_a_good_run_passes_and_writes_junit_markdown_json(runs, tmp_path):
     assert "edgekit gate: PASSED" in r.stdout
     suite, cases = _junit(good / "gate" / "junit.xml")
     assert suite.get("tests") == "8" and suite.get("failures") == "0" and suite.get("errors") == "0"
-    assert ("edgekit.gate.onnx.int8", "max_drop") in cases
-    assert ("edgekit.gate.tflite.fp32", "min_agreement") in cases
+    assert ("edgekit.ci.gate.onnx.int8", "max_drop") in cases
+    assert ("edgekit.ci.gate.tflite.fp32", "min_agreement") in cases
     assert "## edgekit gate: PASSED" in (good / "gate" / "summary.md").read_text()
     assert "## edgekit gate: PASSED" in summary.read_text()  # appended for the GitHub job summary
     assert json.loads((good / "gate" / "gate.json").read_text())["passed"] is True
@@ -68,8 +68,8 @@ def test_bad_calibration_fails_the_gate_with_its_own_code_naming_the_rule(runs):
     assert any(line.startswith("error: gate: onnx/int8 max_drop: ") for line in failed)
     suite, cases = _junit(bad / "gate" / "junit.xml")
     assert int(suite.get("failures")) >= 1
-    assert cases[("edgekit.gate.onnx.int8", "max_drop")].find("failure") is not None
-    assert cases[("edgekit.gate.onnx.fp32", "max_drop")].find("failure") is None
+    assert cases[("edgekit.ci.gate.onnx.int8", "max_drop")].find("failure") is not None
+    assert cases[("edgekit.ci.gate.onnx.fp32", "max_drop")].find("failure") is None
     checks = json.loads((bad / "gate" / "gate.json").read_text())["checks"]
     assert {c["format"]: c["measured"] for c in checks if c["precision"] == "int8"}["onnx"] > 1
 
@@ -226,7 +226,7 @@ def test_max_drop_search_remedies_a_spoilt_int8_and_gate_fails_an_unmet_budget(r
     assert not search["met"] and "exceeds the budget 0 pp" in search["reason"]
     assert len(search["attempts"]) >= 4  # every remedy was tried and recorded
     fp32 = next(a for a in m["artefacts"] if a["precision"] == "fp32")
-    from edgekit.manifest import sha256_file
+    from edgekit.runs.manifest import sha256_file
 
     assert sha256_file(out / fp32["path"]) == fp32["sha256"]  # remedies never touch fp32
     r = run_cli("gate", out)  # no rule given: the run's own budget is the rule

@@ -111,7 +111,7 @@ def test_eval_bench_and_gate_rebuild_the_onnx_model(resnet_run):
     assert set(rows) == {("pytorch", "fp32")} | artefacts
     assert rows[("onnx", "fp32")]["top1"] == rows[("pytorch", "fp32")]["top1"]  # the same file
     assert rows[("pytorch", "fp32")]["label"] == "onnxruntime (source)"  # what the reference row ran
-    from edgekit.evaluate import table_rows
+    from edgekit.measure.evaluate import table_rows
 
     assert table_rows(result)[1][0][0] == "onnxruntime (source)"  # the eval table's first row
     r = run_cli("bench", out, "--iters", "3", "--warmup", "1")

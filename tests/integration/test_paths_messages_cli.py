@@ -11,7 +11,7 @@ import sys
 import numpy as np
 import pytest
 
-from edgekit import staging as st
+from edgekit.runs import staging as st
 from tests.conftest import run_cli
 from tests.integration.test_errors_cli import assert_usage_error
 
@@ -167,8 +167,8 @@ def test_a_short_calibration_source_says_what_was_asked_and_used(tmp_path):
 
 
 def test_the_warnings_split_is_the_pipelines():
+    from edgekit.export.plan import split_samples
     from edgekit.layout import split_counts
-    from edgekit.pipeline import split_samples
 
     for n in range(2, 30):
         for calib, verify in ((0, 8), (4, 8), (32, 8), (32, 64), (1, 1)):

@@ -159,5 +159,5 @@ def test_without_ray_nothing_imports_ray(run_dir, local_search):
     assert evaluated.returncode == 0, evaluated.stderr[-2000:]
     for proc in (evaluated, local_search[1]):  # eval, and an export with a --max-drop search
         modules = _imported(proc)
-        assert "edgekit.evaluate" in modules  # the eval code ran in this process
+        assert "edgekit.measure.evaluate" in modules  # the eval code ran in this process
         assert not {m for m in modules if m == "ray" or m.startswith("ray.")}, proc.args

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from edgekit import manifest as mf
+from edgekit.runs import manifest as mf
 from tests.conftest import REPO, copy_run, read_manifest, run_cli
 
 

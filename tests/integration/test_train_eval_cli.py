@@ -43,9 +43,9 @@ def test_export_of_a_checkpoint_prints_and_records_accuracy_per_format(trained_r
 def test_eval_numbers_match_a_direct_computation(trained_run):
     import onnxruntime as ort
 
-    from edgekit.checkpoint import load_checkpoint
     from edgekit.data.datasets import load_dataset
-    from edgekit.metrics import predict
+    from edgekit.measure.metrics import predict
+    from edgekit.models.checkpoint import load_checkpoint
 
     ckpt, out, _ = trained_run
     r = run_cli("eval", out, "--dataset", "digits", "--json")

@@ -157,7 +157,7 @@ def test_the_cycle_finder_finds_a_cycle():
 def test_the_graph_sees_lazy_imports_and_skips_type_checking_ones():
     graph = import_graph()
     assert "edgekit.models" in graph["edgekit.models.resolve"]  # inside a function
-    assert "edgekit.data.labelled" not in graph["edgekit.metrics"]  # under TYPE_CHECKING only
+    assert "edgekit.data.labelled" not in graph["edgekit.measure.metrics"]  # under TYPE_CHECKING only
     # registries import their entries by name: register("edgekit.formats.onnx:OnnxFormat")
     assert {"edgekit.formats.onnx", "edgekit.formats.executorch"} <= graph["edgekit.formats"]
     assert "edgekit.devices.ssh" in graph["edgekit.devices"]

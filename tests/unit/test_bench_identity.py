@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from edgekit.bench.core import baseline_source
-from edgekit.manifest import sha256_file
+from edgekit.runs.manifest import sha256_file
 
 
 def test_the_baseline_names_the_file_its_model_was_rebuilt_from(tmp_path):

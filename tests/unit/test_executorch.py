@@ -7,9 +7,9 @@ import torch
 import torch.nn as nn
 
 from edgekit.errors import DataError, UsageError
+from edgekit.export.verify import compare, reference_outputs, run_session
 from edgekit.formats import get_format
 from edgekit.formats.base import Int8Options
-from edgekit.verify import compare, reference_outputs, run_session
 from tests.conftest import loaded_model as loaded
 from tests.models import Cumsum
 

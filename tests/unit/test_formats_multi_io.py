@@ -14,10 +14,10 @@ import torch
 
 from edgekit.bench.runner import __file__ as RUNNER
 from edgekit.devices.base import parse_result
+from edgekit.export.verify import run_session
 from edgekit.formats import get_format
 from edgekit.formats.base import Int8Options
 from edgekit.models.spec import InputSpec, LoadedModel, Preprocessing
-from edgekit.verify import run_session
 
 FORMATS = ["onnx", "openvino", "tflite", "executorch"]
 NAMED = ["onnx", "openvino"]  # the formats whose artefacts carry the names

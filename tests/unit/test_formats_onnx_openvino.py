@@ -8,10 +8,10 @@ import torch
 import torch.nn as nn
 
 from edgekit.cpu import this_cpu
+from edgekit.export.verify import compare, reference_outputs, run_session
 from edgekit.formats.onnx import OnnxFormat
 from edgekit.formats.openvino import OpenVinoFormat
 from edgekit.models.spec import InputSpec, LoadedModel, Preprocessing
-from edgekit.verify import compare, reference_outputs, run_session
 
 
 class TinyLSTM(nn.Module):

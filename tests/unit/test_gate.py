@@ -6,8 +6,8 @@ import copy
 
 import pytest
 
+from edgekit.ci.gate import GateRules, check_rule_types, evaluate, passed
 from edgekit.errors import UnknownNameError, UsageError
-from edgekit.gate import GateRules, check_rule_types, evaluate, passed
 
 
 def art(fmt, precision, status="ok", **extra):

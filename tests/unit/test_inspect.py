@@ -15,10 +15,10 @@ import pytest
 
 from edgekit import inspect as insp
 from edgekit.errors import UsageError
+from edgekit.export.plan import ExportPlan, plan_from_manifest, run_export
 from edgekit.inspect import tflite as insp_tflite
 from edgekit.models.resolve import load_planned_model
 from edgekit.models.spec import ModelOptions
-from edgekit.pipeline import ExportPlan, plan_from_manifest, run_export
 
 FORMATS = ("onnx", "openvino", "tflite")
 CONV_OPS = {"Conv", "Convolution", "CONV_2D", "DEPTHWISE_CONV_2D"}
@@ -97,8 +97,8 @@ def test_layer_errors_matches_the_artefacts_own_output_error(lenet_run):
                                    run_dir / f"{fmt}/model.int8.{_ext(fmt)}", x)
         last = [e for e in errors if e.torch_name == "classifier.3"]
         assert len(last) == 1
+        from edgekit.export.verify import compare, run_session
         from edgekit.formats import get_format
-        from edgekit.verify import compare, run_session
 
         f = get_format(fmt)
         ref = run_session(f.open(run_dir / f"{fmt}/model.fp32.{_ext(fmt)}"), x)
@@ -120,10 +120,10 @@ def test_onnx_names_are_nodes_to_exclude_and_the_ranking_means_something(lenet_r
     float, and the output gets closer to fp32 than when the best-ranked one is kept instead."""
     from onnxruntime.quantization import QuantFormat, QuantType, quant_pre_process, quantize_static
 
+    from edgekit.export.verify import run_session
     from edgekit.formats import get_format
     from edgekit.formats._util import calibration_batches
     from edgekit.formats.onnx import _reader
-    from edgekit.verify import run_session
 
     run_dir, result, _, model = lenet_run
     manifest = json.loads((run_dir / "manifest.json").read_text())

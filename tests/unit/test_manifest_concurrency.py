@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from edgekit import manifest as mf
-from edgekit import staging as st
+from edgekit.runs import manifest as mf
+from edgekit.runs import staging as st
 from tests.conftest import REPO
 
 WRITERS = 4
@@ -21,7 +21,7 @@ UPDATES = 40
 HAMMER = """
 import sys
 from pathlib import Path
-from edgekit import manifest as mf
+from edgekit.runs import manifest as mf
 
 run, who, n = Path(sys.argv[1]), sys.argv[2], int(sys.argv[3])
 sys.stdin.readline()  # start together

@@ -1,4 +1,4 @@
-"""Scores of binary and regression outputs (edgekit.metrics) and the labels they take
+"""Scores of binary and regression outputs (edgekit.measure.metrics) and the labels they take
 (edgekit.data.labelled.check_labels)."""
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ import pytest
 
 from edgekit.data.labelled import LabelledSet, check_labels
 from edgekit.errors import DataError
-from edgekit.metrics import agreement, drop_pp, metrics, primary_metric
+from edgekit.measure.metrics import agreement, drop_pp, metrics, primary_metric
 
 
 def _set(y, task=""):

@@ -8,10 +8,10 @@ import torch
 import torch.nn as nn
 
 from edgekit.errors import UsageError
+from edgekit.export.prune import PruneSettings, prune_model, sparsity_of
 from edgekit.models import load_model
 from edgekit.models.spec import ModelOptions
-from edgekit.prune import PruneSettings, prune_model, sparsity_of
-from edgekit.weights import reshape_to_state_dict
+from edgekit.models.weights import reshape_to_state_dict
 
 QUIET = dict(report=lambda line: None)
 

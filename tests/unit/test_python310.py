@@ -38,7 +38,7 @@ def test_toml_files_read_on_python_310(tmp_path):
     recipe.write_text('max-drop = 1.5\nformats = ["onnx"]\n[preprocess]\nmean = [0.5]\n')
     code = (
         "import sys; assert sys.version_info[:2] == (3, 10)\n"
-        "import edgekit.gate, edgekit.recipe, edgekit.targets  # each reads TOML files\n"
+        "import edgekit.ci.gate, edgekit.ci.recipe, edgekit.targets  # each reads TOML files\n"
         "from edgekit.tomlfile import read_toml, tomllib\n"
         "assert tomllib.__name__ == 'tomli', tomllib.__name__\n"
         f"print(read_toml({str(recipe)!r}, 'gate rules'))\n"

@@ -10,11 +10,11 @@ import numpy as np
 import pytest
 
 from edgekit.data.datasets import load_dataset
+from edgekit.export.search import SearchSettings, search_int8, summary_lines
+from edgekit.export.verify import run_session
 from edgekit.formats import get_format
-from edgekit.metrics import metrics, predict
-from edgekit.search import SearchSettings, search_int8, summary_lines
+from edgekit.measure.metrics import metrics, predict
 from edgekit.train import TrainConfig, train
-from edgekit.verify import run_session
 
 
 @pytest.fixture(scope="module")

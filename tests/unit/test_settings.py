@@ -5,11 +5,11 @@ from __future__ import annotations
 import pytest
 
 from edgekit.bench.core import BenchSettings
+from edgekit.ci.gate import GateRules
 from edgekit.errors import UnknownNameError, UsageError
+from edgekit.export.plan import ExportPlan
+from edgekit.export.prune import PruneSettings
 from edgekit.formats import default_names
-from edgekit.gate import GateRules
-from edgekit.pipeline import ExportPlan
-from edgekit.prune import PruneSettings
 
 
 def test_dashed_and_underscored_names_make_the_same_plan(tmp_path):

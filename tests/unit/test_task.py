@@ -52,7 +52,7 @@ def test_a_bare_squeeze_that_drops_the_batch_says_how_to_fix_it():
 
 
 def test_task_is_read_from_options_and_recipes_and_checked():
-    from edgekit.pipeline import ExportPlan
+    from edgekit.export.plan import ExportPlan
 
     plan = ExportPlan.from_mapping({"model": "lenet5", "task": "binary"})
     assert plan.task == "binary" and plan.settings()["task"] == "binary"  # recorded in the manifest

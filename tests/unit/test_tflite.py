@@ -8,8 +8,8 @@ import torch
 import torch.nn as nn
 
 from edgekit.errors import DataError, MissingDependencyError
+from edgekit.export.verify import compare, reference_outputs, run_session
 from edgekit.formats.tflite import TFLiteFormat
-from edgekit.verify import compare, reference_outputs, run_session
 from tests.conftest import loaded_model as loaded
 
 

@@ -9,16 +9,16 @@ import numpy as np
 import pytest
 import torch
 
-from edgekit.checkpoint import load_checkpoint, save_checkpoint
 from edgekit.data import reber
 from edgekit.data.datasets import LabelledSet, load_dataset
 from edgekit.errors import DataError, UsageError, WeightsError
-from edgekit.metrics import accuracy, metrics
+from edgekit.measure.metrics import accuracy, metrics
 from edgekit.models import load_model
+from edgekit.models.checkpoint import load_checkpoint, save_checkpoint
 from edgekit.models.googlenet import GoogLeNet
 from edgekit.models.spec import ModelOptions
+from edgekit.models.weights import load_weights_file
 from edgekit.train import TrainConfig, default_config, train
-from edgekit.weights import load_weights_file
 
 TINY = ModelOptions(num_classes=10, width=0.0625, input_size=32)
 

@@ -1,6 +1,6 @@
 import numpy as np
 
-from edgekit.verify import compare
+from edgekit.export.verify import compare
 
 
 def test_identical_outputs_pass_with_infinite_sqnr():
@@ -56,7 +56,7 @@ def test_a_binary_logit_near_zero_is_a_tie_float_rounding_may_flip():
 
 
 def test_regression_agreement_is_the_share_within_a_recorded_tolerance():
-    from edgekit.metrics import REGRESS_TOLERANCE
+    from edgekit.measure.metrics import REGRESS_TOLERANCE
 
     ref = np.linspace(0.0, 10.0, 8, dtype=np.float32)[:, None]  # range 10: tolerance 0.1 at 1%
     out = ref.copy()

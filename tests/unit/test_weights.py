@@ -13,7 +13,7 @@ from safetensors.torch import save_file
 from edgekit.errors import WeightsError
 from edgekit.models import load_model
 from edgekit.models.lenet5 import LeNet5
-from edgekit.weights import apply_weights, load_weights_file
+from edgekit.models.weights import apply_weights, load_weights_file
 
 
 @pytest.fixture

@@ -12,13 +12,13 @@ from pathlib import Path
 
 import numpy as np
 
-from edgekit import manifest as mf
 from edgekit.errors import DataError, OutputExistsError, Terminated, UsageError
+from edgekit.export.prune import PruneSettings
 from edgekit.formats import default_names
 from edgekit.layout import count
 from edgekit.models.resolve import PRUNED_CHECKPOINT, load_planned_model, run_plan_fields
 from edgekit.models.spec import LoadedModel, ModelOptions
-from edgekit.prune import PruneSettings
+from edgekit.runs import manifest as mf
 
 log = logging.getLogger("edgekit")
 
@@ -47,7 +47,7 @@ class ExportPlan:
     command: tuple[str, ...] = field(default_factory=tuple)
     prune: PruneSettings | None = None
     preprocess: dict | None = None  # declared preprocessing (edgekit.data.preprocess keys)
-    max_drop: float | None = None  # int8 accuracy budget in points, met per format by edgekit.search
+    max_drop: float | None = None  # int8 accuracy budget in points, met per format by edgekit.export.search
     eval_data: str | None = None  # labelled data: the budget is measured on its val split
     dynamic_batch: bool = False  # artefacts take any batch (axis 0) where their format can
     dynamic_axis: tuple[str, ...] = ()  # --dynamic-axis NAME=AXIS:MIN..MAX (formats.base.DynamicAxis)
@@ -166,7 +166,7 @@ def plan_from_manifest(manifest: dict, run_dir: Path | None = None) -> ExportPla
 
 
 def run_export(plan: ExportPlan, report: Reporter = print) -> ExportOutcome:
-    from edgekit.export_jobs import Workers
+    from edgekit.export.jobs import Workers
     from edgekit.formats import export_order, get_format
     from edgekit.models.onnx_file import check_plan
 
@@ -197,8 +197,8 @@ def run_export(plan: ExportPlan, report: Reporter = print) -> ExportOutcome:
 
 def _export(plan: ExportPlan, formats: dict, workers, report: Reporter) -> ExportOutcome:
     from edgekit.data.calibration import load_samples
-    from edgekit.export_jobs import Work, export_formats
-    from edgekit.verify import reference_outputs
+    from edgekit.export.jobs import Work, export_formats
+    from edgekit.export.verify import reference_outputs
 
     model = load_planned_model(plan)
     _check_batch_axis(plan, model)
@@ -213,12 +213,12 @@ def _export(plan: ExportPlan, formats: dict, workers, report: Reporter) -> Expor
                "--std, --resize (or --preprocess FILE.toml)")
     pruning = None
     if plan.prune is not None:
-        from edgekit.prune import prune_and_finetune
+        from edgekit.export.prune import prune_and_finetune
 
         base_record = (model.weights or {}).get("edgekit")
         pruning = prune_and_finetune(model, plan.prune, plan.seed, report)
         if pruning.finetune and plan.calib is None:
-            from edgekit.checkpoint import calibrate_like_training
+            from edgekit.models.checkpoint import calibrate_like_training
 
             calibrate_like_training(model, {"dataset": pruning.finetune["dataset"]})
     need = (plan.calib_size if plan.int8 else 0) + plan.verify_samples
@@ -282,7 +282,7 @@ class _Budget:
     pp: float
     held: object  # LabelledSet: the val split of --eval
     more: Callable[[int], np.ndarray]  # _MoreCalibration: picklable, so a worker process can search
-    ray: str | None = None  # --ray: where the search runs its trials (edgekit.search)
+    ray: str | None = None  # --ray: where the search runs its trials (edgekit.export.search)
 
 
 @dataclass(frozen=True)
@@ -303,7 +303,7 @@ class _MoreCalibration:
 
 def _budget(plan: ExportPlan, model: LoadedModel) -> _Budget:
     """The val split of ``--eval`` (test stays for ``eval``; calibration takes train), and a way to
-    draw more calibration samples from the same source (``edgekit.search``)."""
+    draw more calibration samples from the same source (``edgekit.export.search``)."""
     from edgekit.data.datasets import load_dataset
 
     held = load_dataset(plan.eval_data, model, split="val", seed=plan.seed)
@@ -313,8 +313,8 @@ def _budget(plan: ExportPlan, model: LoadedModel) -> _Budget:
 
 def _save_pruned(model, pruning, base_record, stage) -> dict:
     """The pruned model as a checkpoint in the run (eval and bench rebuild it from there)."""
-    from edgekit.checkpoint import write_checkpoint
-    from edgekit.prune import pruned_record
+    from edgekit.export.prune import pruned_record
+    from edgekit.models.checkpoint import write_checkpoint
 
     path = stage / PRUNED_CHECKPOINT
     path.parent.mkdir(parents=True, exist_ok=True)

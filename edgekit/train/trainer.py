@@ -5,8 +5,8 @@ from __future__ import annotations
 from collections.abc import Callable
 from pathlib import Path
 
-from edgekit import manifest as mf
 from edgekit.errors import UsageError
+from edgekit.runs import manifest as mf
 
 
 def run_training(
@@ -23,11 +23,11 @@ def run_training(
     """Train and write the checkpoint; returns its path and its "edgekit" record."""
     import torch
 
-    from edgekit.checkpoint import save_checkpoint
     from edgekit.data.datasets import load_dataset, resolve_dataset
     from edgekit.data.preprocess import override_preprocessing
-    from edgekit.metrics import accuracy
+    from edgekit.measure.metrics import accuracy
     from edgekit.models import MODELS, load_model
+    from edgekit.models.checkpoint import save_checkpoint
     from edgekit.models.spec import ModelOptions
     from edgekit.train import default_config, default_options, rich_progress
     from edgekit.train import train as train_loop

@@ -19,7 +19,7 @@ class VerifyResult:
     decisions that agree, whatever the task: the argmax of each sample (or time step) for
     classifiers, the decision sigmoid(logit) >= 0.5 (logit >= 0) for binary ones, and for
     regression the share of output values within ``agreement_tolerance`` of the reference
-    (``edgekit.metrics.REGRESS_TOLERANCE`` of the reference outputs' range)."""
+    (``edgekit.measure.metrics.REGRESS_TOLERANCE`` of the reference outputs' range)."""
 
     samples: int
     max_abs_diff: float
@@ -114,7 +114,7 @@ def compare_one(ref: np.ndarray, out: np.ndarray, judge: bool, task: str | None 
     decision is the same everywhere, except where the reference is a near-tie closer than the
     tolerance that float rounding may flip (its top two classes; a binary logit near 0).
     """
-    from edgekit.metrics import regress_tolerance, task_of
+    from edgekit.measure.metrics import regress_tolerance, task_of
 
     if ref.shape != out.shape:
         raise ValueError(f"output shape {out.shape} differs from the PyTorch output {ref.shape}")

@@ -15,8 +15,8 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from edgekit import staging as st
 from edgekit.errors import WeightsError
+from edgekit.runs import staging as st
 
 if TYPE_CHECKING:
     from edgekit.data.labelled import LabelledSet
@@ -107,7 +107,7 @@ def load_checkpoint(path: Path) -> LoadedModel:
     """
     from edgekit.models import load_model
     from edgekit.models.spec import ModelOptions, Preprocessing
-    from edgekit.weights import load_weights_file
+    from edgekit.models.weights import load_weights_file
 
     _, info = load_weights_file(Path(path))
     record = info.get("edgekit")

@@ -103,7 +103,7 @@ def search_int8(
 
 class _Search:
     def __init__(self, fmt, model, fp32_path, path, held_out, settings, progress):
-        from edgekit.metrics import metrics, predict, primary_metric
+        from edgekit.measure.metrics import metrics, predict, primary_metric
 
         self.fmt, self.model, self.fp32_path, self.path = fmt, model, fp32_path, path
         self.held_out, self.settings, self.progress = held_out, settings, progress or (lambda _: None)
@@ -327,8 +327,8 @@ def build_and_measure(fmt, model, fp32_path, calib, staged, options, held_out, r
     measure it on ``held_out``: drop against ``ref`` in points of ``key``, agreement with
     ``ref_logits``, a quick latency, build seconds. Raises what the build raises."""
     from edgekit.distributed import task_threads
-    from edgekit.metrics import agreement, drop_pp, metrics
-    from edgekit.verify import run_session
+    from edgekit.export.verify import run_session
+    from edgekit.measure.metrics import agreement, drop_pp, metrics
 
     start = time.perf_counter()
     result = fmt.export_int8(model, Path(fp32_path), calib, Path(staged), options)

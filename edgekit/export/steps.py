@@ -1,6 +1,6 @@
 """One format's artefacts: export fp32, verify, quantize, verify; each a manifest entry (``step``).
 
-Split from ``edgekit.pipeline`` so that the export worker process (``edgekit.export_jobs``) runs
+Split from ``edgekit.export.plan`` so that the export worker process (``edgekit.export.jobs``) runs
 exactly the same steps as the main process.
 """
 
@@ -11,16 +11,16 @@ import time
 import traceback
 from pathlib import Path
 
-from edgekit import manifest as mf
 from edgekit.errors import EdgekitError, ExportError
 from edgekit.formats._util import quiet
 from edgekit.formats.base import percent
+from edgekit.runs import manifest as mf
 
 log = logging.getLogger("edgekit")
 
 
 class NoSpace(Exception):
-    """A write of the export found the disk full: the whole run stops (``edgekit.diskspace``)."""
+    """A write of the export found the disk full: the whole run stops (``edgekit.runs.diskspace``)."""
 
 
 def export_format(name, fmt, model, calib, held_out, reference, int8, stage, report, budget,
@@ -45,7 +45,7 @@ def export_format(name, fmt, model, calib, held_out, reference, int8, stage, rep
                 report(f"  {name} int8: --max-drop searches static int8 only; {model.name}'s "
                        f"{entries[-1].get('scheme', {}).get('type', 'dynamic')} int8 is measured by eval")
             if entries[-1].get("search"):
-                from edgekit.search import summary_lines
+                from edgekit.export.search import summary_lines
 
                 for line in summary_lines(name, entries[-1]["search"]):
                     report(line)
@@ -56,7 +56,7 @@ def export_format(name, fmt, model, calib, held_out, reference, int8, stage, rep
 
 def _fp32(fmt, model, path, held_out, reference) -> tuple[Path, dict, dict]:
     from edgekit.errors import ExportError
-    from edgekit.verify import batched_metrics, compare, run_session
+    from edgekit.export.verify import batched_metrics, compare, run_session
 
     fmt.export_fp32(model, path)
     session = fmt.open_exact(path)
@@ -81,7 +81,7 @@ def axes_metrics(fmt, session, model, held_out, judge: bool) -> dict:
     import numpy as np
 
     from edgekit.errors import ExportError
-    from edgekit.verify import compare, reference_outputs, run_session
+    from edgekit.export.verify import compare, reference_outputs, run_session
 
     found = []
     batch = model.input_spec.batch_axis
@@ -102,13 +102,13 @@ def axes_metrics(fmt, session, model, held_out, judge: bool) -> dict:
 
 def _int8(fmt, model, fp32_path, calib, path, held_out, reference, budget) -> tuple:
     """(path, scheme, verify metrics, search record or None) of the int8 artefact."""
-    from edgekit.verify import batched_metrics, compare, run_session
+    from edgekit.export.verify import batched_metrics, compare, run_session
 
     record = None
     if budget is None or not model.static_int8:
         result = fmt.export_int8(model, fp32_path, calib, path)
     else:
-        from edgekit.search import SearchSettings, search_int8
+        from edgekit.export.search import SearchSettings, search_int8
 
         result, record = search_int8(fmt, model, fp32_path, path, calib, budget.held,
                                      SearchSettings(budget_pp=budget.pp), more_calib=budget.more,
@@ -135,7 +135,7 @@ REJECTED = "rejected"  # the run's folder for broken int8 artefacts, kept for in
 
 
 def agreement_name(task: str | None) -> str:
-    """What ``top1_agreement`` means for a task (``edgekit.verify.VerifyResult``)."""
+    """What ``top1_agreement`` means for a task (``edgekit.export.verify.VerifyResult``)."""
     return {"binary": "decision agreement", "regression": "share within tolerance"}.get(task or "",
                                                                                         "top-1 agreement")
 
@@ -222,7 +222,7 @@ def step(fmt_name, precision, work, stage, fmt, report) -> dict:
     except Int8Broken as exc:
         return _rejected(entry, exc, stage, fmt, start, report)
     except Exception as exc:
-        from edgekit.diskspace import is_full, nearly_full
+        from edgekit.runs.diskspace import is_full, nearly_full
 
         if is_full(exc) or nearly_full(stage):  # converters word a failed write vaguely ("iostream error")
             raise NoSpace(f"{type(exc).__name__}: {exc}") from exc

@@ -6,7 +6,7 @@ import xml.etree.ElementTree as ET
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from edgekit.gate import Check, GateRules
+    from edgekit.ci.gate import Check, GateRules
 
 
 def passed(checks: list[Check]) -> bool:
@@ -41,7 +41,7 @@ def junit(checks: list[Check], name: str) -> bytes:
                        failures=str(sum(c.status == "fail" for c in checks)),
                        errors=str(sum(c.status == "missing" for c in checks)))
     for c in checks:
-        case = ET.SubElement(suite, "testcase", classname=f"edgekit.gate.{c.format}.{c.precision}",
+        case = ET.SubElement(suite, "testcase", classname=f"edgekit.ci.gate.{c.format}.{c.precision}",
                              name=c.rule)
         message = f"{c.rule} {_value(c)} not {c.op} {c.limit:g}" + (f": {c.detail}" if c.detail else "")
         if c.status == "fail":

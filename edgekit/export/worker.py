@@ -1,4 +1,4 @@
-"""One export worker process (``edgekit.export_jobs``): its life seen from edgekit, and its own loop.
+"""One export worker process (``edgekit.export.jobs``): its life seen from edgekit, and its own loop.
 
 The worker dies with edgekit (``edgekit.interrupts.die_with_parent``), ignores Ctrl-C (the main
 process decides and terminates it), and sends its converters' native stderr to a log file whose
@@ -14,7 +14,7 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from edgekit.export_steps import NoSpace, export_format
+from edgekit.export.steps import NoSpace, export_format
 
 if TYPE_CHECKING:
     from edgekit.formats.base import Format

@@ -7,11 +7,11 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from edgekit import manifest as mf
 from edgekit.errors import UsageError
 from edgekit.formats.base import Format
+from edgekit.runs import manifest as mf
 
-PREDICT_BATCH = 256  # edgekit.metrics.predict's batch: eval shards are whole batches of it
+PREDICT_BATCH = 256  # edgekit.measure.metrics.predict's batch: eval shards are whole batches of it
 
 
 def evaluate_run(
@@ -36,7 +36,7 @@ def evaluate_run(
     The record becomes ``manifest["eval"]``; the one it replaces moves to ``history``."""
     from edgekit.data.datasets import load_dataset
     from edgekit.data.preprocess import fit_to_input, override_preprocessing
-    from edgekit.metrics import REGRESS_TOLERANCE, agreement, drop_pp, metrics, primary_metric
+    from edgekit.measure.metrics import REGRESS_TOLERANCE, agreement, drop_pp, metrics, primary_metric
     from edgekit.models.describe import apply_task
     from edgekit.models.resolve import load_run_model
 
@@ -132,9 +132,9 @@ def shard_logits(run_dir: str, which: tuple[str, str, str] | None, x, module=Non
     ``module``, the loaded model) and in a Ray task (which loads the model or opens the artefact once
     per worker and keeps it for the next shard)."""
     opener = _open if module is not None else _cached_open
+    from edgekit.export.verify import run_session
     from edgekit.layout import first, take
-    from edgekit.metrics import predict
-    from edgekit.verify import run_session
+    from edgekit.measure.metrics import predict
 
     began = time.perf_counter()
     x = take(x, slice(start, stop))
@@ -213,7 +213,7 @@ _NUMBERS = ("auc", "mae", "rmse")  # shown as numbers, not percentages
 
 def table_rows(result: dict) -> tuple[list[str], list[list[str]]]:
     """Columns and formatted rows for printing an eval result."""
-    from edgekit.metrics import LOWER_IS_BETTER
+    from edgekit.measure.metrics import LOWER_IS_BETTER
 
     key = result["metric"]
     extra = [k for k in _EXTRA_COLUMNS if k != key and any(k in r for r in result["results"])]

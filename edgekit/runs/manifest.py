@@ -16,7 +16,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from edgekit.errors import ArtefactChangedError, NotStoredError, UsageError
-from edgekit.staging import (  # noqa: F401  (here too: callers name them manifest.staging_dir, ...)
+from edgekit.runs.staging import (  # noqa: F401  (here too: callers name them manifest.staging_dir, ...)
     STAGE_MARK,
     check_out,
     human_bytes,

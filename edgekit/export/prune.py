@@ -16,7 +16,7 @@ runtimes do exactly the same work on zeros, so it helps compression, not latency
 says so). The achieved sparsity is recorded.
 
 A pruned checkpoint stores its layer shapes implicitly in the state dict;
-``edgekit.weights.reshape_to_state_dict`` resizes a freshly built model to match before loading
+``edgekit.models.weights.reshape_to_state_dict`` resizes a freshly built model to match before loading
 (no Torch-Pruning needed to load).
 """
 
@@ -286,7 +286,7 @@ def finetune(model: LoadedModel, settings: PruneSettings, seed: int = 0, report=
     """Train the pruned model for ``settings.finetune_epochs`` on ``settings.dataset`` (train split,
     best epoch on val, a tenth of the model's training LR unless given); returns what it did."""
     from edgekit.data.datasets import load_dataset, resolve_dataset
-    from edgekit.metrics import accuracy
+    from edgekit.measure.metrics import accuracy
     from edgekit.train import default_config, train
 
     kind, where = resolve_dataset(settings.dataset)

@@ -48,8 +48,8 @@ from edgekit.settings import Reader
 from edgekit.tomlfile import read_toml
 
 if TYPE_CHECKING:
-    from edgekit.gate import GateRules
-    from edgekit.pipeline import ExportPlan
+    from edgekit.ci.gate import GateRules
+    from edgekit.export.plan import ExportPlan
 
 STEPS = ("train", "bench", "gate")  # top-level tables besides the export's own (prune, preprocess, eval)
 CONNECTION = ("target", "host", "python", "ssh_config", "targets_dir")  # [[bench]] keys besides the settings
@@ -71,8 +71,8 @@ class Recipe:
 
 def load_recipe(path: Path) -> Recipe:
     """Read a recipe; each table is checked by its settings class (``edgekit.settings``)."""
-    from edgekit.gate import GateRules
-    from edgekit.pipeline import ExportPlan
+    from edgekit.ci.gate import GateRules
+    from edgekit.export.plan import ExportPlan
 
     path = Path(path)
     where, base = str(path), path.resolve().parent
@@ -138,12 +138,12 @@ def run_recipe(
     path: Path, out: Path | None = None, report: Callable[[str], None] = print
 ) -> tuple[int, Path]:
     """Run every step of the recipe; returns (exit status, run directory)."""
-    from edgekit.pipeline import run_export
+    from edgekit.export.plan import run_export
 
     recipe = load_recipe(path)
     plan = recipe.plan
     if out is None and plan.out is None:  # like export: a new directory per run
-        from edgekit.manifest import utc_stamp
+        from edgekit.runs.manifest import utc_stamp
 
         out = Path("runs") / f"{utc_stamp()}-{recipe.path.stem}"
     run_dir = Path(out) if out else plan.out
@@ -175,7 +175,7 @@ def run_recipe(
         if kind in ("markdown", "html"):
             report(f"report: {where}")
     if recipe.gate is not None:
-        from edgekit.gate import run_gate
+        from edgekit.ci.gate import run_gate
 
         named = recipe.gate_target or not recipe.bench
         rules = recipe.gate if named else replace(recipe.gate, target=target)
@@ -193,7 +193,7 @@ def run_recipe(
 
 
 def _train(recipe: Recipe, run_dir: Path, report) -> str:
-    from edgekit.trainer import run_training
+    from edgekit.train.trainer import run_training
 
     tr = recipe.train
     ckpt = tr["out"] or run_dir.with_name(run_dir.name + ".ckpt.pt")
@@ -209,7 +209,7 @@ def _train(recipe: Recipe, run_dir: Path, report) -> str:
 
 
 def _eval(recipe: Recipe, run_dir: Path, report) -> int:
-    from edgekit.evaluate import evaluate_run, table_rows
+    from edgekit.measure.evaluate import evaluate_run, table_rows
 
     ev = recipe.eval
     result = evaluate_run(run_dir, ev["dataset"], split=ev["split"], limit=ev["limit"], report=report,

@@ -1,7 +1,7 @@
 """Accuracy of a model's outputs on labelled data: ``predict``, ``metrics``, ``accuracy``.
 
 ``metrics`` takes logits from any runtime (PyTorch, ONNX Runtime, OpenVINO, LiteRT), so training,
-``edgekit eval`` and the int8 search (``edgekit.search``) all score outputs the same way.
+``edgekit eval`` and the int8 search (``edgekit.export.search``) all score outputs the same way.
 Classification: logits (N, C) against labels (N,); sequences: logits (N, T, C) against targets
 (N, T), with ``IGNORE_INDEX`` where nothing is scored; binary: one logit per sample, (N,) or (N, 1),
 against 0/1 labels, decided by sigmoid(logit) >= 0.5 (logit >= 0); regression: outputs against real

@@ -22,15 +22,15 @@ import os
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from edgekit import manifest as mf
-from edgekit.errors import EXIT_GATE, UsageError
-from edgekit.gate_output import junit, markdown, passed
-from edgekit.gate_refusals import (
+from edgekit.ci.gate_output import junit, markdown, passed
+from edgekit.ci.gate_refusals import (
     check_comparable,
     refuse_accuracy_of_regression,
     refuse_emulated_latency,
     rule_wording,
 )
+from edgekit.errors import EXIT_GATE, UsageError
+from edgekit.runs import manifest as mf
 from edgekit.tomlfile import read_toml
 
 BASELINE_KIND = "edgekit-baseline"

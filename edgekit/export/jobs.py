@@ -34,8 +34,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from edgekit.export_steps import NoSpace, export_format, failed, skipped
-from edgekit.export_worker import Worker, stop_resource_tracker
+from edgekit.export.steps import NoSpace, export_format, failed, skipped
+from edgekit.export.worker import Worker, stop_resource_tracker
 
 if TYPE_CHECKING:
     import numpy as np
@@ -64,7 +64,7 @@ class Work:
     reference: np.ndarray
     int8: bool
     stage: Path
-    budget: Any = None  # --max-drop (edgekit.pipeline._Budget)
+    budget: Any = None  # --max-drop (edgekit.export.plan._Budget)
 
 
 def jobs() -> int:
@@ -215,7 +215,7 @@ def _take(w: Worker, message: tuple, entries: dict, out: _Ordered) -> None:
 
 def _crashed(w: Worker, work: Work, entries: dict, out: _Ordered) -> list[str]:
     """Fail the format ``w`` was converting when it died; the formats it had not begun."""
-    from edgekit import diskspace
+    from edgekit.runs import diskspace
 
     how = w.died()
     name = w.current
@@ -246,8 +246,8 @@ def _crashed(w: Worker, work: Work, entries: dict, out: _Ordered) -> list[str]:
 def _disk_full(work: Work, formats: dict, entries: dict):
     """``DiskFull`` for the run's staging folder: what it holds plus, for each format not done, about
     the weights' size (fp32) and a quarter of it more (int8)."""
-    from edgekit import diskspace
-    from edgekit.staging import folder_bytes
+    from edgekit.runs import diskspace
+    from edgekit.runs.staging import folder_bytes
 
     left = sum(1 for name in formats if name not in entries)
     weights = _weight_bytes(work.model)
