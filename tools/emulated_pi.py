@@ -42,8 +42,18 @@ REPO = Path(__file__).resolve().parent.parent
 SUITE = "bookworm"
 MIRROR = os.environ.get("EDGEKIT_DEBIAN_MIRROR", "http://deb.debian.org/debian")
 DEBS = ["python3", "openssh-server"]
+
+
+def _device_packages() -> list[str]:
+    """What the registered formats say a board installs to run them (``Format.device_packages``)."""
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+    from edgekit.formats import FORMATS
+
+    return sorted({p for _, cls in FORMATS.items() for p in cls.device_packages})
+
+
 ENVS = {  # wrapper name -> requirements (constrained by requirements/constraints.txt where pinned)
-    "python3-litert": ["numpy", "ai-edge-litert", "onnxruntime", "openvino"],
+    "python3-litert": ["numpy", *_device_packages()],
     "python3-tflite214": ["numpy<2", "tflite-runtime==2.14.0"],
 }
 PLATFORMS = ["manylinux2014_aarch64"] + [f"manylinux_2_{v}_aarch64"

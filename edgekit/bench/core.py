@@ -74,7 +74,7 @@ class Item:
 
 def collect(path: Path) -> tuple[dict | None, list[Item]]:
     """(manifest or None, items) for a run directory or one .onnx/.xml/.tflite file."""
-    from edgekit.formats import format_for_file
+    from edgekit.formats import format_class, format_for_file
 
     path = Path(path)
     if path.is_dir():
@@ -94,13 +94,14 @@ def collect(path: Path) -> tuple[dict | None, list[Item]]:
     if not path.is_file():
         raise UsageError(f"{path} does not exist; pass a run directory or a .onnx/.xml/.tflite file")
     fmt = format_for_file(path)
+    cls = format_class(fmt)
     files = [path]
-    if fmt == "openvino":
-        weights = path.with_suffix(".bin")
-        if not weights.is_file():
-            raise DataError(f"{weights.name} is missing beside {path.name}: an OpenVINO IR is the .xml "
-                            "and its .bin; put both in one folder")
-        files.append(weights)
+    for suffix in cls.companions:  # files that travel beside the main one (OpenVINO's .bin)
+        companion = path.with_suffix(suffix)
+        if not companion.is_file():
+            what = cls.files_note or f"a {fmt} artefact is the {cls.extension} and its {suffix}"
+            raise DataError(f"{companion.name} is missing beside {path.name}: {what}; put both in one folder")
+        files.append(companion)
     return None, [Item(fmt, "file", files)]
 
 
@@ -122,10 +123,34 @@ def make_device(target: Target, host: str | None, python: str | None, ssh_config
     return connection(target.connect).from_target(target, host, python, ssh_config)
 
 
-def spec_for(item: Item, where: str, target: Target, settings: BenchSettings) -> dict:
+def support_files(formats) -> dict[str, list[Path]]:
+    """What the device runner loads beside the model files: the formats' shared runtime kit and
+    each format's runtime module (its one session class), keyed like ``Device.stage``'s files."""
+    from edgekit.bench import runtime_kit
+    from edgekit.formats import format_class
+
+    found = {"kit": [Path(runtime_kit.__file__)]}
+    for fmt in sorted(set(formats)):
+        found[f"runtime:{fmt}"] = [format_class(fmt).runtime_file()]
+    return found
+
+
+def runner_spec(fmt: str, where: dict[str, str] | None = None) -> dict:
+    """The spec keys that tell the runner how to open ``fmt``: its runtime module and the kit, as
+    ``Device.stage`` placed them (``where``), else here in edgekit; its companion suffixes."""
+    from edgekit.formats import format_class
+
+    where = where or {key: str(paths[0]) for key, paths in support_files([fmt]).items()}
+    return {"runtime": where[f"runtime:{fmt}"], "kit": where["kit"],
+            "companions": list(format_class(fmt).companions)}
+
+
+def spec_for(item: Item, where: str, target: Target, settings: BenchSettings,
+             support: dict[str, str] | None = None) -> dict:
     threads = settings.threads if settings.threads is not None else target.threads
     return {
         "path": where,
+        **runner_spec(item.format, support),
         "format": item.format,
         "threads": threads,
         "runtimes": target.runtimes,
@@ -183,10 +208,11 @@ def bench(
     started = time.perf_counter()
     with device:
         if todo:
-            where = device.stage({item.key: item.files for item in todo})
+            where = device.stage({**{item.key: item.files for item in todo},
+                                  **support_files(item.format for item in todo)})
             for item in todo:
                 report(f"timing {item.format} {item.precision} on {device.name} ...")
-                spec = {**spec_for(item, where[item.key], target, settings), "batch_axis": batch_axis}
+                spec = {**spec_for(item, where[item.key], target, settings, where), "batch_axis": batch_axis}
                 result = device.run(spec, timeout_for(settings))
                 results.append({"format": item.format, "precision": item.precision, **result,
                                 **(item.check.row(path) if item.check else {})})

@@ -6,7 +6,14 @@ HEAD = ("format", "precision", "runtime", "device", "thr", "p50 ms", "p90 ms", "
         "per s", "load ms", "first ms", "peak MB", "size MB", "vs fp32", "vs torch")
 
 
-SHORT = {"onnxruntime": "ort", "openvino": "ov", "ai-edge-litert": "litert", "tflite-runtime": "tflite-rt"}
+def short(runtime: str) -> str:
+    """A runtime's short name in the table, as its format declares it (``Format.runtime_labels``)."""
+    from edgekit.formats import FORMATS
+
+    for _, cls in FORMATS.items():
+        if runtime in cls.runtime_labels:
+            return cls.runtime_labels[runtime]
+    return runtime
 
 
 def _ms(v) -> str:
@@ -26,7 +33,7 @@ def bench_rows(record: dict) -> tuple[tuple[str, ...], list[tuple[str, ...]], st
             rows.append((r["format"], r["precision"], r["status"], "(below)", *[""] * (len(HEAD) - 4)))
             continue
         version = str(r.get("runtime_version") or "").split("-")[0]  # OpenVINO's carries a build tag
-        runtime = f"{SHORT.get(r.get('runtime'), r.get('runtime', ''))} {version}"
+        runtime = f"{short(r.get('runtime', ''))} {version}"
         device = str(r.get("device", "")).replace("ExecutionProvider", "")
         if r.get("inference_precision"):
             device += f" {r['inference_precision']}"

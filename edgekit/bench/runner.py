@@ -4,14 +4,18 @@ This file is copied as it is to devices (a Raspberry Pi, a Jetson, this machine)
 
     python3 runner.py SPEC.json        (or "-" to read the spec from stdin)
 
-It imports only the standard library, numpy and the runtime that runs the file (the table
-SESSIONS at the end of the sessions section: one class per format, which names its runtimes in
-the order tried and its companion files; edgekit's Format classes must agree). Nothing from
-edgekit. It prints exactly one line that starts with RESULT_MARKER, then a JSON object: either
-the measurements or {"error": ..., "kind": ...} with kind "no_runtime", "no_device", "bad_model"
-or "failed". The exit status is 0 when the measurement succeeded.
+It imports only the standard library, numpy and the runtime that runs the file, through the
+format's runtime module (``edgekit/formats/<name>/runtime.py``, the one session class edgekit's
+verify and eval use too) and their shared ``edgekit_runtime_kit.py``
+(``edgekit/bench/runtime_kit.py``): edgekit copies both beside this file, or names them in the
+spec when it runs here. Nothing from edgekit. It prints exactly one line that starts with
+RESULT_MARKER, then a JSON object: either the measurements or {"error": ..., "kind": ...} with kind
+"no_runtime", "no_device", "bad_model" or "failed". The exit status is 0 when the measurement
+succeeded.
 
-The spec (JSON): path, format (a key of SESSIONS), threads (int or null: the
+The spec (JSON): path, format, runtime (the format's runtime module: a path, absolute or beside
+this file), kit (the same for the kit; default beside this file), companions (suffixes of the
+files beside path that count in its size), threads (int or null: the
 runtime's default), batch, batch_axis (where the batch is, default 0), warmup, iters (int or
 null), seconds (float or null), min_iters,
 seed, "return_outputs" (one more run whose inputs and outputs come back, base64; with
@@ -42,9 +46,6 @@ import time
 
 RESULT_MARKER = "EDGEKIT_BENCH_RESULT "
 RUNNER_VERSION = 1
-ACCELERATOR_PROVIDERS = ("TensorrtExecutionProvider", "CUDAExecutionProvider", "ROCMExecutionProvider",
-                         "DmlExecutionProvider", "CoreMLExecutionProvider", "OpenVINOExecutionProvider")
-
 
 class BenchError(Exception):
     def __init__(self, kind: str, message: str):
@@ -128,395 +129,44 @@ def environment() -> dict:
     }
 
 
-def nvidia_gpu_present() -> bool:
-    """An NVIDIA driver with at least one GPU (so a CPU-only runtime is the thing to fix)."""
-    try:
-        return bool(os.listdir("/proc/driver/nvidia/gpus"))
-    except OSError:
-        import shutil
-
-        return shutil.which("nvidia-smi") is not None
-
-
 # ---------------------------------------------------------------- sessions
 
 
-def _version(dist: str) -> str | None:
-    try:
-        from importlib.metadata import version
-
-        return version(dist)
-    except Exception:
-        return None
-
-
-def _random_input(shape, dtype_name: str, rng, quant=None):
-    import numpy as np
-
-    dtype = np.dtype(dtype_name)
-    if quant and quant[0]:  # an int8/uint8 input of a quantized TFLite model: quantize N(0, 1)
-        scale, zero = quant
-        info = np.iinfo(dtype)
-        q = np.round(rng.standard_normal(shape) / scale + zero)
-        return np.clip(q, info.min, info.max).astype(dtype)
-    if dtype.kind == "f":
-        return rng.standard_normal(shape).astype(dtype)
-    if dtype.kind in "iu":
-        return np.zeros(shape, dtype)
-    if dtype.kind == "b":
-        return np.zeros(shape, dtype)
-    raise BenchError("bad_model", f"cannot make inputs of type {dtype_name}")
+def load_kit(spec: dict):
+    """The formats' shared runtime module (``edgekit/bench/runtime_kit.py``), registered as
+    ``edgekit_runtime_kit`` so that the format's runtime module imports it by that name."""
+    for name in ("edgekit_runtime_kit", "edgekit.bench.runtime_kit"):  # (the latter: in edgekit's process)
+        if name in sys.modules:
+            sys.modules["edgekit_runtime_kit"] = sys.modules[name]
+            return sys.modules[name]
+    return _load("edgekit_runtime_kit", spec.get("kit") or "edgekit_runtime_kit.py")
 
 
-def _fix_shape(name: str, shape, batch: int, fmt: str, axis: int = 0) -> list[int]:
-    """A concrete input shape: the batch dimension (``axis``) set to ``batch``; other dims must be static."""
-    out = []
-    for i, dim in enumerate(shape):
-        if i == axis:
-            out.append(batch)
-        elif isinstance(dim, int) and dim > 0:
-            out.append(dim)
-        else:
-            raise BenchError(
-                "bad_model",
-                f"input {name!r} of this {fmt} file has a dynamic dimension {i} ({dim}); "
-                "export it with a fixed input shape",
-            )
-    return out
+def _load(name: str, path: str):
+    import importlib.util
 
-
-class OnnxSession:
-    runtimes = ("onnxruntime",)
-    companions = ()
-
-    def __init__(self, spec: dict):
-        import onnxruntime as ort
-
-        opts = ort.SessionOptions()
-        if spec.get("threads"):
-            opts.intra_op_num_threads = int(spec["threads"])
-        opts.inter_op_num_threads = 1
-        opts.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
-        opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-        opts.log_severity_level = 3
-        for key, value in (spec.get("runtime_options") or {}).items():
-            if key == "graph_optimization_level":
-                level = f"ORT_ENABLE_{value.upper()}"
-                opts.graph_optimization_level = getattr(ort.GraphOptimizationLevel, level)
-            else:
-                opts.add_session_config_entry(key, str(value))
-        available = ort.get_available_providers()
-        wanted = spec.get("providers") or ["CPUExecutionProvider"]
-        providers = [p for p in wanted if p in available]
-        if spec.get("require_accelerator"):
-            providers = [p for p in providers if p in ACCELERATOR_PROVIDERS]
-            if not providers:
-                gpu = " although this machine has an NVIDIA GPU" if nvidia_gpu_present() else ""
-                raise BenchError(
-                    "no_device",
-                    f"onnxruntime {ort.__version__} here offers {', '.join(available)}, none of "
-                    f"{', '.join(wanted)}{gpu}; install onnxruntime-gpu (CUDA/TensorRT) or bench on the CPU",
-                )
-        elif not providers:
-            providers = ["CPUExecutionProvider"]
-        self.session = ort.InferenceSession(spec["path"], opts, providers=providers)
-        self.batch, self.axis = int(spec.get("batch") or 1), int(spec.get("batch_axis") or 0)
-        self.info = {
-            "runtime": "onnxruntime",
-            "runtime_version": ort.__version__,
-            "device": self.session.get_providers()[0],
-            "providers": self.session.get_providers(),
-        }
-
-    def make_inputs(self, rng) -> None:
-        types = {"tensor(float)": "float32", "tensor(float16)": "float16", "tensor(double)": "float64",
-                 "tensor(int64)": "int64", "tensor(int32)": "int32", "tensor(int8)": "int8",
-                 "tensor(uint8)": "uint8", "tensor(bool)": "bool"}
-        self.feed = {}
-        for node in self.session.get_inputs():
-            shape, axis = list(node.shape), self.axis
-            if isinstance(shape[axis], int) and shape[axis] > 0 and shape[axis] != self.batch:
-                raise BenchError(
-                    "bad_model",
-                    f"this ONNX file has a fixed batch of {shape[axis]}; bench it with --batch "
-                    f"{shape[axis]} or export it with a dynamic batch dimension",
-                )
-            shape = _fix_shape(node.name, shape, self.batch, "ONNX", axis)
-            if node.type not in types:
-                raise BenchError("bad_model", f"input {node.name!r} has type {node.type}, not supported")
-            self.feed[node.name] = _random_input(shape, types[node.type], rng)
-        self.input_shapes = [list(v.shape) for v in self.feed.values()]
-
-    def infer(self) -> None:
-        self.session.run(None, self.feed)
-
-    def run_once(self, arrays):
-        feed = dict(zip(self.feed, arrays)) if arrays is not None else self.feed
-        return self.session.run(None, feed), list(feed.values())
-
-
-class OpenVinoSession:
-    runtimes = ("openvino",)
-    companions = (".bin",)
-
-    def __init__(self, spec: dict):
-        import openvino as ov
-
-        core = ov.Core()
-        device = spec.get("openvino_device") or "CPU"
-        devices = core.available_devices
-        if device.split(".")[0].split(":")[0] not in {d.split(".")[0] for d in devices} and device != "AUTO":
-            raise BenchError(
-                "no_device",
-                f"OpenVINO {ov.__version__} sees devices {', '.join(devices)}, not {device}",
-            )
-        model = core.read_model(spec["path"])
-        self.batch = int(spec.get("batch") or 1)
-        shapes = {}
-        for port in model.inputs:
-            pshape = port.get_partial_shape()
-            dims = [d.get_length() if d.is_static else None for d in pshape]
-            shapes[port.any_name] = _fix_shape(port.any_name, dims, self.batch, "OpenVINO",
-                                               int(spec.get("batch_axis") or 0))
-        static = {p.any_name: list(p.get_partial_shape().to_shape()) for p in model.inputs
-                  if p.get_partial_shape().is_static}
-        if static != shapes:
-            model.reshape({name: ov.PartialShape(s) for name, s in shapes.items()})
-        config = {"PERFORMANCE_HINT": "LATENCY"}
-        if spec.get("threads") and device.startswith("CPU"):
-            config["INFERENCE_NUM_THREADS"] = int(spec["threads"])
-        config.update(spec.get("runtime_options") or {})
-        self.compiled = core.compile_model(model, device, config)
-        self.request = self.compiled.create_infer_request()
-        self.shapes = shapes
-        precision = None
-        try:
-            hint = self.compiled.get_property("INFERENCE_PRECISION_HINT")
-            precision = hint.to_string() if hasattr(hint, "to_string") else str(hint)
-        except Exception:
-            pass
-        try:
-            used = list(self.compiled.get_property("EXECUTION_DEVICES"))
-        except Exception:
-            used = [device]
-        self.info = {
-            "runtime": "openvino",
-            "runtime_version": ov.__version__,
-            "device": ",".join(used),
-            "inference_precision": precision,
-        }
-        try:
-            self.info["streams"] = int(self.compiled.get_property("NUM_STREAMS"))
-            if device.startswith("CPU"):
-                self.info["threads_used"] = int(self.compiled.get_property("INFERENCE_NUM_THREADS"))
-        except Exception:
-            pass
-
-    def make_inputs(self, rng) -> None:
-        import openvino as ov
-
-        self.input_shapes = []
-        for i, port in enumerate(self.compiled.inputs):
-            shape = self.shapes[port.any_name]
-            dtype = port.get_element_type().to_dtype().name
-            self.request.set_input_tensor(i, ov.Tensor(_random_input(shape, dtype, rng)))
-            self.input_shapes.append(shape)
-
-    def infer(self) -> None:
-        self.request.infer()
-
-    def run_once(self, arrays):
-        import openvino as ov
-
-        for i, array in enumerate(arrays or []):
-            self.request.set_input_tensor(i, ov.Tensor(array))
-        self.request.infer()
-        inputs = [self.request.get_input_tensor(i).data.copy() for i in range(len(self.compiled.inputs))]
-        outputs = [self.request.get_output_tensor(i).data.copy() for i in range(len(self.compiled.outputs))]
-        return outputs, inputs
-
-
-def _tflite_interpreter(spec: dict):
-    """(Interpreter class, runtime name, version) from the first importable runtime."""
-    tried = []
-    for name in (spec.get("runtimes") or {}).get("tflite") or TFLiteSession.runtimes:
-        try:
-            if name == "ai-edge-litert":
-                from ai_edge_litert.interpreter import Interpreter
-            elif name == "tflite-runtime":
-                from tflite_runtime.interpreter import Interpreter
-            else:
-                tried.append(f"{name} (unknown)")
-                continue
-        except ImportError as exc:
-            tried.append(f"{name} ({exc})")
-            continue
-        return Interpreter, name, _version(name)
-    raise BenchError("no_runtime", "no TFLite runtime: tried " + "; ".join(tried)
-                     + "; install ai-edge-litert (or tflite-runtime) on the device")
-
-
-class TFLiteSession:
-    runtimes = ("ai-edge-litert", "tflite-runtime")  # tried in order; tflite-runtime needs numpy < 2
-    companions = ()
-
-    def __init__(self, spec: dict):
-        if spec.get("require_accelerator"):
-            raise BenchError("no_device", "edgekit has no TFLite GPU delegate path on this target")
-        interpreter_cls, runtime, version = _tflite_interpreter(spec)
-        kwargs = {"model_path": spec["path"]}
-        if spec.get("threads"):
-            kwargs["num_threads"] = int(spec["threads"])
-        kwargs.update(spec.get("runtime_options") or {})
-        self.interpreter = interpreter_cls(**kwargs)
-        self.batch, axis = int(spec.get("batch") or 1), int(spec.get("batch_axis") or 0)
-        for detail in self.interpreter.get_input_details():
-            shape = [int(d) for d in detail["shape"]]
-            if shape and shape[axis] != self.batch:  # fails at allocate_tensors where an op cannot
-                self.interpreter.resize_tensor_input(detail["index"], [*shape[:axis], self.batch,
-                                                                       *shape[axis + 1:]])
-        try:
-            self.interpreter.allocate_tensors()
-        except Exception as exc:
-            raise BenchError("bad_model", f"this TFLite file does not run with batch {self.batch}: "
-                             f"{exc}; bench it with --batch 1") from exc
-        self.info = {
-            "runtime": runtime,
-            "runtime_version": version,
-            "device": "CPU XNNPACK",  # both runtimes apply the XNNPACK delegate by default
-        }
-        self.input_details, self.output_details = _tflite_order(self.interpreter)
-
-    def make_inputs(self, rng) -> None:
-        self.input_shapes = []
-        for detail in self.input_details:
-            shape = [int(d) for d in detail["shape"]]
-            quant = detail.get("quantization") if detail["dtype"].__name__ in ("int8", "uint8") else None
-            x = _random_input(shape, detail["dtype"].__name__, rng, quant)
-            self.interpreter.set_tensor(detail["index"], x)
-            self.input_shapes.append(shape)
-
-    def infer(self) -> None:
-        self.interpreter.invoke()
-
-    def run_once(self, arrays):
-        details = self.input_details
-        for detail, array in zip(details, arrays or []):
-            self.interpreter.set_tensor(detail["index"], array.astype(detail["dtype"]))
-        self.interpreter.invoke()
-        inputs = [self.interpreter.get_tensor(d["index"]).copy() for d in details]
-        outputs = [self.interpreter.get_tensor(d["index"]).copy() for d in self.output_details]
-        return outputs, inputs
-
-
-def _tflite_order(interpreter):
-    """Input and output details in the model's order: by the one signature's names (litert-torch's
-    args_0, args_1, ... and output_0, ...; the interpreter's tensor order may differ), else as the
-    interpreter lists them (after any resize, so the shapes are current)."""
-    import re
-
-    inputs, outputs = interpreter.get_input_details(), interpreter.get_output_details()
-    try:
-        signatures = interpreter.get_signature_list()
-    except Exception:  # an old runtime without signatures
-        return inputs, outputs
-    if len(signatures) != 1 or (len(inputs) == 1 and len(outputs) == 1):
-        return inputs, outputs
-
-    def key(name):
-        found = re.search(r"(\d+)$", name)
-        return (int(found.group(1)) if found else -1, name)
-
-    runner = interpreter.get_signature_runner(next(iter(signatures)))
-    by_index = {d["index"]: d for d in inputs + outputs}
-    named_in, named_out = runner.get_input_details(), runner.get_output_details()
-    return ([by_index[named_in[n]["index"]] for n in sorted(named_in, key=key)],
-            [by_index[named_out[n]["index"]] for n in sorted(named_out, key=key)])
-
-
-class ExecuTorchSession:
-    runtimes = ("executorch",)  # its Python runtime exchanges torch tensors, so torch comes with it
-    companions = ()
-    DTYPES = {0: "uint8", 1: "int8", 3: "int32", 4: "int64", 5: "float16", 6: "float32", 7: "float64",
-              11: "bool"}  # ExecuTorch ScalarType codes
-
-    def __init__(self, spec: dict):
-        if spec.get("require_accelerator"):
-            raise BenchError("no_device", "edgekit runs ExecuTorch programs on the CPU (XNNPACK) only")
-        import torch
-        from executorch.extension.pybindings import portable_lib
-        from executorch.runtime import Runtime
-
-        if spec.get("threads"):  # XNNPACK's thread pool (one per process)
-            portable_lib._unsafe_reset_threadpool(int(spec["threads"]))
-        self.torch = torch
-        self.method = Runtime.get().load_program(spec["path"]).load_method("forward")
-        self.batch = int(spec.get("batch") or 1)
-        meta = self.method.metadata
-        self.metas = [meta.input_tensor_meta(i) for i in range(meta.num_inputs())]
-        # sizes() is the shape, or its bound where the program takes a dynamic batch: a smaller
-        # batch runs only there, so one trial run tells a dynamic program from a fixed one.
-        axis = int(spec.get("batch_axis") or 0)
-        self.shapes = [[*t.sizes()[:axis], self.batch, *t.sizes()[axis + 1:]] if t.sizes() else []
-                       for t in self.metas]
-        bound = min((int(t.sizes()[axis]) for t in self.metas if t.sizes()), default=self.batch)
-        if bound == 1 and self.batch != 1:
-            raise BenchError("bad_model", "this ExecuTorch program has a fixed batch of 1; bench it "
-                             "with --batch 1 or export it with --dynamic-batch")
-        if self.batch > bound:
-            raise BenchError("bad_model", f"this ExecuTorch program takes at most batch {bound}; "
-                             f"bench it with --batch {bound} or less")
-        if self.batch != bound:
-            self.make_inputs(None)
-            try:
-                self.infer()
-            except Exception as exc:
-                raise BenchError("bad_model", f"this ExecuTorch program has a fixed batch of {bound}; "
-                                 f"bench it with --batch {bound}") from exc
-        self.info = {"runtime": "executorch", "runtime_version": _version("executorch"),
-                     "device": "CPU XNNPACK", "threads_used": portable_lib._threadpool_get_thread_count()}
-
-    def make_inputs(self, rng) -> None:
-        """Random inputs of the batch asked for (zeros when ``rng`` is None: the trial run)."""
-        import numpy as np
-
-        self.input_shapes = self.shapes
-        self.inputs = []
-        for tensor, shape in zip(self.metas, self.input_shapes):
-            dtype = self.DTYPES.get(int(tensor.dtype()))
-            if dtype is None:
-                raise BenchError("bad_model", f"an input has ExecuTorch scalar type {tensor.dtype()}, "
-                                 "not supported")
-            x = np.zeros(shape, dtype) if rng is None else _random_input(shape, dtype, rng)
-            self.inputs.append(self.torch.from_numpy(x))
-
-    def infer(self) -> None:
-        self.method.execute(self.inputs)
-
-    def run_once(self, arrays):
-        if arrays is not None:
-            self.inputs = [self.torch.from_numpy(a) for a in arrays]
-        return [o.numpy().copy() for o in self.method.execute(self.inputs)], [t.numpy() for t in self.inputs]
-
-
-# The one table of runtime sessions: format name -> session class.
-SESSIONS = {
-    "onnx": OnnxSession,
-    "openvino": OpenVinoSession,
-    "tflite": TFLiteSession,
-    "executorch": ExecuTorchSession,
-}
+    if not os.path.isabs(path):
+        path = os.path.join(os.path.dirname(os.path.abspath(__file__)), path)
+    if not os.path.isfile(path):
+        raise BenchError("bad_model", f"{os.path.basename(path)} is missing beside the runner; "
+                         "edgekit copies it with the runner (copy both again)")
+    found = importlib.util.spec_from_file_location(name, path)
+    module = importlib.util.module_from_spec(found)
+    sys.modules[name] = module
+    found.loader.exec_module(module)
+    return module
 
 
 def open_session(spec: dict):
+    """The format's session (its ``runtime.py``, named by the spec's ``runtime``: a path, absolute
+    or beside this file; ``runtime_<format>.py`` beside this file by default) on the spec."""
     fmt = spec["format"]
-    if fmt not in SESSIONS:
-        raise BenchError("bad_model", f"unknown format {fmt!r}; known: {', '.join(SESSIONS)}")
-    session = SESSIONS[fmt]
+    load_kit(spec)
     try:
-        return session(spec)
+        module = _load(f"edgekit_runtime_{fmt}", spec.get("runtime") or f"runtime_{fmt}.py")
+        return module.Session(spec)
     except ImportError as exc:  # the runtime itself is missing (sessions import it first)
-        runtime = session.runtimes[0]
+        runtime = ((spec.get("runtimes") or {}).get(fmt) or [fmt])[0]
         raise BenchError("no_runtime", f"{runtime} is not installed here ({exc}); install it "
                          f"on the device (pip install {runtime})") from exc
 
@@ -574,6 +224,7 @@ def time_loop(infer, spec: dict) -> tuple[float, dict]:
 def measure(spec: dict) -> dict:
     import numpy as np
 
+    spec = dict(spec, batch=int(spec.get("batch") or 1))  # a batch: the sessions' runner face
     if spec.get("threads") == 0:  # one per core of the device
         spec = dict(spec, threads=os.cpu_count())
     rss_before = rss_bytes()
@@ -598,7 +249,7 @@ def measure(spec: dict) -> dict:
         **steady,
         "rss_before_load_bytes": rss_before,
         "peak_rss_bytes": peak_rss_bytes(),
-        "file_bytes": file_bytes(spec["path"], spec["format"]),
+        "file_bytes": file_bytes(spec["path"], spec.get("companions")),
         **compared,
     }
 
@@ -623,9 +274,9 @@ def decode(data: dict):
     return array.reshape(data["shape"]).copy()
 
 
-def file_bytes(path: str, fmt: str) -> int:
+def file_bytes(path: str, companions) -> int:
     size = os.path.getsize(path)
-    for suffix in SESSIONS[fmt].companions:
+    for suffix in companions or ():
         companion = os.path.splitext(path)[0] + suffix
         if os.path.exists(companion):
             size += os.path.getsize(companion)
@@ -636,20 +287,26 @@ def run(spec: dict) -> dict:
     try:
         result = measure(spec)
         result["status"] = "ok"
-    except BenchError as exc:
-        result = {"status": "failed", "kind": exc.kind, "error": str(exc)}
-    except Exception as exc:  # a runtime's own error: report it, never a bare traceback
-        text = " ".join(str(exc).split())
-        result = {"status": "failed", "kind": "failed", "error": f"{type(exc).__name__}: {text[:500]}"}
-        if "Unsupported model IR version" in text:  # seen on a device with an older onnxruntime
-            result["error"] = (f"the device's onnxruntime is older than this ONNX file ({text[-60:]}); "
-                               "upgrade onnxruntime there or export with an older onnx package")
+    except Exception as exc:
+        result = _failure(exc)
     try:
         result["environment"] = environment()
     except Exception as exc:  # numpy missing is reported below
         result["environment"] = {"error": str(exc)}
     result["runner_version"] = RUNNER_VERSION
     result["pid"] = os.getpid()
+    return result
+
+
+def _failure(exc: Exception) -> dict:
+    if isinstance(exc, BenchError) or type(exc).__name__ == "RuntimeProblem":  # the kit's, with a kind
+        return {"status": "failed", "kind": exc.kind, "error": str(exc)}
+    # a runtime's own error: report it, never a bare traceback
+    text = " ".join(str(exc).split())
+    result = {"status": "failed", "kind": "failed", "error": f"{type(exc).__name__}: {text[:500]}"}
+    if "Unsupported model IR version" in text:  # seen on a device with an older onnxruntime
+        result["error"] = (f"the device's onnxruntime is older than this ONNX file ({text[-60:]}); "
+                           "upgrade onnxruntime there or export with an older onnx package")
     return result
 
 

@@ -4,8 +4,6 @@ another machine. Imports nothing of ``bench`` (which imports this)."""
 
 from __future__ import annotations
 
-import importlib
-import importlib.util
 from collections.abc import Callable
 from types import ModuleType
 
@@ -13,20 +11,29 @@ VERDICTS = {True: "runs", False: "will not run", None: "not checked"}
 
 
 def module(fmt: str) -> ModuleType | None:
-    """The format's compatibility module, or None when it has none."""
-    name = f"edgekit.compat.{fmt}"
-    return importlib.import_module(name) if importlib.util.find_spec(name) is not None else None
+    """The format's compatibility module (its ``compat``), or None when it has none."""
+    from edgekit.formats import format_class
+
+    return format_class(fmt).module("compat")
 
 
 def checked_formats() -> tuple[str, ...]:
-    from edgekit.formats import names
+    from edgekit.formats import FORMATS
 
-    return tuple(n for n in names() if importlib.util.find_spec(f"edgekit.compat.{n}") is not None)
+    return tuple(n for n, cls in FORMATS.items() if cls.compat)
 
 
 def probe(device, formats) -> dict:
-    """The device's runtimes (its registered ExecuTorch kernels only when a .pte is to be checked)."""
-    return device.probe(["--executorch-ops"] if "executorch" in set(formats) else [])
+    """The device's runtimes, those the formats declare (``Format.probe``), with its registered
+    ExecuTorch kernels only when a .pte is to be checked."""
+    import json
+
+    from edgekit.formats import FORMATS
+
+    asked = {name: [module, list(dists)]
+             for _, cls in FORMATS.items() for name, (module, dists) in cls.probe.items()}
+    return device.probe(["--runtimes", json.dumps(asked, separators=(",", ":"))]
+                        + (["--executorch-ops"] if "executorch" in set(formats) else []))
 
 
 def runtime_for(fmt: str, target, info: dict) -> tuple[dict | None, list[str]]:

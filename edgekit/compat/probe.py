@@ -2,12 +2,14 @@
 
 Copied as it is to where the artefacts would run and run there with the device's Python:
 
-    python3 - [--executorch-ops] < probe.py        (over SSH: the script comes in on stdin)
+    python3 - --runtimes JSON [--executorch-ops] < probe.py   (over SSH: the script comes in on stdin)
 
 It needs only the standard library (Python 3.9 or newer) and imports nothing from edgekit. It
 prints one line that starts with PROBE_MARKER, then a JSON object: the Python version, the
 machine, numpy's version (None when numpy is missing) and, for each runtime it finds, its version
-and what can be read cheaply. Versions come from the installed distributions' metadata, so no
+and what can be read cheaply. Which runtimes to look for comes from edgekit's formats (each
+declares its ``probe``): ``--runtimes`` maps each to (its module, its distributions). Versions come
+from the installed distributions' metadata, so no
 runtime is imported, except ExecuTorch with ``--executorch-ops``: its registered operators and
 backends can only be read from its Python runtime (which imports torch, seconds).
 
@@ -26,14 +28,6 @@ import sys
 
 PROBE_MARKER = "EDGEKIT_PROBE "
 PROBE_VERSION = 1
-# distribution names -> the module that provides them (a distribution may have other names too)
-RUNTIMES = {
-    "onnxruntime": ("onnxruntime", ("onnxruntime", "onnxruntime-gpu", "onnxruntime-openvino")),
-    "openvino": ("openvino", ("openvino",)),
-    "ai-edge-litert": ("ai_edge_litert", ("ai-edge-litert", "ai-edge-litert-nightly")),
-    "tflite-runtime": ("tflite_runtime", ("tflite-runtime", "tflite_runtime")),
-    "executorch": ("executorch", ("executorch",)),
-}
 
 
 def dist_version(names):
@@ -104,8 +98,7 @@ def executorch_kernels():
         return {"kernels_error": f"{type(exc).__name__}: {str(exc)[:200]}"}
 
 
-def runtime(name, want_ops):
-    module, dists = RUNTIMES[name]
+def runtime(name, module, dists, want_ops):
     folder = package_dir(module)
     version = dist_version(dists)
     if version is None and folder is None:
@@ -120,11 +113,18 @@ def runtime(name, want_ops):
     return info
 
 
+def runtimes_asked(argv):
+    """``--runtimes JSON``: {runtime: [module, [distributions...]]}, from edgekit's formats."""
+    if "--runtimes" in argv and argv.index("--runtimes") + 1 < len(argv):
+        return json.loads(argv[argv.index("--runtimes") + 1])
+    return {}
+
+
 def probe(argv):
     want_ops = "--executorch-ops" in argv
     found = {}
-    for name in RUNTIMES:
-        info = runtime(name, want_ops)
+    for name, (module, dists) in runtimes_asked(argv).items():
+        info = runtime(name, module, tuple(dists), want_ops)
         if info is not None:
             found[name] = info
     return {
@@ -138,7 +138,7 @@ def probe(argv):
 
 def main(argv):
     # The script's own folder (or the working folder, for a script on stdin) is first on sys.path: a
-    # file there named like a runtime (edgekit/compat/openvino.py beside this one) must not hide it.
+    # file there named like a runtime (a module named openvino.py beside this one) must not hide it.
     here = os.path.dirname(os.path.abspath(sys.argv[0])) if sys.argv[0] not in ("", "-", "-c") else ""
     if sys.path and sys.path[0] in ("", here):
         sys.path.pop(0)

@@ -166,22 +166,19 @@ def plan_from_manifest(manifest: dict, run_dir: Path | None = None) -> ExportPla
 
 
 def run_export(plan: ExportPlan, report: Reporter = print) -> ExportOutcome:
+    from edgekit.export.from_onnx import check_plan
     from edgekit.export.jobs import Workers
-    from edgekit.formats import export_order, get_format
-    from edgekit.models.onnx_file import check_plan
+    from edgekit.formats import export_order, format_class, get_format
 
     if plan.max_drop_problem():
         raise UsageError(plan.max_drop_problem())
     plan = check_plan(plan, report)  # an ONNX file: onnx and openvino only
-    formats = {name: get_format(name) for name in export_order(plan.formats)}
-    axes = plan.dynamic_axes()
-    for name, fmt in formats.items():
-        fixed = fmt.use_dynamic_batch() if plan.dynamic_batch else None
-        if fixed:
-            report(f"note: {name}: {fixed}")
-        fixed = fmt.use_dynamic_axes(axes) if axes else None
-        if fixed:
-            report(f"note: {name}: {fixed}")
+    formats = {}
+    for name in export_order(plan.formats):  # each with its job: the same in every process
+        job, notes = format_class(name).job_for(plan.dynamic_batch, plan.dynamic_axes())
+        for note in notes:
+            report(f"note: {name}: {note}")
+        formats[name] = get_format(name, job)
     if plan.out is not None and Path(plan.out).exists():
         raise OutputExistsError(
             f"output directory {plan.out} already exists; choose another --out or remove it"

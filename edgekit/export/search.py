@@ -228,9 +228,9 @@ class _Search:
             shared = (self.model, self.held_out, self.ref_logits)  # a user's model may not pickle: noted
             self.shared = self.shared or [self.backend.put(v) for v in shared]
             model, held, ref_logits = self.shared
-            calls = [(self.fmt.name, model, str(self.fp32_path), a.calib, str(self._staged_path(a.index)),
-                      a.options if a.index else None, held, ref_logits, self.ref, self.key, self.settings)
-                     for a in stage]
+            calls = [(self.fmt.name, self.fmt.job, model, str(self.fp32_path), a.calib,
+                      str(self._staged_path(a.index)), a.options if a.index else None, held, ref_logits,
+                      self.ref, self.key, self.settings) for a in stage]
             outcomes = self.backend.map(trial, calls)
         except Exception as exc:  # noqa: BLE001 - any Ray or pickling failure: the local search still works
             self.notes.append(f"search trials ran locally: Ray could not run them ({_one_line(exc)})")
@@ -343,13 +343,13 @@ def build_and_measure(fmt, model, fp32_path, calib, staged, options, held_out, r
                     "seconds": round(built, 2)}
 
 
-def trial(fmt_name: str, *args) -> dict:
-    """``build_and_measure`` in a Ray task: {"result", "record"}, or {"error", "seconds"} when it failed."""
+def trial(fmt_name: str, job, *args) -> dict:
+    """``build_and_measure`` in a Ray task (the export's ``job``): {"result", "record"} or {"error", ...}."""
     from edgekit.formats import get_format
 
     start = time.perf_counter()
     try:
-        result, record = build_and_measure(get_format(fmt_name), *args)
+        result, record = build_and_measure(get_format(fmt_name, job), *args)
     except Exception as exc:  # noqa: BLE001 - recorded as the attempt's failure, as a local run does
         return {"error": _one_line(exc), "seconds": round(time.perf_counter() - start, 2)}
     return {"result": result, "record": record}

@@ -85,7 +85,7 @@ def axes_metrics(fmt, session, model, held_out, judge: bool) -> dict:
 
     found = []
     batch = model.input_spec.batch_axis
-    for a in getattr(fmt, "dynamic_axes", ()):
+    for a in fmt.written_axes():
         size = model.input_spec.shape[a.axis]
         other = max(a.min, 2, size // 2) if size > max(a.min, 2) else min(a.max, size * 2)
         axis = 1 + (a.axis if a.axis < batch else a.axis - 1)  # in the batch-first samples

@@ -13,7 +13,7 @@ import importlib
 from pathlib import Path
 
 from edgekit.errors import UsageError
-from edgekit.formats.base import Format
+from edgekit.formats.base import ExportJob, Format
 from edgekit.registry import Registry
 
 FORMATS: Registry[type[Format]] = Registry("format")
@@ -35,8 +35,9 @@ register("edgekit.formats.openvino:OpenVinoFormat")
 register("edgekit.formats.executorch:ExecuTorchFormat")
 
 
-def get_format(name: str) -> Format:
-    return FORMATS.get(name)()
+def get_format(name: str, job: ExportJob | None = None) -> Format:
+    """The format ``name`` for one export (``job``: its per-run options; None: the defaults)."""
+    return FORMATS.get(name)(job)
 
 
 def format_class(name: str) -> type[Format]:

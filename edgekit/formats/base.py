@@ -3,10 +3,18 @@
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
+from types import ModuleType
 from typing import TYPE_CHECKING, Any
 
+from edgekit.bench.runtime_kit import (  # noqa: F401 - formats' API
+    FixedShapeSession,
+    Session,
+    as_outputs,
+    shape_info,
+)
 from edgekit.formats.share import INT8_WEIGHTS_FLOOR, Int8Share, percent  # noqa: F401 - formats' API
 
 if TYPE_CHECKING:
@@ -89,6 +97,20 @@ class DynamicAxis:
         return torch.export.Dim(self.name, min=max(self.min, 2), max=self.max)
 
 
+@dataclass(frozen=True)
+class ExportJob:
+    """What one export asks of a format beyond the model and the files: built once by the export
+    plan (``Format.job_for``), given to the format when it is made (``get_format(name, job)``), and
+    pickled with it to the export workers and Ray's ``--max-drop`` trials, so that every process
+    builds the same artefact. Formats never change it."""
+
+    dynamic_batch: bool = False  # axis 0 of every input is symbolic (``--dynamic-batch``)
+    dynamic_axes: tuple[DynamicAxis, ...] = ()  # ``--dynamic-axis``: variable axes of the first input
+
+    def to_dict(self) -> dict:
+        return {"dynamic_batch": self.dynamic_batch, "dynamic_axes": [a.to_dict() for a in self.dynamic_axes]}
+
+
 # ``export --dynamic-batch``: the batch axis (0) is symbolic; where the format needs a bound
 # (ExecuTorch plans its memory for the largest batch) it is this. Tracing uses an example of batch
 # 2: torch.export specialises a dimension of size 1 to a constant.
@@ -131,93 +153,44 @@ def batch_dim(bounded: bool = False) -> Any:
     return torch.export.Dim("batch", min=1, max=DYNAMIC_BATCH_MAX if bounded else None)
 
 
-def shape_info(shape: list, max_batch: int | None = None, inputs: list | None = None) -> dict:
-    """What the manifest records of an artefact's input: its (first input's) shape, "batch" where
-    dynamic; for several inputs also ``inputs``: [{"name", "shape"}, ...] of them all."""
-    dynamic = bool(shape) and not isinstance(shape[0], int)
-    info: dict = {"input_shape": ["batch", *shape[1:]] if dynamic else list(shape), "dynamic_batch": dynamic}
-    if inputs and len(inputs) > 1:
-        info["inputs"] = [{"name": name, "shape": ["batch", *s[1:]] if dynamic else list(s)}
-                          for name, s in inputs]
-    return {**info, "max_batch": max_batch} if dynamic and max_batch else info
+class Opened:
+    """An artefact opened in its format's runtime session (``runtime.py``), as edgekit uses it:
+    ``run`` takes and returns float32 arrays; the kit's problems become edgekit's one-line errors
+    (an input that does not fit: ``DataError``; a runtime not installed: ``MissingDependencyError``)."""
 
-
-def as_outputs(outputs: list) -> Any:
-    """A runtime's outputs as ``Session.run`` returns them: the float32 array of a one-output
-    artefact, else a tuple of float32 arrays in the artefact's output order."""
-    import numpy as np
-
-    arrays = tuple(np.asarray(o, dtype=np.float32) for o in outputs)
-    return arrays[0] if len(arrays) == 1 else arrays
-
-
-class Session(ABC):
-    """A loaded artefact in its own runtime. ``run`` takes and returns float32 numpy arrays.
-
-    Several inputs: ``run`` takes a tuple of arrays, one per input in ``LoadedModel.inputs`` order,
-    each batch-first; several outputs: it returns a tuple in ``LoadedModel.output_names`` order.
-    """
-
-    runtime: str = ""
-    runtime_version: str = ""
-    device: str = "CPU"
-
-    @abstractmethod
-    def run(self, x: np.ndarray | tuple) -> np.ndarray | tuple:
-        """Run one batch (float32, the model's input layout); return the float32 output(s)."""
-
-    def input_info(self) -> dict:
-        """The artefact's input as the manifest records it (``shape_info``)."""
-        return {}
-
-
-class FixedShapeSession(Session):
-    """A session whose artefact has fixed input shapes (``input_shapes``, one per input;
-    ``input_shape`` is the first). With a fixed batch, a batch that differs from a batch-1
-    artefact's runs one sample at a time; with ``dynamic_batch`` any batch up to ``input_shape[0]``
-    (the bound) runs at once, larger ones in chunks of the bound. Subclasses define ``_invoke``."""
-
-    input_shape: tuple[int, ...] = ()
-    input_shapes: tuple[tuple[int, ...], ...] = ()  # all inputs (empty: the one ``input_shape``)
-    input_names: tuple[str, ...] = ()
-    dynamic_batch: bool = False
-    what: str = "model"  # for the error: "the TFLite model", "the ExecuTorch program"
-
-    def input_info(self) -> dict:
-        shape = ["batch" if self.dynamic_batch else self.input_shape[0], *self.input_shape[1:]]
-        inputs = list(zip(self.input_names, self.input_shapes))
-        return shape_info(shape, self.input_shape[0], inputs)
+    def __init__(self, fmt: type[Format], spec: dict):
+        self.format = fmt
+        with _as_edgekit_errors(fmt):
+            self.session = fmt.runtime_module().Session(spec)
+        self.runtime = self.session.runtime
+        self.runtime_version = self.session.runtime_version
+        self.device = self.session.device
 
     def run(self, x):
-        import numpy as np
+        with _as_edgekit_errors(self.format):
+            return self.session.run(x)
 
-        from edgekit.errors import DataError
-        from edgekit.layout import concat, take
+    def input_info(self) -> dict:
+        return self.session.input_info()
 
-        several = isinstance(x, tuple)
-        xs = tuple(np.ascontiguousarray(a, dtype=np.float32) for a in (x if several else (x,)))
-        shapes = self.input_shapes or (self.input_shape,)
-        packed = xs if several else xs[0]
-        if len(xs) == len(shapes) and all(a.shape == s for a, s in zip(xs, shapes)):
-            return self._invoke(packed)
-        if self.dynamic_batch and len(xs) == len(shapes) and all(
-                a.ndim == len(s) and all(d <= b for d, b in zip(a.shape, s)) for a, s in zip(xs, shapes)):
-            return self._invoke(packed)  # a bounded dynamic shape (batch or --dynamic-axis) takes it
-        n, bound = len(xs[0]), shapes[0][0]
-        fits = len(xs) == len(shapes) and all(a.shape[1:] == s[1:] and len(a) == n
-                                              for a, s in zip(xs, shapes))
-        if fits and self.dynamic_batch and n <= bound:
-            return self._invoke(packed)
-        if fits and (self.dynamic_batch or bound == 1):
-            return concat([self._invoke(take(packed, slice(i, i + bound))) for i in range(0, n, bound)])
-        got = " and ".join(str(list(a.shape)) for a in xs)
-        want = " and ".join(str(list(s)) for s in shapes)
-        raise DataError(f"input of shape {got} does not fit {self.what}'s input {want}")
+    def __getattr__(self, name: str):  # the session's own facts (input_dtype, input_shapes, ...)
+        return getattr(self.session, name)
 
-    @abstractmethod
-    def _invoke(self, x):
-        """Run ``x`` (``input_shapes``, or any batch up to the bound when dynamic; a tuple for
-        several inputs); the float32 output (a tuple for several outputs)."""
+
+@contextmanager
+def _as_edgekit_errors(fmt: type[Format]):
+    from edgekit.errors import DataError, MissingDependencyError
+
+    try:
+        yield
+    except Exception as exc:
+        if type(exc).__name__ != "RuntimeProblem":  # the kit's (loaded by the runner too: by name)
+            raise
+        if exc.kind == "bad_input":
+            raise DataError(str(exc)) from None
+        if exc.kind == "no_runtime":
+            raise MissingDependencyError(fmt.runtimes[0] if fmt.runtimes else fmt.name, fmt.extra) from None
+        raise
 
 
 class Format(ABC):
@@ -231,6 +204,7 @@ class Format(ABC):
     name: str = ""
     extension: str = ""  # the main file's suffix (".onnx", ".tflite", ".xml", ".pte")
     companions: tuple[str, ...] = ()  # suffixes of files that travel beside the main one (".bin")
+    files_note: str = ""  # what its files are, for the error when a companion is missing
     default: bool = True  # written by `export` when --to is not given
     export_last: bool = False  # export after the others (its converter starts threads that a fork dislikes)
     export_cost: float = 1.0  # relative time of its export; edgekit.export.jobs balances processes by it
@@ -238,12 +212,26 @@ class Format(ABC):
     requires: tuple[tuple[str, str], ...] = ()  # (module to import, package that provides it)
     tools: tuple[str, ...] = ()  # distributions whose versions the manifest records
     # The runtimes the device runner tries, in order (distribution names; a target profile may
-    # narrow them); the runner's own table (edgekit/bench/runner.py SESSIONS) must agree.
+    # narrow them); its runtime module opens the first installed one.
     runtimes: tuple[str, ...] = ()
     colour: str = "grey"  # the format's colour in the report's plots
     # What a target profile may set in this format's table (``[onnx] providers = [...]``):
     # profile key -> (the key the device runner reads in its spec, the default value).
     target_settings: dict[str, tuple[str, Any]] = {}
+    # What the probe (edgekit/compat/probe.py, run on the device) looks for, per runtime of
+    # ``runtimes``: (the module to find, the distributions that provide it, in order).
+    probe: dict[str, tuple[str, tuple[str, ...]]] = {}
+    runtime_labels: dict[str, str] = {}  # short names of its runtimes in bench's table ("ort")
+    # What a Linux board pip-installs to run it (the emulated Pi's image installs these for aarch64).
+    device_packages: tuple[str, ...] = ()
+    takes_onnx: bool = False  # made from an ONNX file itself (a model given as .onnx); else PyTorch
+    # Its modules, by name inside the format's package ("" where it has none): the one session
+    # (standard library, numpy and the runtime only: it is copied to devices with the runner),
+    # edgekit check's verdicts (``needs``/``summary``/``verdict``) and edgekit inspect's
+    # per-layer errors (``errors``).
+    runtime: str = "runtime"
+    compat: str = ""
+    inspect: str = ""
 
     @classmethod
     def target_device(cls, settings: dict) -> str | None:
@@ -252,27 +240,41 @@ class Format(ABC):
     validated_methods: tuple[str, ...] = ()  # int8 methods that need Int8Options.validation
     # Why this format's artefacts keep a fixed batch under --dynamic-batch ("": it can make them).
     fixed_batch_reason: str = ""
-    dynamic_batch: bool = False  # this export writes a dynamic batch axis (``use_dynamic_batch``)
-
     # Why this format's artefacts keep a fixed size under --dynamic-axis ("": it can make them).
     fixed_axes_reason: str = ""
-    dynamic_axes: tuple[DynamicAxis, ...] = ()  # this export's variable axes (``use_dynamic_axes``)
 
-    def use_dynamic_axes(self, axes: tuple[DynamicAxis, ...]) -> str | None:
-        """Write this export's artefacts with ``axes`` variable; the reason when the format cannot
-        (its artefacts then keep the sizes of --input-shape, as the manifest records)."""
-        if self.fixed_axes_reason:
-            return self.fixed_axes_reason
-        self.dynamic_axes = tuple(axes)
-        return None
+    def __init__(self, job: ExportJob | None = None) -> None:
+        self.job = job or ExportJob()
 
-    def use_dynamic_batch(self) -> str | None:
-        """Write this export's artefacts with a dynamic batch axis (0); the reason when the format
-        cannot (its artefacts then keep batch 1, as the manifest records)."""
-        if self.fixed_batch_reason:
-            return self.fixed_batch_reason
-        self.dynamic_batch = True
-        return None
+    @classmethod
+    def job_for(cls, dynamic_batch: bool = False,
+                axes: tuple[DynamicAxis, ...] = ()) -> tuple[ExportJob, list[str]]:
+        """This format's job for an export asking for a dynamic batch and ``axes``, and a note for
+        each it cannot honour (its artefacts then keep batch 1 or the sizes of --input-shape, as
+        the manifest records)."""
+        notes = []
+        if dynamic_batch and cls.fixed_batch_reason:
+            notes.append(cls.fixed_batch_reason)
+        if axes and cls.fixed_axes_reason:
+            notes.append(cls.fixed_axes_reason)
+        job = ExportJob(dynamic_batch and not cls.fixed_batch_reason,
+                        tuple(axes) if not cls.fixed_axes_reason else ())
+        return job, notes
+
+    @property
+    def dynamic_batch(self) -> bool:
+        """This export writes a dynamic batch axis (its job's)."""
+        return self.job.dynamic_batch
+
+    @property
+    def dynamic_axes(self) -> tuple[DynamicAxis, ...]:
+        """This export's variable axes (its job's)."""
+        return self.job.dynamic_axes
+
+    def written_axes(self) -> tuple[DynamicAxis, ...]:
+        """The variable axes its artefacts really have (ExecuTorch: none where torch.export fixed
+        them in this model); verify checks each at a second size."""
+        return self.dynamic_axes
 
     def input_info(self, path: Path) -> dict:
         """The written artefact's input shape for the manifest (``shape_info``), read back from it."""
@@ -317,13 +319,53 @@ class Format(ABC):
         """Whether ``options``' method can keep named layers in float."""
         return True
 
-    @abstractmethod
-    def open(self, path: Path, threads: int | None = None) -> Session:
-        """Load an artefact in this format's runtime (``threads``: intra-op threads, None = default)."""
+    def open(self, path: Path, threads: int | None = None) -> Opened:
+        """Load an artefact in this format's runtime session (``threads``: intra-op threads, None =
+        the runtime's default), the one the device runner uses too."""
+        return Opened(type(self), {"path": str(path), "threads": threads})
 
-    def open_exact(self, path: Path) -> Session:
+    def open_exact(self, path: Path) -> Opened:
         """Open with settings that keep fp32 numerics exact (used to verify fp32 artefacts)."""
-        return self.open(path)
+        return Opened(type(self), {"path": str(path), "exact": True})
+
+    @classmethod
+    def module(cls, which: str) -> ModuleType | None:
+        """The format's ``runtime``, ``compat`` or ``inspect`` module; None where it has none."""
+        import importlib
+
+        name = cls._module_name(which)
+        return importlib.import_module(name) if name else None
+
+    @classmethod
+    def _module_name(cls, which: str) -> str | None:
+        """``<its package>.<name>``: the package of the class, or of the first base class that
+        has one (a subclass written elsewhere, as a test does, keeps its format's modules)."""
+        import importlib.util
+
+        name = getattr(cls, which)
+        if not name:
+            return None
+        for klass in cls.__mro__:
+            if klass is Format or not (isinstance(klass, type) and issubclass(klass, Format)):
+                continue
+            try:
+                if importlib.util.find_spec(f"{klass.__module__}.{name}") is not None:
+                    return f"{klass.__module__}.{name}"
+            except ModuleNotFoundError:  # its module is not a package
+                continue
+        raise ModuleNotFoundError(f"format {cls.name!r} declares a {which} module {name!r}, but its package "
+                                  "has none")
+
+    @classmethod
+    def runtime_module(cls) -> ModuleType:
+        return cls.module("runtime")
+
+    @classmethod
+    def runtime_file(cls) -> Path:
+        """The runtime module's file: the device runner loads it (copied beside it on a device)."""
+        import importlib.util
+
+        return Path(importlib.util.find_spec(cls._module_name("runtime")).origin)
 
     def tool_versions(self) -> dict[str, str]:
         """Versions of the converters and runtimes this format uses (those installed)."""

@@ -90,9 +90,9 @@ def layer_errors(
     fmt_name: str, model, fp32_path: Path, int8_path: Path, samples: np.ndarray
 ) -> list[LayerError]:
     """Per-layer error of ``int8_path`` against ``fp32_path`` on ``samples``; worst (lowest SQNR) first."""
-    if fmt_name not in FORMATS:
+    if fmt_name not in _inspectable():
         raise UsageError(f"edgekit inspect does not know the format {fmt_name!r}; "
-                         f"known: {', '.join(FORMATS)}")
+                         f"known: {', '.join(_inspectable())}")
     x = np.ascontiguousarray(samples, dtype=np.float32)
     if len(x) == 0:
         raise UsageError("edgekit inspect needs at least one sample")
@@ -101,22 +101,18 @@ def layer_errors(
 
 
 def _errors_of(fmt_name: str) -> Callable:
-    """The per-layer error function of a format (each lives in its own module, imported lazily)."""
-    import importlib
+    """The per-layer error function of a format (its ``inspect`` module, imported lazily)."""
+    from edgekit.formats import format_class
 
-    return importlib.import_module(f"edgekit.inspect.{fmt_name}").errors
+    return format_class(fmt_name).module("inspect").errors
 
 
 def _inspectable() -> tuple[str, ...]:
-    """Registered formats that have a per-layer module here (``edgekit/inspect/<format>.py``)."""
-    import importlib.util
+    """Registered formats that declare a per-layer module (``Format.inspect``)."""
+    from edgekit.formats import FORMATS
 
-    from edgekit.formats import names
+    return tuple(n for n, cls in FORMATS.items() if cls.inspect)
 
-    return tuple(n for n in names() if importlib.util.find_spec(f"edgekit.inspect.{n}") is not None)
-
-
-FORMATS = _inspectable()
 
 
 def inspect_run(run_dir: Path, samples: int = DEFAULT_SAMPLES, formats: tuple[str, ...] | None = None,

@@ -18,7 +18,6 @@ records the file's path and sha256 as the model's weights, its opset and any con
 
 from __future__ import annotations
 
-import dataclasses
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -29,7 +28,6 @@ from edgekit.models.user import _describe, _preprocessing  # one rule for models
 if TYPE_CHECKING:
     import onnx
 
-ONNX_FORMATS = ("onnx", "openvino")  # formats made from the file itself; the others need PyTorch
 RECURRENT_OPS = {"LSTM", "GRU", "RNN"}  # int8 for these is dynamic, as for the zoo's LSTM
 LAYOUTS = {2: "NC", 3: "NTC", 4: "NCHW", 5: "NCDHW"}  # as for a user's model from a .py file
 # The opset an ONNX file is brought to before it is quantized: per-channel QDQ (the axis attribute
@@ -272,40 +270,3 @@ def copy_onnx(source: Path, path: Path) -> Path:
     if converted is not None or external:  # one file (up to 2 GB)
         return write_atomic(path, (converted or model).SerializeToString())
     return write_atomic(path, Path(source).read_bytes())
-
-
-def check_plan(plan, report):
-    """An export plan for an ONNX file: its own test data checked (when it has some), the default
-    formats narrowed to onnx and openvino (saying so); a format or option that needs the PyTorch
-    model is refused before any work."""
-    if not is_onnx_file(plan.model):
-        return plan
-    from edgekit.models.onnx_testdata import check_test_data, test_data_line
-
-    tested = check_test_data(Path(plan.model)) if Path(plan.model).is_file() else None
-    if tested is not None:
-        report(test_data_line(plan.model, tested))  # a mismatch raises: the file is broken
-    if plan.prune is not None:
-        raise UsageError("--prune needs the PyTorch model; an ONNX file exports as it is")
-    others = [f for f in plan.formats if f not in ONNX_FORMATS]
-    if not others:
-        return plan
-    if plan.formats_given:
-        verb = "needs" if len(others) == 1 else "need"
-        raise UsageError(f"{' and '.join(others)} {verb} the PyTorch model; an ONNX file exports to onnx "
-                         "and openvino")
-    report(f"note: {' and '.join(others)} skipped: they need the PyTorch model; an ONNX file exports to "
-           "onnx and openvino")
-    return dataclasses.replace(plan, formats=tuple(f for f in plan.formats if f in ONNX_FORMATS))
-
-
-def check_unchanged(path: Path, recorded: dict | None) -> None:
-    """Before a run's model is rebuilt: its ONNX file is still there and unchanged."""
-    from edgekit.runs import manifest as mf
-
-    if not path.is_file():
-        raise UsageError(f"the run's ONNX model file {path} is gone; restore it to use the run")
-    sha = (recorded or {}).get("sha256")
-    if sha and mf.sha256_file(path) != sha:
-        raise UsageError(f"the run's ONNX model file {path} changed since the export (sha256 differs); "
-                         "export it again")

@@ -322,7 +322,7 @@ def test_an_error_inside_onnxruntimes_quantizer_is_one_line_naming_the_node(old_
     # The quantizer runs in the export worker process, so the patch is made there, as it starts.
     site = tmp_path / "site"
     site.mkdir()
-    (site / "sitecustomize.py").write_text("import edgekit.formats._onnx_quant as onnx_quant\n"
+    (site / "sitecustomize.py").write_text("import edgekit.formats.onnx.repair as onnx_quant\n"
                                            "onnx_quant.prepare_for_quantizer = lambda path: []\n")
     path = os.pathsep.join(p for p in (str(site), os.environ.get("PYTHONPATH", "")) if p)
     out = tmp_path / "run"

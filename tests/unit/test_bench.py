@@ -104,7 +104,9 @@ def test_time_loop_honours_iters_seconds_and_a_minimum():
 
 
 def test_int8_inputs_are_quantized_with_the_tensors_own_scale():
-    x = runner._random_input([1000], "int8", np.random.default_rng(0), quant=(0.05, 3))
+    from edgekit.bench import runtime_kit
+
+    x = runtime_kit.random_input([1000], "int8", np.random.default_rng(0), quant=(0.05, 3))
     assert x.dtype == np.int8 and abs(float(np.mean(x)) - 3) < 1  # zero point: N(0,1) centres on it
     assert 15 < np.std(x.astype(float)) < 25  # 1 / 0.05
 
@@ -126,11 +128,15 @@ def test_the_runner_runs_alone_without_edgekit(tmp_path):
     import onnx
     from onnx import TensorProto, helper
 
+    from edgekit.bench.core import support_files
+
     x = helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 4])
     y = helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 4])
     onnx.save(helper.make_model(helper.make_graph([helper.make_node("Relu", ["x"], ["y"])], "g", [x], [y]),
                                 opset_imports=[helper.make_opsetid("", 17)]), tmp_path / "m.onnx")
     shutil.copy(runner.__file__, tmp_path / "runner.py")
+    for name, paths in support_files(["onnx"]).items():  # the kit and ONNX's session, as shipped
+        shutil.copy(paths[0], tmp_path / ("edgekit_runtime_kit.py" if name == "kit" else "runtime_onnx.py"))
     block = ("import sys, runpy; sys.modules['edgekit'] = None; sys.argv = ['runner.py', '-']; "
              "runpy.run_path('runner.py', run_name='__main__')")
     spec = {"path": "m.onnx", "format": "onnx", "iters": 3, "warmup": 0}

@@ -13,9 +13,9 @@ import torch
 import torch.nn as nn
 
 from edgekit.compat import check_item, module, runtime_for
-from edgekit.compat.tflite_ops import OP_RUNTIME, runtime_tf
 from edgekit.devices.local import LocalDevice
 from edgekit.formats import get_format
+from edgekit.formats.tflite.compat_ops import OP_RUNTIME, runtime_tf
 from edgekit.targets import get_target
 from tests.conftest import loaded_model as loaded
 from tests.models import Cumsum
@@ -40,8 +40,11 @@ class Net(nn.Module):
 
 @pytest.fixture(scope="module")
 def here():
-    """This machine as the probe sees it (with its ExecuTorch kernels)."""
-    return LocalDevice().probe(["--executorch-ops"])
+    """This machine as the probe sees it (with its ExecuTorch kernels), asked for the runtimes the
+    registered formats declare, as ``edgekit check`` asks."""
+    from edgekit.compat.device import probe
+
+    return probe(LocalDevice(), ["executorch"])
 
 
 @pytest.fixture(scope="module")

@@ -118,19 +118,22 @@ def test_int8_methods_and_errors(cnn, tmp_path):
 
 def test_the_device_runner_times_a_pte(cnn):
     from edgekit.bench import runner
+    from edgekit.bench.core import runner_spec
 
     _, _, fp32, _, _, _ = cnn
-    result = runner.run({"path": str(fp32), "format": "executorch", "threads": 1, "warmup": 1, "iters": 3})
+    how = runner_spec("executorch")
+    result = runner.run({"path": str(fp32), "format": "executorch", "threads": 1, "warmup": 1, "iters": 3,
+                         **how})
     assert result["status"] == "ok", result
     assert result["runtime"] == "executorch" and result["device"] == "CPU XNNPACK"
     assert result["iters"] == 3 and result["input_shapes"] == [[1, 3, 32, 32]]
     assert result["file_bytes"] == fp32.stat().st_size
-    bad = runner.run({"path": str(fp32), "format": "executorch", "batch": 4, "iters": 1})
+    bad = runner.run({"path": str(fp32), "format": "executorch", "batch": 4, "iters": 1, **how})
     assert bad["status"] == "failed" and "--batch 1" in bad["error"]
 
 
 def test_the_pte_reader_takes_flatcs_infinite_clamp_bounds():
-    from edgekit.formats._executorch_share import flatc_json
+    from edgekit.formats.executorch.share import flatc_json
 
     text = '{"xnodes": [{"output_min_max": {"output_min": -inf, "output_max": inf}, "debug_handle": 3}]}'
     node = flatc_json(text)["xnodes"][0]

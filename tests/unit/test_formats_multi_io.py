@@ -15,7 +15,7 @@ import torch
 from edgekit.bench.runner import __file__ as RUNNER
 from edgekit.devices.base import parse_result
 from edgekit.export.verify import run_session
-from edgekit.formats import get_format
+from edgekit.formats import format_class, get_format
 from edgekit.formats.base import Int8Options
 from edgekit.models.spec import InputSpec, LoadedModel, Preprocessing
 
@@ -74,7 +74,9 @@ def _names(fmt: str, path: Path) -> tuple[list[str], list[str]]:
 
 def _bench(path: Path, fmt: str, batch: int = 1) -> dict:
     """The device runner, standalone in its own process as on a device, timing the artefact."""
-    spec = {"path": str(path), "format": fmt, "iters": 3, "warmup": 0, "batch": batch}
+    from edgekit.bench.core import runner_spec
+
+    spec = {"path": str(path), "format": fmt, "iters": 3, "warmup": 0, "batch": batch, **runner_spec(fmt)}
     done = subprocess.run([sys.executable, RUNNER, "-"], input=json.dumps(spec), capture_output=True,
                           text=True, timeout=300)
     return parse_result(done.stdout, done.stderr, done.returncode, "here")
@@ -113,11 +115,10 @@ def artefacts(two_io, tmp_path_factory):
 def test_an_onnx_file_with_two_inputs_is_a_model(two_io, tmp_path, dynamic):
     """The TwoTower's ONNX file as the model: inputs and outputs named from its graph, onnxruntime
     running the file as the reference, and ONNX and OpenVINO artefacts made from the file."""
+    from edgekit.formats.base import ExportJob
     from edgekit.models.onnx_file import load_onnx_model
 
-    source = get_format("onnx")
-    if dynamic:
-        source.use_dynamic_batch()
+    source = get_format("onnx", ExportJob(dynamic_batch=dynamic))
     path = source.export_fp32(two_io, tmp_path / "user.onnx")
     model = load_onnx_model(str(path))
     assert [(s.name, s.shape) for s in model.inputs] == [("image", (1, 3, 16, 16)), ("side", (1, 6))]
@@ -137,8 +138,9 @@ def test_an_onnx_file_with_two_inputs_is_a_model(two_io, tmp_path, dynamic):
 
 @pytest.mark.parametrize("name", ["onnx", "openvino", "executorch"])  # TFLite keeps batch 1
 def test_dynamic_batch_runs_a_batch_of_three(two_io, tmp_path, name):
-    fmt, x = get_format(name), _samples(3, seed=3)
-    assert fmt.use_dynamic_batch() is None
+    job, notes = format_class(name).job_for(dynamic_batch=True)
+    assert notes == [] and job.dynamic_batch
+    fmt, x = get_format(name, job), _samples(3, seed=3)
     path = fmt.export_fp32(two_io, tmp_path / f"m{fmt.extension}")
     session = fmt.open_exact(path)
     info = session.input_info()

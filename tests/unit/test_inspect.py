@@ -16,7 +16,7 @@ import pytest
 from edgekit import inspect as insp
 from edgekit.errors import UsageError
 from edgekit.export.plan import ExportPlan, plan_from_manifest, run_export
-from edgekit.inspect import tflite as insp_tflite
+from edgekit.formats.tflite import inspect as insp_tflite
 from edgekit.models.resolve import load_planned_model
 from edgekit.models.spec import ModelOptions
 
@@ -123,7 +123,7 @@ def test_onnx_names_are_nodes_to_exclude_and_the_ranking_means_something(lenet_r
     from edgekit.export.verify import run_session
     from edgekit.formats import get_format
     from edgekit.formats._util import calibration_batches
-    from edgekit.formats.onnx import _reader
+    from edgekit.formats.onnx.quantize import _reader
 
     run_dir, result, _, model = lenet_run
     manifest = json.loads((run_dir / "manifest.json").read_text())
@@ -192,7 +192,7 @@ def test_tflite_torch_names_are_pt2e_module_handles(lenet_run):
     from litert_torch.quantize.quant_config import QuantConfig
     from torchao.quantization.pt2e.quantize_pt2e import convert_pt2e, prepare_pt2e
 
-    from edgekit.formats import tflite as tfl
+    from edgekit.formats.tflite import quantize as tfl
 
     run_dir, result, _, model = lenet_run
     conv = next(e for e in result["formats"]["tflite"]["layers"] if e["op"] in CONV_OPS)

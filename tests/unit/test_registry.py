@@ -15,12 +15,24 @@ from edgekit.formats import FORMATS
 from edgekit.targets import known_keys, parse_target
 
 
-def test_runner_has_one_session_per_registered_format_with_the_same_facts():
-    assert set(runner.SESSIONS) == set(FORMATS)
+def test_every_format_has_one_session_that_a_bare_device_can_import():
+    """The runner and edgekit open artefacts with the format's one runtime module; on a device it
+    runs beside the runner with nothing of edgekit, so at its top it imports only the kit (by its
+    shipped name first) and the standard library."""
+    import ast
+
     for name, cls in FORMATS.items():
-        session = runner.SESSIONS[name]
-        assert tuple(session.runtimes) == cls.runtimes, name
-        assert tuple(session.companions) == cls.companions, name
+        module = cls.runtime_module()
+        assert isinstance(module.Session, type), name
+        tree = ast.parse(cls.runtime_file().read_text())
+        top = [n for n in tree.body if isinstance(n, (ast.Import, ast.ImportFrom))]
+        names = {a.name.split(".")[0] for n in top if isinstance(n, ast.Import) for a in n.names}
+        names |= {(n.module or "").split(".")[0] for n in top if isinstance(n, ast.ImportFrom)}
+        assert names <= set(sys.stdlib_module_names) | {"__future__"}, (name, names)
+        kit = [n for n in tree.body if isinstance(n, ast.Try)]
+        assert kit and "edgekit_runtime_kit" in ast.unparse(kit[0].body[0]), name
+    assert runner.RESULT_MARKER  # the runner itself lists no format
+    assert "SESSIONS" not in vars(runner)
 
 
 def test_suffixes_and_defaults_are_derived_from_the_classes(tmp_path):

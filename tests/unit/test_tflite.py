@@ -118,7 +118,8 @@ def test_session_runs_a_batch_sample_by_sample(cnn):
         session = TFLiteFormat().open(path, threads=1)
         assert session.input_shape == (1, 3, 32, 32)
         np.testing.assert_array_equal(session.run(x), run_session(session, x))
-    assert (session.runtime, session.device) == ("ai-edge-litert", "CPU") and session.runtime_version
+    # the one session bench uses too: XNNPACK applied
+    assert (session.runtime, session.device) == ("ai-edge-litert", "CPU XNNPACK") and session.runtime_version
     with pytest.raises(DataError, match="does not fit"):
         session.run(np.zeros((1, 3, 16, 16), np.float32))
 

@@ -12,7 +12,9 @@ from __future__ import annotations
 import mmap
 from pathlib import Path
 
-from edgekit.compat.tflite_ops import (
+from edgekit.compat.versions import vtuple
+from edgekit.errors import DataError
+from edgekit.formats.tflite.compat_ops import (
     NEWEST_TF,
     OP_RUNTIME,
     TFLITE_RUNTIME_LAST,
@@ -20,8 +22,6 @@ from edgekit.compat.tflite_ops import (
     min_runtime,
     runtime_tf,
 )
-from edgekit.compat.versions import vtuple
-from edgekit.errors import DataError
 
 METADATA_KEY = "min_runtime_version"
 

@@ -1,11 +1,5 @@
-"""TFLite (LiteRT): export through litert-torch, int8 through its PT2E quantizer, run on ai-edge-litert.
-
-Static int8 is full-integer: weights int8 symmetric per-channel, activations int8 per-tensor, and
-the model's own input and output tensors are int8 as well. ``TFLiteSession`` therefore quantizes
-inputs and dequantizes outputs with each tensor's own scale and zero point, so callers always
-exchange float32 arrays. Models that static int8 does not fit (the LSTM) get dynamic-range int8:
-int8 per-channel weights, float32 activations quantized on the fly by the runtime's kernels.
-"""
+"""TFLite int8: litert-torch's PT2E quantizer (static full-integer, or dynamic-range for recurrent
+models), or ai-edge-quantizer's static recipe on the fp32 flatbuffer ("aeq")."""
 
 from __future__ import annotations
 
@@ -13,15 +7,14 @@ import contextlib
 import importlib.metadata
 import io
 import os
-import warnings
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from edgekit.errors import DataError, ExportError, MissingDependencyError, UsageError
-from edgekit.formats._tflite_runtime import TFLiteSession, _interpreter, _quiet_environment, signature_order
+from edgekit.errors import DataError, UsageError
 from edgekit.formats._util import calibration_batches, check_module_names, module_path
-from edgekit.formats.base import Format, Int8Options, Int8Result, Int8Share, scheme_options
+from edgekit.formats.base import Int8Options, Int8Result, scheme_options
+from edgekit.formats.tflite.runtime import interpreter, signature_order
 from edgekit.layout import count
 
 if TYPE_CHECKING:
@@ -29,7 +22,8 @@ if TYPE_CHECKING:
 
     from edgekit.models.spec import LoadedModel
 
-CONVERTER = "litert-torch"
+from edgekit.formats.tflite.convert import _convert, _import_litert_torch, _quiet, _write
+
 TOOL = "litert-torch PT2E"
 # Static int8 methods: how activation ranges are found.
 METHODS = {
@@ -39,85 +33,25 @@ METHODS = {
 }
 
 
-_quiet_environment()  # before check_available() first imports litert_torch
 
+def export_int8(model, fp32_path: Path, calib: np.ndarray, path: Path,
+                options: Int8Options | None = None) -> Int8Result:
+    """Static full-integer int8 for ``model.static_int8``, dynamic-range int8 otherwise.
 
-class TFLiteFormat(Format):
-    """TFLite flatbuffers converted by litert-torch; one ``.tflite`` file per artefact."""
-
-    name = "tflite"
-    extension = ".tflite"
-    extra = "tflite"
-    requires = (("litert_torch", CONVERTER),)
-    export_last = True  # litert-torch starts JAX threads; NNCF later forks workers (JAX warns: deadlocks)
-    # litert-torch converts, torchao runs its PT2E prepare/convert, ai-edge-litert runs
-    tools = (CONVERTER, "torchao", "ai-edge-litert", "tflite-runtime")
-    runtimes = ("ai-edge-litert", "tflite-runtime")  # tflite-runtime: what many Raspberry Pis run
-    colour = "#ff7f0e"
-    export_cost = 3.5  # resnet50 --int8: 35 s against ONNX's 13 s (issue 13)
-    # litert-torch 0.10 accepts dynamic_shapes but lowers each op through JAX, which needs static
-    # shapes (a symbolic batch fails at the first reshape; litert-torch PR #1024, issue #870); and a
-    # batch-1 flatbuffer's reshapes keep batch 1, so resize_tensor_input cannot change it either.
-    fixed_axes_reason = ("litert-torch cannot convert a variable axis (it lowers ops through JAX, which "
-                         "needs static shapes): the TFLite artefacts keep the sizes of --input-shape")
-    fixed_batch_reason = ("litert-torch cannot convert a dynamic batch (it lowers ops through JAX, "
-                          "which needs static shapes): the TFLite artefacts keep batch 1")
-
-    def export_fp32(self, model: LoadedModel, path: Path) -> Path:
-        litert_torch = _import_litert_torch()
-        with _quiet():
-            edge = _convert(litert_torch, model.module.eval(), model.example_inputs())
-        return _write(edge, Path(path))
-
-    def export_int8(
-        self,
-        model: LoadedModel,
-        fp32_path: Path,
-        calib: np.ndarray,
-        path: Path,
-        options: Int8Options | None = None,
-    ) -> Int8Result:
-        """Static full-integer int8 for ``model.static_int8``, dynamic-range int8 otherwise.
-
-        litert-torch quantizes the PyTorch graph, not the flatbuffer, so ``fp32_path`` is read only
-        by the "aeq" method (ai-edge-quantizer quantizes the fp32 flatbuffer).
-        """
-        options = options or Int8Options()
-        if options.method not in METHODS:
-            raise UsageError(f"unknown TFLite int8 method {options.method!r}; known: {', '.join(METHODS)}")
-        check_module_names(model, options.exclude)
-        if not model.static_int8:
-            return _export_dynamic(model, Path(path), options)
-        if options.method == "aeq":
-            if options.exclude:
-                raise UsageError("the TFLite 'aeq' method cannot keep layers in float; use the PT2E methods")
-            return _export_aeq(model, Path(fp32_path), calib, Path(path))
-        return _export_static(model, calib, Path(path), options)
-
-    def remedies(self, model: LoadedModel) -> list[Int8Options]:
-        """ai-edge-quantizer's static int8 recipe on the fp32 flatbuffer (when it is installed; it
-        comes with litert-torch), then the PT2E min/max observer instead of the histogram one."""
-        if not model.static_int8:
-            return []
-        found = [Int8Options("aeq", note=METHODS["aeq"])] if _has_aeq() else []
-        return [*found, Int8Options("minmax", note=METHODS["minmax"])]
-
-    def can_exclude(self, options: Int8Options) -> bool:
-        return options.method != "aeq"
-
-    def open(self, path: Path, threads: int | None = None) -> TFLiteSession:
-        return TFLiteSession(Path(path), num_threads=threads)
-
-    def int8_share(self, path: Path) -> Int8Share:
-        from edgekit.formats._tflite_share import tflite_int8_share
-
-        return tflite_int8_share(Path(path))
-
-    def tool_versions(self) -> dict[str, str]:
-        versions = super().tool_versions()
-        if "ai-edge-litert" in versions:  # tflite-runtime is only the fallback runtime
-            versions.pop("tflite-runtime", None)
-        return versions
+    litert-torch quantizes the PyTorch graph, not the flatbuffer, so ``fp32_path`` is read only
+    by the "aeq" method (ai-edge-quantizer quantizes the fp32 flatbuffer).
+    """
+    options = options or Int8Options()
+    if options.method not in METHODS:
+        raise UsageError(f"unknown TFLite int8 method {options.method!r}; known: {', '.join(METHODS)}")
+    check_module_names(model, options.exclude)
+    if not model.static_int8:
+        return _export_dynamic(model, Path(path), options)
+    if options.method == "aeq":
+        if options.exclude:
+            raise UsageError("the TFLite 'aeq' method cannot keep layers in float; use the PT2E methods")
+        return _export_aeq(model, Path(fp32_path), calib, Path(path))
+    return _export_static(model, calib, Path(path), options)
 
 
 def _export_static(model: LoadedModel, calib: np.ndarray, path: Path, options: Int8Options) -> Int8Result:
@@ -164,7 +98,7 @@ def _export_aeq(model: LoadedModel, fp32_path: Path, calib: np.ndarray, path: Pa
 
     if count(calib) == 0:
         raise DataError("static int8 needs calibration samples, got none")
-    interpreter_cls, _, _ = _interpreter()
+    interpreter_cls, _, _ = interpreter()
     signatures = interpreter_cls(model_path=str(fp32_path)).get_signature_list()
     key = next(iter(signatures))
     names = signature_order(signatures[key]["inputs"])  # the model's inputs in order
@@ -252,12 +186,6 @@ def _quantizer(config: Any, exclude: tuple[str, ...]) -> Any:
     return Quantizer().set_global(config)
 
 
-def _has_aeq() -> bool:
-    import importlib.util
-
-    return importlib.util.find_spec("ai_edge_quantizer") is not None
-
-
 def _version(package: str) -> str:
     try:
         return importlib.metadata.version(package)
@@ -304,18 +232,11 @@ def _remove_dropout(graph: Any) -> None:
     graph.recompile()
 
 
-def _convert(litert_torch: Any, module: Any, examples: tuple, **kwargs: Any) -> Any:
-    """litert-torch's conversion of ``module(*examples)``: its signature takes the inputs in order."""
-    try:
-        return litert_torch.convert(module, examples, **kwargs)
-    except Exception as exc:
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
-        raise ExportError(f"litert-torch could not convert the model: {type(exc).__name__}: {first}") from exc
-
-
 def _io_dtypes(path: Path) -> str:
     """What the artefact really takes and gives, e.g. "int8" or "float32 in, int8 out"."""
-    session = TFLiteSession(path)
+    from edgekit.formats.tflite.runtime import Session
+
+    session = Session({"path": str(path)})
     if session.input_dtype == session.output_dtype:
         return session.input_dtype
     return f"{session.input_dtype} in, {session.output_dtype} out"
@@ -326,35 +247,3 @@ def _mark_eval(graph: Any) -> Any:
     for module in graph.modules():
         module.training = False
     return graph
-
-
-def _write(edge: Any, path: Path) -> Path:
-    """Write the flatbuffer to a temporary name beside ``path`` and rename it into place."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    try:
-        edge.export(str(tmp))
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
-    return path
-
-
-def _import_litert_torch() -> Any:
-    _quiet_environment()
-    try:
-        import litert_torch
-    except ImportError as exc:
-        raise MissingDependencyError(CONVERTER, "tflite") from exc
-    return litert_torch
-
-
-@contextlib.contextmanager
-def _quiet() -> Iterator[None]:
-    """Hide the converters' deprecation chatter; errors still propagate."""
-    with warnings.catch_warnings():
-        warnings.filterwarnings("ignore", category=FutureWarning)
-        warnings.filterwarnings("ignore", category=DeprecationWarning)
-        warnings.filterwarnings("ignore", message=".*were assigned during export.*")
-        warnings.filterwarnings("ignore", message=".*is an Enum subclass.*")
-        yield

@@ -18,7 +18,7 @@ from edgekit.compat.versions import vtuple
 def needs(path: Path, tools: dict | None = None) -> dict:
     """Operators its kernel calls name, its delegates, its file identifier and who wrote it."""
     from edgekit.errors import DataError, require
-    from edgekit.formats.executorch import _kernel_calls
+    from edgekit.formats.executorch.share import _kernel_calls
 
     require("executorch.exir._serialize._program", "executorch", "executorch")
     data = Path(path).read_bytes()

@@ -89,9 +89,9 @@ def _tflite_locations(module) -> dict[str, str]:
 
 
 def _tflite_interpreter(path: Path):
-    from edgekit.formats._tflite_runtime import _interpreter
+    from edgekit.formats.tflite.runtime import interpreter
 
-    interpreter_cls, _, _ = _interpreter()
+    interpreter_cls, _, _ = interpreter()
     module = __import__(interpreter_cls.__module__, fromlist=["OpResolverType"])
     resolver = module.OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES
     interp = interpreter_cls(model_path=str(path), experimental_op_resolver_type=resolver,
@@ -116,7 +116,7 @@ def _tflite_ops(interp) -> list[dict]:
 
 
 def _tflite_invoke(interp, x: np.ndarray, tensors: list[dict]) -> list[np.ndarray]:
-    from edgekit.formats._tflite_runtime import _quantize
+    from edgekit.formats.tflite.runtime import quantize as _quantize
 
     detail = interp.get_input_details()[0]
     interp.set_tensor(detail["index"], _quantize(x, detail))
