@@ -284,14 +284,11 @@ class Reader:
         if option is None:
             raise KeyError(f"{key} is not in the option table (edgekit.options)")
         default = option.default_value()
-        kind = option.kind
-        if kind in ("int", "float", "flag", "text", "choice"):
-            read = {"int": self.integer, "float": self.number, "flag": self.flag, "text": self.text,
-                    "choice": self.text}[kind]
-            return read(key, default)
-        if kind == "formats":
+        if option.kind == "formats":
             return self.formats(key, None if default is None else default.split(","))
-        return getattr(self, _READS[kind])(key)
+        read = {"int": self.integer, "float": self.number, "flag": self.flag, "text": self.text,
+                "choice": self.text}.get(option.kind)
+        return read(key, default) if read else getattr(self, option.kind)(key)  # path, data, texts, ...
 
     def done(self, extra: Iterable[str] = ()) -> None:
         """Refuse the keys nobody read (``extra``: keys the caller reads itself)."""
@@ -300,9 +297,6 @@ class Reader:
         if unknown:
             raise self.error(f"unknown {self.what} {', '.join(map(str, unknown))}; known: "
                              + ", ".join(sorted(k.replace("_", "-") for k in known)))
-
-
-_READS = {"path": "path", "data": "data", "texts": "texts", "shape": "shape", "kwargs": "kwargs"}
 
 
 def _same_default(key: str, default) -> None:
