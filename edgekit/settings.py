@@ -4,8 +4,9 @@ The command line and recipes speak one language: option names, dashed as recipes
 spell them (``calib-size``) or with underscores as click passes them (``calib_size``). Each
 settings value (``ExportPlan``, ``PruneSettings``, ``BenchSettings``, ``GateRules``) has a
 classmethod ``from_mapping(mapping, where="", base=None)`` that reads its keys through a
-``Reader`` here: types, ranges and defaults live in that one place, and a mistake is a one-line
-``UsageError`` naming the key and the fix.
+``Reader`` here, which checks each key by the option table (``edgekit.options``: types, ranges,
+choices and defaults, declared once for the click options and recipes alike); a mistake is a
+one-line ``UsageError`` naming the key and the fix.
 
 ``where`` names the mapping in messages: a recipe's path and table (``lenet5.toml [prune]``), or
 empty for the command line, whose messages then name the ``--option``. ``base`` is the folder
@@ -19,6 +20,7 @@ from collections.abc import Iterable
 from pathlib import Path
 
 from edgekit.errors import UsageError
+from edgekit.options import Option, declared
 
 _SHAPE_EXAMPLE = "1,3,224,224"
 _JSON_EXAMPLE = "'{\"depth\": 3}'"
@@ -84,9 +86,6 @@ def model_reference(model: str, base: Path | None = None) -> str:
     return str(path) if path.is_file() else model
 
 
-# Ranges of options that several settings read (export's and gate's max-drop), declared once so that
-# the command line and recipes refuse the same values: key -> (least, what the value is).
-_LEAST = {"max_drop": (0, "an accuracy budget in points, 0 or more (e.g. 1 for one point)")}
 # Options naming a file that a directory cannot stand for: key -> what file to pass.
 _FILES = {"weights": "a weights file (a state dict, checkpoint or .safetensors file)"}
 
@@ -96,7 +95,12 @@ _KINDS = {int: "an integer", float: "a number", bool: "true or false", str: "a s
 class Reader:
     """Reads a mapping of option names key by key: each read checks the value's type (and range)
     and returns it or the default; ``done()`` then refuses the keys nobody read. None counts as
-    not given (click passes None for an option left out)."""
+    not given (click passes None for an option left out).
+
+    A key the option table declares (``edgekit.options``, which the click options are made from too)
+    is checked by its declaration: its range or choices, whatever a caller passes, and a caller's
+    default must be the table's (a default of None means "not given": the caller decides, as a
+    recipe's [train] seed falls back to the export's). ``get(key)`` reads a key by the table alone."""
 
     def __init__(self, mapping, where: str = "", base: Path | None = None, *, what: str = "keys",
                  dashes: bool = True):
@@ -134,38 +138,48 @@ class Reader:
         return value
 
     def _range(self, key: str, value, least, most, above):
-        if value is None:
-            return value
-        if least is None and key in _LEAST and value < _LEAST[key][0]:
-            raise self.error(f"{self.name(key)} must be {_LEAST[key][1]}, got {value:g}")
-        if least is not None and value < least:
-            raise self.error(f"{self.name(key)} must be >= {least}, got {value}")
-        if most is not None and value > most:
-            raise self.error(f"{self.name(key)} must be <= {most}, got {value}")
-        if above is not None and value <= above:
-            raise self.error(f"{self.name(key)} must be > {above}, got {value}")
+        """``value`` checked by the table's range of ``key``; a key it does not declare by ``least``
+        and ``most`` (inclusive) and ``above`` (exclusive)."""
+        option = declared(key)
+        if option is None:
+            option = Option(key, "", least=least, most=most, above=above)
+        problem = option.refusal(value)
+        if problem:
+            shown = f"{value:g}" if isinstance(value, float) else value
+            raise self.error(f"{self.name(key)} {problem}, got {shown}", hint=option.hint)
         return value
 
     def integer(self, key: str, default: int | None = None, least: int | None = None,
                 most: int | None = None) -> int | None:
+        _same_default(key, default)
         return self._range(key, self._typed(key, int, default), least, most, None)
 
     def number(self, key: str, default: float | None = None, least: float | None = None,
                above: float | None = None) -> float | None:
+        _same_default(key, default)
         value = self._typed(key, float, default)
         return self._range(key, None if value is None else float(value), least, None, above)
 
     def flag(self, key: str, default: bool = False) -> bool:
+        _same_default(key, default)
         return self._typed(key, bool, default)
 
     def text(self, key: str, default: str | None = None) -> str | None:
-        return self._typed(key, str, default)
+        """A string; one of the table's choices where it declares them."""
+        _same_default(key, default)
+        value = self._typed(key, str, default)
+        option = declared(key)
+        return self._one_of(key, value, option.choice_list()) if option else value
 
     def choice(self, key: str, choices: Iterable[str], default: str | None = None) -> str | None:
-        """One of ``choices``."""
-        value = self.text(key, default)
+        """One of ``choices`` (the table's, where it declares the key)."""
+        _same_default(key, default)
+        option = declared(key)
+        return self._one_of(key, self._typed(key, str, default), option.choice_list() if option else choices)
+
+    def _one_of(self, key: str, value: str | None, choices: Iterable[str]) -> str | None:
         choices = tuple(choices)
-        if value is not None and value not in choices:
+        if value is not None and choices and value not in choices:
             raise self.error(f"{self.name(key)} {value!r}: use one of {', '.join(choices)}")
         return value
 
@@ -222,6 +236,7 @@ class Reader:
         """Format names: ``onnx,tflite`` or a list of names, checked against the registry."""
         from edgekit.formats import parse_formats
 
+        _same_default(key, None if default is None else ",".join(default))
         value = self._typed(key, (str, list, tuple), None, "a string or a list")
         if value is None:
             return None if default is None else tuple(default)
@@ -263,6 +278,18 @@ class Reader:
         value = self._typed(key, (dict, str, Path), None, "a table or a file name")
         return preprocess_table(value, self.where, self.base)
 
+    def get(self, key: str):
+        """``key`` read by its declaration in the option table: kind, range or choices, default."""
+        option = declared(key)
+        if option is None:
+            raise KeyError(f"{key} is not in the option table (edgekit.options)")
+        default = option.default_value()
+        if option.kind == "formats":
+            return self.formats(key, None if default is None else default.split(","))
+        read = {"int": self.integer, "float": self.number, "flag": self.flag, "text": self.text,
+                "choice": self.text}.get(option.kind)
+        return read(key, default) if read else getattr(self, option.kind)(key)  # path, data, texts, ...
+
     def done(self, extra: Iterable[str] = ()) -> None:
         """Refuse the keys nobody read (``extra``: keys the caller reads itself)."""
         known = self.asked | set(extra)
@@ -270,6 +297,17 @@ class Reader:
         if unknown:
             raise self.error(f"unknown {self.what} {', '.join(map(str, unknown))}; known: "
                              + ", ".join(sorted(k.replace("_", "-") for k in known)))
+
+
+def _same_default(key: str, default) -> None:
+    """A caller's default of a declared key is the table's (None: not given, the caller decides)."""
+    option = declared(key)
+    if option is None or default is None:
+        return
+    ours = option.default_value()
+    if default != ours:
+        raise RuntimeError(f"edgekit bug: {key} defaults to {default!r} here but to {ours!r} in the "
+                           "option table (edgekit.options)")
 
 
 def _builtin_like(value: str, base: Path) -> bool:

@@ -7,32 +7,19 @@ from pathlib import Path
 
 import click
 
-from edgekit.cli.common import err, print_table, report
+from edgekit.cli.common import err, opt, options, print_table, report
 from edgekit.cli.measure import stored
 from edgekit.errors import EXIT_GATE, UsageError
 
 
 @click.command("gate")
 @click.argument("run_dir", type=click.Path(path_type=Path))
-@click.option("--max-drop", type=float, metavar="PP",
-              help="Most accuracy points an artefact may lose against the run's PyTorch fp32 model "
-              "(a regression model: most percent its MAE may rise).")
-@click.option("--min-agreement", type=float, metavar="F", help="Least agreement with PyTorch (0..1): of the "
-              "top-1 class, of a binary model's decision, of regression outputs within tolerance.")
-@click.option("--min-speedup", type=float, metavar="X",
-              help="Least int8 p50 speed-up over the same format's fp32.")
-@click.option("--baseline", metavar="FILE", help="A baseline file (edgekit baseline) or run directory.")
-@click.option("--max-accuracy-regression", type=float, metavar="PP",
-              help="Most accuracy points lost against the baseline (default: --max-drop).")
-@click.option("--max-latency-regression", type=float, metavar="PCT",
-              help="Most percent the p50 latency may rise against the baseline.")
-@click.option("--min-accuracy", type=float, metavar="F",
-              help="Absolute accuracy floor (0..1) for every artefact.")
-@click.option("--max-latency-ms", type=float, metavar="MS", help="Absolute p50 ceiling.")
-@click.option("--max-size-mb", type=float, metavar="MB", help="Absolute size ceiling.")
-@click.option("--max-peak-mb", type=float, metavar="MB", help="Absolute peak-memory ceiling.")
-@click.option("--target", help="Which bench results the speed rules read (default local-cpu).")
-@click.option("--formats", help="Gate only these formats, e.g. onnx,tflite.")
+@opt("max_drop", help="Most accuracy points an artefact may lose against the run's PyTorch fp32 model (a "
+     "regression model: most percent its MAE may rise).")
+@options("min_agreement", "min_speedup", "baseline", "max_accuracy_regression", "max_latency_regression",
+         "min_accuracy", "max_latency_ms", "max_size_mb", "max_peak_mb")
+@opt("target", default=None, help="Which bench results the speed rules read (default local-cpu).")
+@opt("formats")
 @click.option("--rules", "rules_file", type=click.Path(path_type=Path),
               help="A TOML file of rules ([gate] table); options given here override it.")
 @click.option("--junit", type=click.Path(path_type=Path),
@@ -76,8 +63,8 @@ def print_gate(result: dict) -> None:
 
 @click.command("baseline")
 @click.argument("run_dir", type=click.Path(path_type=Path))
-@click.option("--out", type=click.Path(path_type=Path), required=True, help="Baseline JSON file to write.")
-@click.option("--target", default="local-cpu", show_default=True, help="Which bench results to store.")
+@opt("out", required=True, help="Baseline JSON file to write.")
+@opt("target")
 def baseline_cmd(run_dir, out, target) -> int:
     """Store RUN_DIR's accuracy, latency and size per artefact, for `edgekit gate --baseline`."""
     from edgekit.ci.gate import make_baseline
@@ -97,7 +84,7 @@ def baseline_cmd(run_dir, out, target) -> int:
 @click.command("report")
 @click.argument("run_dir", type=click.Path(path_type=Path))
 @click.option("--html", "want_html", is_flag=True, help="Also write a self-contained report.html.")
-@click.option("--target", default="local-cpu", show_default=True, help="Whose latency to show.")
+@opt("target", help="Whose latency to show.")
 def report_cmd(run_dir, want_html, target) -> int:
     """One page for RUN_DIR: settings, tool versions, a table per artefact (size, latency, accuracy,
     agreement) and plots (latency, accuracy against latency, size), in RUN_DIR/report/."""
@@ -114,7 +101,7 @@ def report_cmd(run_dir, want_html, target) -> int:
 
 @click.command("run")
 @click.argument("recipe", type=click.Path(path_type=Path))
-@click.option("--out", type=click.Path(path_type=Path), help="Run directory (overrides the recipe's out).")
+@opt("out", help="Run directory (overrides the recipe's out).")
 def run_cmd(recipe, out) -> int:
     """The whole pipeline from a recipe file: [train], export (prune, int8, formats, calibration),
     [eval], [[bench]] per target, a report, and the [gate] (exit 4 when it fails)."""

@@ -122,38 +122,60 @@ def print_table(head: Sequence[str], rows: Iterable[Sequence[str]], *, title: st
     Console(width=max(Console().width, width)).print(table)
 
 
-class ComputedDefault(click.Option):
-    """An option whose default is a function, called for ``--help`` too (which then shows the value
-    rather than click's "(dynamic)")."""
+class TableOption(click.Option):
+    """A click option made from the option table (``opt``); remembers its key. A default that is a
+    function is called for ``--help`` too, which then shows the value rather than click's "(dynamic)"."""
+
+    def __init__(self, *args, table_key: str, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.table_key = table_key
 
     def get_default(self, ctx: click.Context, call: bool = True):
         return super().get_default(ctx, call=True)
 
 
-def default_formats() -> str:
-    from edgekit.formats import default_names
+_MULTIPLE = ("texts", "shape")
+_PRESENTATION = ("help", "metavar", "required", "default")
 
-    return ",".join(default_names())
+
+def opt(key: str, *decls: str, **overrides) -> Callable:
+    """The click option of ``key`` from the option table (``edgekit.options``): its ``--flag``, type
+    with range or choices, default and help; ``@opt("calib_size")``. ``decls``: other flag and
+    parameter names (``opt("ratio", "--prune", "prune")``); ``overrides``: a command's own help,
+    metavar, ``required``, or ``default=None`` (no default here: the command chooses later). Kind
+    and range are the table's alone."""
+    from edgekit.options import OPTIONS
+
+    option = OPTIONS[key]
+    if set(overrides) - set(_PRESENTATION) or overrides.get("default", None) is not None:
+        raise TypeError(f"opt({key!r}) may change only {', '.join(_PRESENTATION)} (to None)")
+    default = overrides.pop("default", option.default)
+    kwargs = {"help": option.help_text(), "metavar": option.metavar, **overrides}
+    if option.kind == "flag":
+        kwargs["is_flag"] = True
+    else:
+        kwargs.update(type=option.click_type(), multiple=option.kind in _MULTIPLE)
+        if default is not None:
+            kwargs.update(default=default, show_default=True)
+    return click.option(*(decls or (f"--{option.name}",)), cls=TableOption, table_key=key,
+                        **{k: v for k, v in kwargs.items() if v is not None})
+
+
+def options(*keys: str) -> Callable:
+    """Several table options, listed in ``--help`` in the order given: ``@options("batch", "warmup")``."""
+    def decorate(f: Callable) -> Callable:
+        for key in reversed(keys):
+            f = opt(key)(f)
+        return f
+    return decorate
 
 
 def prune_options(f: Callable) -> Callable:
     """--method, --scope, --keep, --round-to, --finetune-epochs, --finetune-lr, --dataset: the
     ``PruneSettings`` keys besides the ratio (``prune --ratio``, ``export --prune``)."""
-    f = click.option("--dataset", "dataset", metavar="DATASET",
-                     help="Fine-tune on this dataset after pruning (digits, shapes, reber or a path).")(f)
-    f = click.option("--finetune-lr", type=click.FloatRange(0, min_open=True),
-                     help="Peak learning rate of the fine-tune (default: a tenth of the training LR).")(f)
-    f = click.option("--finetune-epochs", type=click.IntRange(0), default=0, show_default=True,
-                     help="Epochs of fine-tuning after pruning (needs --dataset).")(f)
-    f = click.option("--round-to", type=click.IntRange(1), help="Keep channel counts a multiple of N.")(f)
-    f = click.option("--keep", multiple=True, metavar="LAYER",
-                     help="A layer to leave unpruned (repeatable); the final classifier always is.")(f)
-    f = click.option("--scope", type=click.Choice(["uniform", "global"]), default="uniform",
-                     show_default=True, help="Structured: one ratio per layer, or ranked across layers.")(f)
-    f = click.option("--method", type=click.Choice(["structured", "unstructured"]), default="structured",
-                     show_default=True, help="structured removes channels (faster everywhere); "
-                     "unstructured zeroes weights (smaller when compressed, not faster).")(f)
-    return f
+    f = opt("dataset", metavar="DATASET", help="Fine-tune on this dataset after pruning (digits, shapes, "
+            "reber or a path).")(f)
+    return options("method", "scope", "keep", "round_to", "finetune_epochs", "finetune_lr")(f)
 
 
 def prune_settings(options: dict, ratio: float | None, required: bool = True):
@@ -166,17 +188,6 @@ def prune_settings(options: dict, ratio: float | None, required: bool = True):
     keys = [f.name for f in fields(PruneSettings) if f.name != "ratio"]
     given = {k: options.pop(k) for k in keys if k in options}
     return PruneSettings.from_mapping({**given, "ratio": ratio}, required=required)
-
-
-def task_option(f: Callable) -> Callable:
-    """--task: what the model's output means, when the guess from its shape is not it (export, eval)."""
-    from edgekit.models.spec import TASK_OPTIONS
-
-    return click.option(
-        "--task", type=click.Choice(list(TASK_OPTIONS)),
-        help="What the output means (default: guessed from its shape). classify: (batch, classes) "
-        "logits, the argmax decides; binary: one logit per sample, (batch,) or (batch, 1), sigmoid >= "
-        "0.5 decides (accuracy, ROC AUC); regress: real values, scored by MAE and RMSE.")(f)
 
 
 def preprocessing_options(f: Callable) -> Callable:

@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import click
 
-from edgekit.cli.common import print_table
+from edgekit.cli.common import opt, print_table
 
 
 @click.command("models")
@@ -48,7 +47,7 @@ def _human(macs: int | None) -> str:
 
 
 @click.command("targets")
-@click.option("--targets-dir", type=click.Path(path_type=Path), help="A folder of extra target profiles.")
+@opt("targets_dir")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
 def targets_cmd(targets_dir, as_json) -> int:
     """List the target profiles `edgekit bench --target` knows, and where each comes from."""

@@ -9,12 +9,13 @@ import click
 
 from edgekit.cli.common import (
     err,
+    opt,
+    options,
     preprocess_overrides,
     preprocessing_options,
     print_table,
     quiet,
     report,
-    task_option,
 )
 from edgekit.errors import EXIT_FAILED
 
@@ -67,19 +68,14 @@ def target_options(python_help: str):
 
 @click.command("eval")
 @click.argument("run_dir", type=click.Path(path_type=Path))
-@click.option("--dataset", required=True, help="digits, shapes, reber, an image folder with one "
-              "sub-folder per class, IDX files, or an .npz with x and y.")
-@click.option("--split", type=click.Choice(["train", "val", "test", "all"]), default="test",
-              show_default=True, help="Which part to score. A folder or file that is not split into "
-              "train/val/test is split 80/10/10 by a fixed hash, so 'test' is 10% of it; pass 'all' "
-              "to score a held-out set of your own in full (refused for a source with its own train part).")
-@click.option("--limit", type=click.IntRange(1), help="Evaluate at most N samples.")
-@click.option("--input-size", type=click.IntRange(1), help="Override the input size of the data.")
-@task_option
+@opt("dataset", required=True)
+@options("split", "limit")
+@opt("input_size", help="Override the input size of the data.")
+@opt("task")
 @preprocessing_options
-@click.option("--ray", "ray", metavar="auto|ADDRESS", help="Run the model and each artefact on shards of "
-              "the samples as Ray tasks (pip install 'edgekit[ray]'); auto: the cluster in RAY_ADDRESS or "
-              "running here, else a local one. Same numbers as without.")
+@opt("ray", help="Run the model and each artefact on shards of the samples as Ray tasks (pip install "
+     "'edgekit[ray]'); auto: the cluster in RAY_ADDRESS or running here, else a local one. Same numbers as "
+     "without.")
 @accept_changed_option
 @click.option("--json", "as_json", is_flag=True, help="Print the results as JSON.")
 def eval_cmd(run_dir, dataset, split, limit, input_size, task, ray, accept_changed, as_json, **pre) -> int:
@@ -111,15 +107,7 @@ def print_eval(result: dict) -> None:
 @click.command("bench")
 @click.argument("path", type=click.Path(path_type=Path))
 @target_options("the device's Python 3 with numpy and a runtime.")
-@click.option("--threads", type=click.IntRange(0),
-              help="Inference threads (0: one per core; default: the target's).")
-@click.option("--batch", type=click.IntRange(1), default=1, show_default=True, help="Batch size.")
-@click.option("--warmup", type=click.IntRange(0), default=5, show_default=True,
-              help="Untimed inferences after the first.")
-@click.option("--iters", type=click.IntRange(1), help="Timed inferences.")
-@click.option("--seconds", type=click.FloatRange(0, min_open=True),
-              help=f"Time each artefact for this long (default {3.0:g} s when --iters is not given).")
-@click.option("--no-torch", is_flag=True, help="Do not time the PyTorch model beside the artefacts.")
+@options("threads", "batch", "warmup", "iters", "seconds", "no_torch")
 @accept_changed_option
 @click.option("--json", "as_json", is_flag=True, help="Print the results as JSON.")
 def bench_cmd(path, target, host, python, ssh_config, targets_dir, accept_changed, as_json, **options) -> int:
@@ -211,7 +199,7 @@ def print_check(record: dict, where: str) -> None:
 @click.option("--samples", type=click.IntRange(1, 10000), default=32, show_default=True,
               help="Samples from the run's calibration source: the val split of labelled data; "
               "else drawn after the calibration samples (an unordered source may repeat some).")
-@click.option("--formats", help="Inspect only these formats, e.g. onnx,openvino.")
+@opt("formats", help="Inspect only these formats, e.g. onnx,openvino.")
 @click.option("--top", type=click.IntRange(1), default=10, show_default=True, help="Worst layers to print.")
 @accept_changed_option
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
