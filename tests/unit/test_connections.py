@@ -103,3 +103,20 @@ def test_a_recipe_passes_a_kinds_options_and_refuses_another_kinds(adb, tmp_path
 def test_the_registry_is_clean_again(cli):
     assert "adb" not in CONNECTIONS
     assert "--serial" not in cli("bench", "--help").stdout
+
+
+def test_the_ssh_kinds_port_and_ssh_config_keys_and_the_command_lines_host(tmp_path):
+    from edgekit.bench.core import target_key
+
+    (tmp_path / "pi_config").write_text("Host *\n  ServerAliveInterval 9\n")
+    profile = tmp_path / "pi.toml"
+    profile.write_text('connect = "ssh"\nhost = "pi@x"\nport = 2222\nssh_config = "pi_config"\n')
+    pi = parse_target(profile)
+    command = devices.build(pi).ssh_command(["echo", "a b"])
+    assert command[-3:] == ["--", "pi@x", "echo 'a b'"]  # every remote word quoted
+    assert ["-p", "2222"] == command[command.index("-p"):command.index("-p") + 2]
+    assert str(tmp_path / "pi_config") in command  # relative to the profile's folder
+    assert "BatchMode=yes" in command and "StrictHostKeyChecking=no" not in command
+    other = devices.build(pi, {"host": "me@y:23", "python": None})
+    assert (other.dest, other.port, other.python) == ("me@y", 23, "python3")  # its own port wins
+    assert target_key(pi, "me@y:23") == "pi@me@y:23" and target_key(pi, "pi@x") == "pi"
