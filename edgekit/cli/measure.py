@@ -46,8 +46,8 @@ def missing_line(rows: list[dict], run_dir: Path, done: str) -> int:
 
 def target_options(**details: str):
     """--target and --targets-dir, and (with ``cls=TargetCommand``) every connection kind's options
-    (``edgekit.devices.options``): where bench and check run. ``details``:
-    the command's own help of an option, by profile key (python="the device's Python 3 ...")."""
+    (``edgekit.devices.options``): where bench and check run. ``details``: the command's own help
+    of an option, by profile key (python="the device's Python 3 ...")."""
     options = [
         click.option("--target", default="local-cpu", show_default=True,
                      help="Target profile (see `edgekit targets`)."),
@@ -76,7 +76,7 @@ class TargetCommand(click.Command):
 
         params = super().get_params(ctx)
         details = getattr(self.callback, "connection_help", {})
-        key = tuple((o, labels) for o, labels in options())
+        key = tuple(options())
         if getattr(self, "_made", (None,))[0] != key:
             self._made = key, [
                 click.Option([o.flag, CONNECTION_PARAM + o.key],
