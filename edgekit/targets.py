@@ -15,34 +15,35 @@ from edgekit.errors import UnknownNameError, UsageError
 from edgekit.tomlfile import read_toml
 
 TARGETS_ENV = "EDGEKIT_TARGETS_DIR"
-# Keys every profile may have; each connection kind adds its own (ssh: host, ssh_options) and each
-# format its table (``[onnx] providers = [...]``): both come from their registries.
-_COMMON_KEYS = {"description", "connect", "arch", "python", "threads", "accelerator", "runtimes", "emulated"}
+# Keys every profile may have; each connection kind adds its own (``edgekit/devices/<kind>.py``) and
+# each format its table (``[onnx] providers = [...]``): both come from their registries.
+_COMMON_KEYS = {"description", "connect", "arch", "threads", "accelerator", "runtimes", "emulated"}
 
 
-def known_keys() -> set[str]:
+def known_keys(connect: str | None = None) -> set[str]:
+    """The keys a profile of connection kind ``connect`` may have (None: of any kind)."""
     from edgekit.devices import CONNECTIONS
     from edgekit.formats import FORMATS
 
-    return _COMMON_KEYS | {k for _, cls in CONNECTIONS.items() for k in cls.profile_keys} | set(FORMATS)
+    kinds = [CONNECTIONS.get(connect)] if connect else [cls for _, cls in CONNECTIONS.items()]
+    return _COMMON_KEYS | {key.name for cls in kinds for key in cls.keys} | set(FORMATS)
 
 
 @dataclass(frozen=True)
 class Target:
     name: str
     description: str
-    connect: str  # "local" | "ssh"
+    connect: str  # a connection kind (edgekit.devices): "local", "ssh", ...
     source: str  # the file it came from
-    host: str | None = None  # ssh: [user@]addr[:port] or an ~/.ssh/config alias
     arch: str | None = None
-    python: str = "python3"  # the interpreter that runs the runner (ssh targets)
     threads: int | None = None  # None: the runtime's default; 0 in the file: one per core
     accelerator: bool = False  # only a GPU/NPU will do: never fall back to the CPU
     runtimes: dict[str, list[str]] = field(default_factory=dict)
     # Per format, its table's settings with the format's defaults filled in ({"onnx": {"providers": [...]}}).
     format_settings: dict[str, dict] = field(default_factory=dict)
-    ssh_options: list[str] = field(default_factory=list)  # extra "-o Key=Value" for ssh and scp
     emulated: bool = False  # an emulator (QEMU): its figures are functional evidence, never latency
+    # The connection kind's own keys, checked and with its defaults filled in (``Device.keys``).
+    connection: dict = field(default_factory=dict)
 
     def formats(self) -> list[str]:
         """Formats this target can run: those with at least one runtime named."""
@@ -65,10 +66,17 @@ class Target:
         found = [format_class(name).target_device(self.format_settings[name]) for name in self.formats()]
         return ", ".join(d for d in found if d)
 
+    def address(self) -> str | None:
+        """The value of the key that names the device (its kind's ``address_key``), or None."""
+        from edgekit.devices import connection
+
+        key = connection(self.connect).address_key
+        return self.connection.get(key) if key else None
+
     def to_dict(self) -> dict:
         return {
             "name": self.name, "description": self.description, "connect": self.connect,
-            "host": self.host, "arch": self.arch, "python": self.python, "threads": self.threads,
+            **self.connection, "arch": self.arch, "threads": self.threads,
             "accelerator": self.accelerator, "runtimes": self.runtimes,
             "settings": self.format_settings, "source": self.source, "emulated": self.emulated,
         }  # fmt: skip
@@ -143,24 +151,23 @@ def parse_target(path: Path) -> Target:
     from edgekit.devices import CONNECTIONS
 
     data = read_toml(path, "target profile", hint="fix the TOML")
-    known = known_keys()
-    unknown = sorted(set(data) - known)
-    if unknown:
-        raise UsageError(f"target profile {path} has unknown keys {', '.join(unknown)}; "
-                         f"known: {', '.join(sorted(known))}")
     connect = data.get("connect", "local")
     if connect not in CONNECTIONS:
         raise UsageError(f"target profile {path}: connect must be one of {', '.join(CONNECTIONS)}, "
                          f"got {connect!r}")
-    CONNECTIONS.get(connect).check_profile(data, str(path))
+    known = known_keys(connect)
+    unknown = sorted(set(data) - known)
+    if unknown:
+        raise UsageError(f"target profile {path} has unknown keys {', '.join(unknown)}; "
+                         f"known for connect = {connect!r}: {', '.join(sorted(known))}")
+    kind = CONNECTIONS.get(connect)
     threads = data.get("threads")
     if threads is not None and (not isinstance(threads, int) or isinstance(threads, bool) or threads < 0):
         raise UsageError(f"target profile {path}: threads must be an integer >= 0 (0: one per core)")
-    for key in ("description", "host", "arch", "python"):
+    for key in ("description", "arch"):
         _typed(path, data, key, str, "a string")
     accelerator = _typed(path, data, "accelerator", bool, "true or false")
     emulated = _typed(path, data, "emulated", bool, "true or false")
-    options = _str_list(path, data.get("ssh_options", []), "ssh_options")
     runtimes = _typed(path, data, "runtimes", dict, "a table of format = [runtime names]") or {}
     runtimes = {k: _str_list(path, v, f"runtimes.{k}") for k, v in runtimes.items()}
     return Target(
@@ -168,15 +175,13 @@ def parse_target(path: Path) -> Target:
         description=str(data.get("description", "")),
         connect=connect,
         source=str(path),
-        host=data.get("host"),
         arch=data.get("arch"),
-        python=str(data.get("python", "python3")),
         threads=threads,
         accelerator=bool(accelerator),
         runtimes=runtimes,
         format_settings=_format_settings(path, data),
-        ssh_options=options,
         emulated=bool(emulated),
+        connection=kind.read_profile(data, f"target profile {path}", Path(path).resolve().parent),
     )
 
 

@@ -44,7 +44,7 @@ class BenchSettings:
     def from_mapping(cls, mapping: dict, where: str = "", base=None,
                      extra: tuple[str, ...] = ()) -> BenchSettings:
         """Checked settings from option names (``edgekit.settings``): ``bench``'s options or a recipe's
-        [[bench]] table; ``extra``: the keys the caller reads itself (target, host, ...)."""
+        [[bench]] table; ``extra``: the keys the caller reads itself (target, the connection's)."""
         from edgekit.settings import Reader
 
         r = Reader(mapping, where, base)
@@ -117,10 +117,12 @@ def missing(item: Item) -> bool:
     return item.check is not None and item.check.status == "missing"
 
 
-def make_device(target: Target, host: str | None, python: str | None, ssh_config: Path | None):
-    from edgekit.devices import connection
+def make_device(target: Target, overrides: dict | None = None):
+    """The device of ``target``'s connection kind; ``overrides``: the command line's options of
+    that kind (profile key -> value, None: not given)."""
+    from edgekit.devices import build
 
-    return connection(target.connect).from_target(target, host, python, ssh_config)
+    return build(target, overrides)
 
 
 def support_files(formats) -> dict[str, list[Path]]:
@@ -169,9 +171,7 @@ def bench(
     path: Path,
     target: Target,
     settings: BenchSettings,
-    host: str | None = None,
-    python: str | None = None,
-    ssh_config: Path | None = None,
+    overrides: dict | None = None,
     report: Callable[[str], None] = print,
     accept_changed: bool = False,
 ) -> dict:
@@ -188,7 +188,10 @@ def bench(
     if batch_axis and settings.batch > 1:
         raise UsageError(f"--batch {settings.batch}: this run's model takes its batch at axis {batch_axis}, "
                          "and its artefacts have a fixed batch of 1; bench it with --batch 1")
-    device = make_device(target, host, python, ssh_config)
+    from edgekit.devices import connection, given_address
+
+    device = make_device(target, overrides)
+    address = given_address(target, overrides)  # the device the command line named, or None
     runnable = set(target.formats())
     results: list[dict] = []
     todo: list[Item] = []
@@ -222,8 +225,6 @@ def bench(
     for r in results:  # a device that runs some formats: the others are skipped, not failures
         if r.get("kind") == "no_runtime":
             r["status"] = "skipped"
-    from edgekit.devices import connection
-
     local_cpu = connection(target.connect).this_machine and not target.accelerator
     if manifest is not None and settings.torch_baseline and local_cpu:
         report("timing the PyTorch fp32 model (eager) ...")
@@ -234,7 +235,8 @@ def bench(
     name_files(results, items, path, manifest)
     record = {
         "created": mf.utc_now(),
-        "target": target.to_dict() | ({"host": host} if host else {}),
+        "target": target.to_dict() | ({connection(target.connect).address_key: address} if address
+                                      else {}),
         "settings": asdict(settings) | {"resolved_threads": settings.threads if settings.threads is not None
                                         else target.threads},
         "environment": next((r["environment"] for r in results if r.get("environment")), None),
@@ -246,7 +248,7 @@ def bench(
         "warnings": slower_int8(results),
     }
     if manifest is not None:
-        store(path, target_key(target, host), record)
+        store(path, target_key(target, address), record)
     return record
 
 
@@ -268,8 +270,9 @@ def emulated(target: Target, results: list[dict]) -> str | None:
                     else None)
 
 
-def target_key(target: Target, host: str | None) -> str:
-    return f"{target.name}@{host}" if host and host != target.host else target.name
+def target_key(target: Target, address: str | None) -> str:
+    """The record's name: the target's, or NAME@ADDRESS when the command line named another device."""
+    return f"{target.name}@{address}" if address and address != target.address() else target.name
 
 
 def torch_baseline(run_dir: Path, settings: BenchSettings, target: Target) -> dict:

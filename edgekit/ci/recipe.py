@@ -26,8 +26,9 @@ top level with [prune] and [preprocess], ``BenchSettings`` each [[bench]], ``Gat
     epochs = 20
     [prune]      # optional: ratio, method, scope, keep, round-to, finetune-epochs, dataset
     [eval]       # optional: dataset, split, limit
-    [[bench]]    # optional, any number: target, host, python, ssh-config, threads, batch, warmup,
-    target = "local-cpu"                 #   iters, seconds, no-torch
+    [[bench]]    # optional, any number: target, targets-dir, threads, batch, warmup, iters, seconds,
+    target = "local-cpu"                 #   no-torch, and bench's options of the target's connection
+                                         #   kind (`edgekit bench --help`)
     seconds = 1
     [gate]       # optional: the rules of `edgekit gate` (max-drop, min-agreement, baseline, ...)
     max-drop = 1.0
@@ -52,7 +53,7 @@ if TYPE_CHECKING:
     from edgekit.export.plan import ExportPlan
 
 STEPS = ("train", "bench", "gate")  # top-level tables besides the export's own (prune, preprocess, eval)
-CONNECTION = ("target", "host", "python", "ssh_config", "targets_dir")  # [[bench]] keys besides the settings
+WHERE = ("target", "targets_dir")  # [[bench]] keys besides the settings and the connection kinds' options
 
 
 @dataclass
@@ -64,7 +65,7 @@ class Recipe:
     options: dict  # num-classes, width, input-size as given (None: the trainer's default), for [train]
     train: dict | None  # dataset, out, seed, config
     eval: dict | None  # dataset, split, limit
-    bench: list[dict]  # settings, target, targets_dir, host, python, ssh_config
+    bench: list[dict]  # settings, target, targets_dir, overrides (the connection kind's options)
     gate: GateRules | None
     gate_target: bool  # [gate] names its target; else the last [[bench]]'s
 
@@ -123,14 +124,17 @@ def _eval_step(table: dict | None, where: str, base: Path) -> dict | None:
 
 def _bench_step(table: dict, where: str, base: Path) -> dict:
     from edgekit.bench.core import BenchSettings
+    from edgekit.devices import options, resolve
     from edgekit.targets import get_target
 
-    settings = BenchSettings.from_mapping(table, where, base, extra=CONNECTION)
+    known = options()
+    settings = BenchSettings.from_mapping(table, where, base, extra=WHERE + tuple(o.key for o, _ in known))
     r = Reader(table, where, base)
     step = {"settings": settings, "target": r.text("target", "local-cpu"),
-            "targets_dir": r.path("targets_dir"), "host": r.text("host"), "python": r.text("python"),
-            "ssh_config": r.path("ssh_config")}
-    get_target(step["target"], step["targets_dir"])  # an unknown target fails now too
+            "targets_dir": r.path("targets_dir"),
+            "overrides": {o.key: r.path(o.key) if o.path else r.text(o.key) for o, _ in known}}
+    # An unknown target, or an option its kind does not take, fails now too.
+    resolve(get_target(step["target"], step["targets_dir"]), step["overrides"])
     return step
 
 
@@ -226,8 +230,7 @@ def _bench(run_dir: Path, step: dict, report) -> int:
     from edgekit.targets import get_target
 
     target = get_target(step["target"], step["targets_dir"])
-    record = bench(run_dir, target, step["settings"], host=step["host"], python=step["python"],
-                   ssh_config=step["ssh_config"], report=report)
+    record = bench(run_dir, target, step["settings"], step["overrides"], report=report)
     failed = [r for r in record["results"] if r.get("status") == "failed"]
     for r in record["results"]:
         if r.get("status") == "ok":

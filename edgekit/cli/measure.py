@@ -45,16 +45,13 @@ def missing_line(rows: list[dict], run_dir: Path, done: str) -> int:
     return EXIT_FAILED
 
 
-def target_options(python_help: str):
-    """--target, --host, --python, --ssh-config and --targets-dir: where bench and check run."""
+def target_options(**details: str):
+    """--target and --targets-dir, and (with ``cls=TargetCommand``) every connection kind's options
+    (``edgekit.devices.options``): where bench and check run. ``details``: the command's own help
+    of an option, by profile key (python="the device's Python 3 ...")."""
     options = [
         click.option("--target", default="local-cpu", show_default=True,
                      help="Target profile (see `edgekit targets`)."),
-        click.option("--host", help="SSH targets: USER@ADDR[:PORT] or an ~/.ssh/config alias (overrides "
-                     "the profile)."),
-        click.option("--python", "python", help=f"SSH targets: {python_help}"),
-        click.option("--ssh-config", type=click.Path(path_type=Path),
-                     help="SSH targets: an ssh_config file (ssh -F)."),
         click.option("--targets-dir", type=click.Path(path_type=Path),
                      help="A folder of extra target profiles."),
     ]
@@ -62,8 +59,39 @@ def target_options(python_help: str):
     def decorate(fn):
         for option in reversed(options):
             fn = option(fn)
+        fn.connection_help = details
         return fn
     return decorate
+
+
+CONNECTION_PARAM = "connection__"  # the prefix of the connection options' parameter names
+
+
+class TargetCommand(click.Command):
+    """A command with the connection kinds' options after --target, read from the registry each
+    time, so that a kind registered later (a plugin, a test) has its options too; the command gets
+    them as ``connection__KEY`` keywords (``overrides`` gathers them)."""
+
+    def get_params(self, ctx: click.Context) -> list[click.Parameter]:
+        from edgekit.devices import options
+
+        params = super().get_params(ctx)
+        details = getattr(self.callback, "connection_help", {})
+        key = tuple(options())
+        if getattr(self, "_made", (None,))[0] != key:
+            self._made = key, [
+                click.Option([o.flag, CONNECTION_PARAM + o.key],
+                             type=click.Path(path_type=Path) if o.path else None,
+                             help=(f"{labels} targets: " if labels else "") + details.get(o.key, o.help))
+                for o, labels in key]
+        at = next((i + 1 for i, p in enumerate(params) if p.name == "target"), 0)
+        return params[:at] + self._made[1] + params[at:]
+
+
+def overrides(options: dict) -> dict:
+    """The connection options' values out of a command's keywords (taken out): profile key -> value."""
+    return {name[len(CONNECTION_PARAM):]: options.pop(name) for name in list(options)
+            if name.startswith(CONNECTION_PARAM)}
 
 
 @click.command("eval")
@@ -104,21 +132,22 @@ def print_eval(result: dict) -> None:
     print_table(head, rows, title=title, right=[c for c in head if c not in ("format", "precision")])
 
 
-@click.command("bench")
+@click.command("bench", cls=TargetCommand)
 @click.argument("path", type=click.Path(path_type=Path))
-@target_options("the device's Python 3 with numpy and a runtime.")
+@target_options(python="the device's Python 3 with numpy and a runtime.")
 @options("threads", "batch", "warmup", "iters", "seconds", "no_torch")
 @accept_changed_option
 @click.option("--json", "as_json", is_flag=True, help="Print the results as JSON.")
-def bench_cmd(path, target, host, python, ssh_config, targets_dir, accept_changed, as_json, **options) -> int:
+def bench_cmd(path, target, targets_dir, accept_changed, as_json, **options) -> int:
     """Latency, memory and size of every artefact of a run (or of one .onnx/.xml/.tflite file) on a
     target, each in its own process. Results go into the run's manifest."""
     from edgekit.bench.core import BenchSettings, bench
     from edgekit.targets import get_target
 
+    given = overrides(options)
     settings = BenchSettings.from_mapping(options)
-    record = bench(path, get_target(target, targets_dir), settings, host=host, python=python,
-                   ssh_config=ssh_config, report=quiet if as_json else report, accept_changed=accept_changed)
+    record = bench(path, get_target(target, targets_dir), settings, given,
+                   report=quiet if as_json else report, accept_changed=accept_changed)
     if as_json:
         click.echo(json.dumps(record, indent=2))
     else:
@@ -152,12 +181,12 @@ def print_bench(record: dict) -> None:
                 right=[c for c in head if c not in left], no_wrap=True)
 
 
-@click.command("check")
+@click.command("check", cls=TargetCommand)
 @click.argument("path", type=click.Path(path_type=Path))
-@target_options("the device's Python 3 (3.9 or newer).")
+@target_options(python="the device's Python 3 (3.9 or newer).")
 @accept_changed_option
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
-def check_cmd(path, target, host, python, ssh_config, targets_dir, accept_changed, as_json) -> int:
+def check_cmd(path, target, targets_dir, accept_changed, as_json, **options) -> int:
     """Will every artefact of a run (or one model file) run on a target? Asks the device once which
     runtimes it has (one SSH call; nothing is copied), then checks each artefact's op versions,
     IR version or opset against them; on this machine each is also loaded in its runtime and run
@@ -165,12 +194,13 @@ def check_cmd(path, target, host, python, ssh_config, targets_dir, accept_change
     what was exported). Stored in the run's manifest."""
     from edgekit.bench.core import make_device
     from edgekit.compat import check
+    from edgekit.devices import given_address
     from edgekit.errors import EXIT_DEVICE
     from edgekit.targets import get_target
 
-    chosen = get_target(target, targets_dir)
-    device = make_device(chosen, host, python, ssh_config)
-    record = check(path, chosen, device, host=host, report=quiet if as_json else report,
+    chosen, given = get_target(target, targets_dir), overrides(options)
+    device = make_device(chosen, given)
+    record = check(path, chosen, device, given_address(chosen, given), report=quiet if as_json else report,
                    accept_changed=accept_changed)
     if as_json:
         click.echo(json.dumps(record, indent=2))

@@ -7,6 +7,7 @@ them, runs the runner once per model file in a fresh process, and returns the ru
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
 from pathlib import Path
 
 from edgekit.errors import DeviceError
@@ -40,26 +41,80 @@ def parse_result(stdout: str, stderr: str, returncode: int, where: str) -> dict:
             "error": f"the runner died on {where} ({how}) without a result" + (f": {tail}" if tail else "")}
 
 
+@dataclass(frozen=True)
+class Key:
+    """A profile key of a connection kind, with its type and its value when the profile leaves it out."""
+
+    name: str
+    type: type = str  # str, int, bool or list (of strings)
+    default: object = None
+    path: bool = False  # a file: ~ expanded, relative to the profile's folder
+
+
+@dataclass(frozen=True)
+class Option:
+    """A command-line option of ``bench`` and ``check`` (and a recipe's [[bench]] key) that replaces
+    a profile key's value for one run: ``--python`` replaces ``python``."""
+
+    key: str  # the profile key it replaces; the option is --KEY (dashes for underscores)
+    help: str
+    path: bool = False  # a file: relative to the current folder (a recipe's: to the recipe's)
+
+    @property
+    def flag(self) -> str:
+        return "--" + self.key.replace("_", "-")
+
+
+_TYPES = {str: "a string", int: "an integer", bool: "true or false", list: "a list of strings"}
+
+
 class Device:
     """Base class: ``stage(files)`` once, ``run(spec)`` per model file, ``close()`` at the end.
 
     The class attributes and classmethods are the connection kind's facts: its ``connect`` name
-    in target profiles, whether it is this machine, the profile keys it reads and checks, and how
-    it is built from a profile and the command line.
+    in target profiles, whether it is this machine, the profile keys it reads and checks, the
+    command-line options that replace them for one run, and how it is built from those values.
     """
 
     name = "device"
     connect: str = ""  # the profile's `connect = "..."`
     this_machine: bool = False  # runs here (so the PyTorch baseline is comparable)
-    profile_keys: tuple[str, ...] = ()  # profile keys only this kind reads
+    label: str = ""  # for help ("<label> targets: ..."); "" for this machine
+    how: str = ""  # "<target> ...", after an option of another kind: "runs on this machine"
+    keys: tuple[Key, ...] = ()  # profile keys only this kind reads
+    options: tuple[Option, ...] = ()  # command-line options that replace some of them
+    address_key: str | None = None  # the key that names the device: listed, and part of a
+    # bench record's name (NAME@VALUE) when the command line gives another one
 
     @classmethod
-    def check_profile(cls, data: dict, where: str) -> None:
-        """Refuse a profile's settings this kind cannot honour (one-line UsageError)."""
+    def read_profile(cls, data: dict, where: str, folder: Path) -> dict:
+        """This kind's keys of a profile, type-checked, defaults filled in (one-line UsageError)."""
+        from edgekit.errors import UsageError
+
+        values = {}
+        for key in cls.keys:
+            value = data.get(key.name, key.default)
+            if key.name in data:
+                ok = isinstance(value, key.type) and not (key.type is int and isinstance(value, bool))
+                if ok and key.type is list:
+                    ok = all(isinstance(v, str) for v in value)
+                if not ok:
+                    what = _TYPES.get(key.type, key.type.__name__)
+                    raise UsageError(f"{where}: {key.name} must be {what}, got {value!r}")
+                if key.path:
+                    value = str(folder / Path(value).expanduser())
+            values[key.name] = list(value) if isinstance(value, (list, tuple)) else value
+        cls.check_profile(values, where)
+        return values
 
     @classmethod
-    def from_target(cls, target, host: str | None, python: str | None, ssh_config: Path | None) -> Device:
-        """The device for ``target`` with the command line's --host, --python and --ssh-config."""
+    def check_profile(cls, values: dict, where: str) -> None:
+        """Refuse values this kind cannot honour (one-line UsageError): the profile's, and again
+        with the command line's options in."""
+
+    @classmethod
+    def from_values(cls, target, values: dict) -> Device:
+        """The device for ``target``, from its profile's values with the command line's options in."""
         raise NotImplementedError
 
     def stage(self, files: dict[str, list[Path]]) -> dict[str, str]:

@@ -7,8 +7,8 @@ import subprocess
 import sys
 from pathlib import Path
 
-from edgekit.devices.base import PROBE, RUNNER, Device, parse_probe, parse_result
-from edgekit.errors import DeviceError, UsageError
+from edgekit.devices.base import PROBE, RUNNER, Device, Key, Option, parse_probe, parse_result
+from edgekit.errors import DeviceError
 
 
 class LocalDevice(Device):
@@ -16,12 +16,13 @@ class LocalDevice(Device):
     connect = "local"
     this_machine = True
 
+    how = "runs on this machine"
+    keys = (Key("python"),)  # None: the Python that runs edgekit
+    options = (Option("python", "the Python 3 that runs the artefacts (default: edgekit's own)."),)
+
     @classmethod
-    def from_target(cls, target, host: str | None, python: str | None, ssh_config: Path | None) -> Device:
-        if host:
-            raise UsageError(f"--host is for SSH targets; {target.name} runs on this machine",
-                             hint="use --target raspberrypi (or another SSH target) with --host")
-        return cls(python)
+    def from_values(cls, target, values: dict) -> Device:
+        return cls(values.get("python"))
 
     def __init__(self, python: str | None = None):
         self.python = python or sys.executable

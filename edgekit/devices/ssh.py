@@ -22,7 +22,7 @@ import subprocess
 import tempfile
 from pathlib import Path
 
-from edgekit.devices.base import PROBE, RUNNER, Device, parse_probe, parse_result
+from edgekit.devices.base import PROBE, RUNNER, Device, Key, Option, parse_probe, parse_result
 from edgekit.errors import DeviceError, UsageError
 
 CONNECT_TIMEOUT_S = 10
@@ -87,21 +87,41 @@ def check_ssh_options(options: list[str], where: str) -> None:
 
 class SSHDevice(Device):
     connect = "ssh"
-    profile_keys = ("host", "ssh_options")
+    label = "SSH"
+    how = "is reached over SSH"
+    keys = (
+        Key("host"),  # [user@]addr[:port] or an ~/.ssh/config alias
+        Key("port", int),  # when the host names none
+        Key("python", default="python3"),  # the device's interpreter that runs the runner
+        Key("ssh_config", path=True),  # an ssh_config file (ssh -F)
+        Key("ssh_options", list, ()),  # extra "-o Key=Value" for ssh and scp
+    )
+    options = (
+        Option("host", "USER@ADDR[:PORT] or an ~/.ssh/config alias (overrides the profile)."),
+        Option("python", "the device's Python 3 (python3 by default)."),
+        Option("ssh_config", "an ssh_config file (ssh -F).", path=True),
+    )
+    address_key = "host"
 
     @classmethod
-    def check_profile(cls, data: dict, where: str) -> None:
-        check_ssh_options(data.get("ssh_options", []), where)
+    def check_profile(cls, values: dict, where: str) -> None:
+        port = values.get("port")
+        if port is not None and not 0 < port < 65536:
+            raise UsageError(f"{where}: port must be 1 to 65535, got {port}")
+        check_ssh_options(values.get("ssh_options", []), where)
 
     @classmethod
-    def from_target(cls, target, host: str | None, python: str | None, ssh_config: Path | None) -> SSHDevice:
-        if not (host or target.host):
+    def from_values(cls, target, values: dict) -> SSHDevice:
+        if not values.get("host"):
             raise UsageError(f"target {target.name} needs --host USER@ADDR")
-        return cls(host or target.host, python or target.python, ssh_config, target.ssh_options)
+        return cls(values["host"], values.get("python") or "python3", values.get("ssh_config"),
+                   values.get("ssh_options"), port=values.get("port"))
 
-    def __init__(self, host: str, python: str = "python3", ssh_config: Path | None = None,
-                 options: list[str] | None = None):
+    def __init__(self, host: str, python: str = "python3", ssh_config: Path | str | None = None,
+                 options: list[str] | None = None, port: int | None = None):
         self.dest, self.port = split_host(host)
+        if self.port is None:
+            self.port = port
         self.host = host
         self.name = host
         self.python = python

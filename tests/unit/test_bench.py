@@ -71,15 +71,18 @@ def test_builtin_profiles_load_and_say_how_to_reach_the_device():
 def test_a_user_profile_overrides_a_builtin_and_bad_ones_are_named(tmp_path, monkeypatch):
     (tmp_path / "raspberrypi.toml").write_text('connect = "ssh"\nhost = "me@mypi"\nthreads = 2\n')
     monkeypatch.setenv("EDGEKIT_TARGETS_DIR", str(tmp_path))
-    assert get_target("raspberrypi").host == "me@mypi"
+    assert get_target("raspberrypi").connection["host"] == "me@mypi"
     bad = tmp_path / "bad.toml"
     for text, match in [('conect = "ssh"', "unknown keys conect"), ('connect = "telnet"', "connect must be"),
                         ("threads = -1", "threads must be"), ("[[", "cannot be read"),
                         ('accelerator = "no"', "accelerator must be true or false"),
-                        ("host = 5", "host must be a string"), ('onnx = "x"', "onnx must be a table"),
+                        ('connect = "ssh"\nhost = 5', "host must be a string"),
+                        ('onnx = "x"', "onnx must be a table"),
                         ("[onnx]\nproviders = []", "providers is empty"),
                         ('[runtimes]\ntflite = "ai-edge-litert"', "runtimes.tflite must be a list"),
-                        ('ssh_options = "BatchMode=yes"', "ssh_options must be a list")]:
+                        ('connect = "ssh"\nssh_options = "-v"', "ssh_options must be a list of strings"),
+                        ('connect = "ssh"\nport = 0', "port must be 1 to 65535"),
+                        ('host = "pi@x"', "unknown keys host; known for connect = 'local': ")]:
         bad.write_text(text)
         with pytest.raises(UsageError, match=match):
             parse_target(bad)
