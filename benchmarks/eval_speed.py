@@ -10,7 +10,13 @@ bench RUN --json`` (the defaults: local-cpu, one thread per core, batch 1, 3 s p
 
     ratio = eval wall / (sum over models of N x bench's per-sample time + bench's load times)
 
-The issue's goal is a ratio of at most 1.3. Each call appends one line to
+The issue's goal is a ratio of at most 1.3.
+
+    .venv/bin/python benchmarks/eval_speed.py --tflite RUN [--samples 64] [--rounds 5]
+
+times a run's .tflite files the ways bench and eval run them, interleaved in rounds (the machine
+is shared; the medians are kept), to tell what makes eval's TFLite slower than bench's (one line
+per file in eval_speed.jsonl, kind "tflite"). Each call appends one line to
 benchmarks/results/eval_speed.jsonl (with eval's own per-model seconds and bench's rows) and
 rewrites eval_speed.md's table from all lines. The weights are random (accuracy is not the point;
 the predictions must only stay the same, which the lines' top-1 per model show).
@@ -70,7 +76,12 @@ def main() -> None:
     ap.add_argument("--run", type=Path, help="an existing run to use instead of exporting one")
     ap.add_argument("--limit", type=int, default=500)
     ap.add_argument("--label", default="", help="e.g. before / after, recorded")
+    ap.add_argument("--tflite", type=Path, help="a run whose .tflite files to time bench's and eval's ways")
+    ap.add_argument("--samples", type=int, default=64)
+    ap.add_argument("--rounds", type=int, default=5)
     args = ap.parse_args()
+    if args.tflite:
+        return tflite_ways(args.tflite, args.samples, args.rounds)
     run = args.run or run_dir(args.model)
     commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True,
                             text=True).stdout.strip()
@@ -110,10 +121,71 @@ def main() -> None:
     write_table()
 
 
+def tflite_ways(run: Path, samples: int, rounds: int) -> None:
+    """ms per sample of each .tflite file of ``run``: bench's runner (inputs set once, invoke alone
+    timed) and eval's session (``Format.open``: per sample quantize, set_tensor, invoke, get_tensor,
+    dequantize, through ``run_batched``), each with the runtime's default threads (1) and one per
+    core, and the parts of eval's call timed apart."""
+    manifest = json.loads((run / "manifest.json").read_text())
+    for art in manifest["artefacts"]:
+        if art["format"] != "tflite" or art.get("status") != "ok":
+            continue
+        ms = _tflite_file(run / art["path"], samples, rounds)
+        record = {"kind": "tflite", "date": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
+                  "run": str(run), "precision": art["precision"], "input_shape": art.get("input_shape"),
+                  "samples": samples, "rounds": rounds, "ms_per_sample_median": ms,
+                  "machine": f"{os.cpu_count()} cores shared with other agents' jobs"}
+        with (RESULTS / "eval_speed.jsonl").open("a") as f:
+            f.write(json.dumps(record) + "\n")
+        print(art["precision"], json.dumps(ms, indent=1), flush=True)
+    write_table()
+
+
+def _tflite_file(path: Path, samples: int, rounds: int) -> dict:
+    import numpy as np
+
+    from edgekit.bench.runner import TFLiteSession as BenchSession
+    from edgekit.export.verify import run_batched
+    from edgekit.formats import _tflite_runtime as rt
+    from edgekit.formats import get_format
+    from edgekit.layout import BatchAxes, first
+
+    cores = os.cpu_count()
+    ways = {}
+    for threads in (None, cores):
+        bench = BenchSession({"path": str(path), "threads": threads, "format": "tflite"})
+        bench.make_inputs(np.random.default_rng(0))
+        ways[f"bench invoke, threads {threads or 'default (1)'}"] = bench.infer
+    sessions = {t: get_format("tflite").open(path, t) for t in (None, cores)}
+    one = np.random.default_rng(0).standard_normal((1, *sessions[None].input_shape[1:])).astype(np.float32)
+    for threads, session in sessions.items():
+        name = threads or "default (1)"
+        ways[f"eval run_batched(session.run), threads {name}"] = \
+            lambda s=session: first(run_batched(s, one, 1, BatchAxes()))
+        ways[f"eval session.run, threads {name}"] = lambda s=session: s.run(one)
+    interp, d_in, d_out = sessions[cores]._interp, sessions[cores].input_details[0], sessions[cores].output_details
+    q = rt._quantize(one, d_in)
+    ways["  part: _quantize"] = lambda: rt._quantize(one, d_in)
+    ways["  part: set_tensor"] = lambda: interp.set_tensor(d_in["index"], q)
+    ways[f"  part: invoke, threads {cores}"] = interp.invoke
+    ways["  part: get_tensor + _dequantize"] = lambda: [rt._dequantize(interp.get_tensor(d["index"]), d)
+                                                     for d in d_out]
+    times = {k: [] for k in ways}
+    for _ in range(rounds):
+        for k, call in ways.items():
+            call()
+            began = time.perf_counter()
+            for _ in range(samples):
+                call()
+            times[k].append((time.perf_counter() - began) / samples * 1e3)
+    return {k: round(float(np.median(v)), 4) for k, v in times.items()}
+
+
 def write_table() -> None:
     """The table part of eval_speed.md (between the markers) from every line of the .jsonl."""
     md = RESULTS / "eval_speed.md"
-    lines = [json.loads(x) for x in (RESULTS / "eval_speed.jsonl").read_text().splitlines() if x.strip()]
+    every = [json.loads(x) for x in (RESULTS / "eval_speed.jsonl").read_text().splitlines() if x.strip()]
+    lines = [r for r in every if r.get("kind") != "tflite"]
     rows = ["| date | commit | label | model | N | eval wall (s) | models' own (s) | ratio |",
             "|---|---|---|---|---|---|---|---|"]
     rows += [f"| {r['date']} | {r['commit']} | {r['label']} | {r['model']} | {r['samples']} | "
@@ -130,6 +202,11 @@ def write_table() -> None:
         rows += [f"| {m['format']} | {m['precision']} | {m['bench_mean_ms']} | {m['bench_load_s']} | "
                  f"{m['own_s']} | {m['eval_s'] if m['eval_s'] is not None else '-'} | "
                  f"{m['top1'] if m['top1'] is not None else '-'} |" for m in r["models"]]
+        rows.append("")
+    for r in (r for r in every if r.get("kind") == "tflite"):
+        rows += [f"TFLite ways, {r['precision']} {r['input_shape']} ({r['run']}, {r['date']}, median of "
+                 f"{r['rounds']} rounds of {r['samples']} calls):", "", "| way | ms per sample |", "|---|---|"]
+        rows += [f"| {k} | {v} |" for k, v in r["ms_per_sample_median"].items()]
         rows.append("")
     begin, end = "<!-- table: written by benchmarks/eval_speed.py -->", "<!-- end of table -->"
     text = md.read_text() if md.exists() else f"# eval speed\n\n{begin}\n{end}\n"
