@@ -46,10 +46,12 @@ MODELS = {
 }
 
 
-def sh(args: list[str]) -> tuple[subprocess.CompletedProcess, float]:
-    print("$", " ".join(args), flush=True)
+def sh(args: list[str], tree: Path | None = None) -> tuple[subprocess.CompletedProcess, float]:
+    """Run a command from the repository root (with edgekit imported from ``tree`` when given)."""
+    print("$", " ".join(args), f"(edgekit from {tree})" if tree else "", flush=True)
+    env = {**os.environ, "PYTHONPATH": str(tree)} if tree else None
     start = time.perf_counter()
-    proc = subprocess.run(args, cwd=ROOT, capture_output=True, text=True)
+    proc = subprocess.run(args, cwd=ROOT, capture_output=True, text=True, env=env)
     wall = time.perf_counter() - start
     print(f"  rc {proc.returncode} in {wall:.1f} s", flush=True)
     if proc.returncode:
@@ -76,6 +78,8 @@ def main() -> None:
     ap.add_argument("--run", type=Path, help="an existing run to use instead of exporting one")
     ap.add_argument("--limit", type=int, default=500)
     ap.add_argument("--label", default="", help="e.g. before / after, recorded")
+    ap.add_argument("--before", help="a commit: also run its eval first (from `git archive` of it), "
+                    "recorded as 'before COMMIT' against the same bench")
     ap.add_argument("--tflite", type=Path, help="a run whose .tflite files to time bench's and eval's ways")
     ap.add_argument("--samples", type=int, default=64)
     ap.add_argument("--rounds", type=int, default=5)
@@ -85,11 +89,29 @@ def main() -> None:
     run = args.run or run_dir(args.model)
     commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True,
                             text=True).stdout.strip()
-    proc, wall = sh([EDGEKIT, "eval", str(run), "--dataset", CIFAR, "--split", "test",
-                     "--limit", str(args.limit), "--json"])
-    ev = parse_json(proc.stdout)
+    evals = []
+    if args.before:
+        old = WORK / f"tree-{args.before}"
+        if not old.is_dir():
+            old.mkdir(parents=True)
+            subprocess.run(f"git archive {args.before} | tar -x -C {old}", shell=True, cwd=ROOT, check=True)
+        evals.append((f"before {args.before}", old))
+    evals.append((args.label, None))
+    done = []
+    for label, tree in evals:
+        proc, wall = sh([EDGEKIT, "eval", str(run), "--dataset", CIFAR, "--split", "test",
+                         "--limit", str(args.limit), "--json"], tree)
+        done.append((label, wall, parse_json(proc.stdout)))
     proc, bench_wall = sh([EDGEKIT, "bench", str(run), "--json"])
     bench = parse_json(proc.stdout)
+    for label, wall, ev in done:
+        record(args, run, commit, label, wall, ev, bench, bench_wall)
+    write_table()
+
+
+def record(args, run: Path, commit: str, label: str, wall: float, ev: dict, bench: dict,
+           bench_wall: float) -> None:
+    """One line of eval_speed.jsonl: eval's wall against bench's per-model costs."""
     n = ev["samples"]
     models, own = [], 0.0
     by_key = {(r["format"], r["precision"]): r for r in ev["results"]}
@@ -103,22 +125,22 @@ def main() -> None:
         e = by_key.get((r["format"], r["precision"]), {})
         models.append({"format": r["format"], "precision": r["precision"], "bench_mean_ms": round(r["mean_ms"], 3),
                        "bench_load_s": round(load_s, 2), "own_s": round(infer_s + load_s, 2),
-                       "eval_s": e.get("seconds"), "eval_batch": batches.get((r["format"], r["precision"]), {}).get("batch"), "top1": e.get("top1"),
-                       "agreement": e.get("agreement")})
-    record = {
-        "date": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"), "commit": commit,
-        "label": args.label, "model": " ".join(MODELS[args.model]) if not args.run else str(args.run),
+                       "eval_s": e.get("seconds"), "top1": e.get("top1"), "agreement": e.get("agreement"),
+                       "eval_batch": batches.get((r["format"], r["precision"]), {}).get("batch")})
+    line = {
+        "date": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"), "commit": label.split()[1] if label.startswith("before ") else commit,
+        "label": label, "model": " ".join(MODELS[args.model]) if not args.run else str(args.run),
         "samples": n, "eval_wall_s": round(wall, 1), "bench_wall_s": round(bench_wall, 1),
         "own_s": round(own, 1), "ratio": round(wall / own, 2),
+        "eval_models_s": round(sum(r.get("seconds") or 0 for r in ev["results"]), 1),  # the rest: imports, data
         "eval_timing": ev.get("timing"), "models": models,
         "machine": f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores shared with "
                    "other agents' jobs (timings are noisy)",
     }
     RESULTS.mkdir(exist_ok=True)
     with (RESULTS / "eval_speed.jsonl").open("a") as f:
-        f.write(json.dumps(record) + "\n")
-    print(json.dumps({k: record[k] for k in ("label", "samples", "eval_wall_s", "own_s", "ratio")}))
-    write_table()
+        f.write(json.dumps(line) + "\n")
+    print(json.dumps({k: line[k] for k in ("label", "samples", "eval_wall_s", "own_s", "ratio")}))
 
 
 def tflite_ways(run: Path, samples: int, rounds: int) -> None:
@@ -186,10 +208,11 @@ def write_table() -> None:
     md = RESULTS / "eval_speed.md"
     every = [json.loads(x) for x in (RESULTS / "eval_speed.jsonl").read_text().splitlines() if x.strip()]
     lines = [r for r in every if r.get("kind") != "tflite"]
-    rows = ["| date | commit | label | model | N | eval wall (s) | models' own (s) | ratio |",
-            "|---|---|---|---|---|---|---|---|"]
+    rows = ["| date | commit | label | model | N | eval wall (s) | of it in models (s) | models' own (s) "
+            "| ratio |", "|---|---|---|---|---|---|---|---|---|"]
     rows += [f"| {r['date']} | {r['commit']} | {r['label']} | {r['model']} | {r['samples']} | "
-             f"{r['eval_wall_s']} | {r['own_s']} | **{r['ratio']}** |" for r in lines]
+             f"{r['eval_wall_s']} | {r.get('eval_models_s', '-')} | {r['own_s']} | **{r['ratio']}** |"
+             for r in lines]
     rows += ["", "Per model (last line of each label): eval's seconds (open + inference) against "
              "bench's N x per-sample + load, top-1 as eval scored it.", ""]
     last = {}
