@@ -220,11 +220,11 @@ def write_table() -> None:
         last[(r["model"], r["label"])] = r
     for (model, label), r in last.items():
         rows += [f"{label} ({model}, N={r['samples']}):", "",
-                 "| format | precision | bench ms/sample | bench load (s) | own (s) | eval (s) | top-1 |",
-                 "|---|---|---|---|---|---|---|"]
+                 "| format | precision | bench ms/sample | bench load (s) | own (s) | eval (s) | eval batch "
+                 "| top-1 | agreement |", "|---|---|---|---|---|---|---|---|---|"]
         rows += [f"| {m['format']} | {m['precision']} | {m['bench_mean_ms']} | {m['bench_load_s']} | "
                  f"{m['own_s']} | {m['eval_s'] if m['eval_s'] is not None else '-'} | "
-                 f"{m['top1'] if m['top1'] is not None else '-'} |" for m in r["models"]]
+                 f"{m.get('eval_batch') or '-'} | {m['top1']} | {m['agreement']} |" for m in r["models"]]
         rows.append("")
     for r in (r for r in every if r.get("kind") == "tflite"):
         rows += [f"TFLite ways, {r['precision']} {r['input_shape']} ({r['run']}, {r['date']}, median of "
