@@ -11,7 +11,13 @@ from edgekit.errors import UsageError
 from edgekit.formats.base import Format
 from edgekit.runs import manifest as mf
 
-PREDICT_BATCH = 256  # edgekit.measure.metrics.predict's batch: eval shards are whole batches of it
+SHARD = 256  # a Ray shard holds whole multiples of this many samples
+# Batches tried (in this order, on the first samples, whose outputs are kept) for the PyTorch model
+# and for artefacts with a dynamic batch; the rest runs at the one fastest per sample here. A
+# batch that is not faster per sample than the best so far, or a call longer than PROBE_SLOW_S,
+# ends the trials. Fixed-batch artefacts (the default export) run at their batch, 1, as `bench`.
+PROBE_BATCHES = (1, 4, 16, 64, 256)
+PROBE_SLOW_S = 2.0
 
 
 def evaluate_run(
@@ -74,19 +80,21 @@ def evaluate_run(
     ref = metrics(ref_logits, data)
     label = getattr(model.module, "label", None)  # an ONNX file's reference: "onnxruntime (source)"
     rows = [{"format": "pytorch", "precision": "fp32", "status": "ok", **({"label": label} if label else {}),
-             **ref, "agreement": 1.0, "drop_pp": 0.0}]
+             **ref, "agreement": 1.0, "drop_pp": 0.0, "seconds": round(outputs[0][2], 2)}]
+    timing = [{"format": "pytorch", "precision": "fp32", **outputs[0][3]}]
     scored = iter(outputs[1:])
     for art, state in zip(exported, found):
         fmt_name, precision = art["format"], art["precision"]
         if state.status == "missing":
             rows.append({"format": fmt_name, "precision": precision, **state.row(run_dir)})
             continue
-        logits, inference_precision, seconds = next(scored)
+        logits, inference_precision, seconds, batches = next(scored)
         if isinstance(logits, str):  # its runtime could not run it (a file changed into junk): one row
             rows.append({"format": fmt_name, "precision": precision, "status": "failed", "error": logits,
                          **state.row(run_dir)})
             continue
         m = metrics(logits, data)
+        timing.append({"format": fmt_name, "precision": precision, **batches})
         row = {"format": fmt_name, "precision": precision, "status": "ok", **m,
                "agreement": agreement(ref_logits, logits, model.task),
                "drop_pp": drop_pp(ref[key], m[key], key), "seconds": round(seconds, 2), **state.row(run_dir)}
@@ -111,6 +119,7 @@ def evaluate_run(
         "preprocessing_overrides": dict(preprocessing_overrides or {}),
         **({"values": data.extra["values"]} if data.extra.get("values") else {}),
         "backend": backend.to_dict() if backend else {"backend": "local"},
+        "timing": timing,  # per model: the batch it ran at, its threads, the batches tried (ms/sample)
         "results": rows,
     }
     by_key = {(r["format"], r["precision"]): r for r in rows}
@@ -127,26 +136,74 @@ def evaluate_run(
 
 def shard_logits(run_dir: str, which: tuple[str, str, str] | None, x, module=None, start: int = 0,
                  stop: int | None = None) -> tuple:
-    """(logits, inference precision or None, seconds) of the run's PyTorch model (``which`` None) or
-    of the artefact (format, precision, path) on ``x[start:stop]``; the same code runs locally (with
-    ``module``, the loaded model) and in a Ray task (which loads the model or opens the artefact once
-    per worker and keeps it for the next shard)."""
+    """(logits, inference precision or None, seconds, {"batch", "threads", "ms_per_sample"}) of the
+    run's PyTorch model (``which`` None) or of the artefact (format, precision, path) on
+    ``x[start:stop]``, each at the batch fastest per sample here (``run_fastest``); the same code
+    runs locally (with ``module``, the loaded model) and in a Ray task (which loads the model or
+    opens the artefact once per worker and keeps it for the next shard). The seconds include
+    opening the artefact (loading the model where ``module`` is None)."""
     opener = _open if module is not None else _cached_open
-    from edgekit.export.verify import run_session
-    from edgekit.layout import first, take
+    from edgekit.export.verify import run_batched
+    from edgekit.layout import count, first, manifest_axes, take
     from edgekit.measure.metrics import predict
 
     began = time.perf_counter()
     x = take(x, slice(start, stop))
     if which is None:
-        return predict(module if module is not None else opener(run_dir, None), x, PREDICT_BATCH), None, \
-            time.perf_counter() - began
-    from edgekit.layout import manifest_axes
+        import torch
 
+        model = module if module is not None else opener(run_dir, None)
+        logits, timing = run_fastest(lambda b: predict(model, b, count(b)), x, PROBE_BATCHES[-1])
+        return logits, None, time.perf_counter() - began, {**timing, "threads": torch.get_num_threads()}
+    manifest = mf.read_manifest(Path(run_dir))
     session = opener(run_dir, which)
-    axes = manifest_axes(mf.read_manifest(Path(run_dir)))
-    logits = first(run_session(session, x, axes))
-    return logits, getattr(session, "precision", None), time.perf_counter() - began
+    axes = manifest_axes(manifest)
+    logits, timing = run_fastest(lambda b: first(run_batched(session, b, count(b), axes)), x,
+                                 _largest_batch(manifest, which, axes))
+    return (logits, getattr(session, "precision", None), time.perf_counter() - began,
+            {**timing, "threads": _threads()})
+
+
+def run_fastest(call: Callable, x, largest: int) -> tuple:
+    """(outputs of ``call`` on all of ``x``, {"batch": the batch the bulk ran at, "ms_per_sample":
+    {batch: ms} of the trials}). ``call`` takes a batch of ``x`` (batch-first) and returns its
+    outputs, batch-first. Each batch of ``PROBE_BATCHES`` up to ``largest`` runs twice on the next
+    samples (the first call sets up that shape; the second is timed) while it keeps getting faster
+    per sample; every output is kept, so no sample runs twice."""
+    from edgekit.layout import concat, count, take
+
+    n, done, outs, per, best = count(x), 0, [], {}, 1
+    for b in PROBE_BATCHES:
+        if b > largest or done + 2 * b > n:
+            break
+        outs.append(call(take(x, slice(done, done + b))))
+        began = time.perf_counter()
+        outs.append(call(take(x, slice(done + b, done + 2 * b))))
+        seconds = time.perf_counter() - began
+        done += 2 * b
+        per[b] = seconds / b
+        if per[b] < per[best]:
+            best = b
+        elif b != best:
+            break
+        if seconds > PROBE_SLOW_S:
+            break
+    outs += [call(take(x, slice(i, i + best))) for i in range(done, n, best)]
+    timing = {"batch": best}
+    if len(per) > 1:
+        timing["ms_per_sample"] = {str(b): round(1e3 * v, 3) for b, v in per.items()}
+    return concat(outs), timing
+
+
+def _largest_batch(manifest: dict, which: tuple[str, str, str], axes) -> int:
+    """The largest batch the artefact ``which`` takes: 1 unless it was exported with a dynamic batch
+    at axis 0 (then its bound, if any)."""
+    if axes.input != 0:
+        return 1
+    for art in manifest["artefacts"]:
+        if (art["format"], art["precision"]) == which[:2] and art.get("dynamic_batch"):
+            return int(art.get("max_batch") or PROBE_BATCHES[-1])
+    return 1
 
 
 def _scored(run_dir: Path, which: tuple[str, str, str], x, module, changed: bool) -> tuple:
@@ -157,7 +214,7 @@ def _scored(run_dir: Path, which: tuple[str, str, str], x, module, changed: bool
     except Exception as exc:  # noqa: BLE001 - a file that is not what was exported: its row says so
         if not changed:
             raise
-        return f"{type(exc).__name__}: {' '.join(str(exc).split())[:240]}", None, 0.0
+        return f"{type(exc).__name__}: {' '.join(str(exc).split())[:240]}", None, 0.0, {}
 
 
 def _open(run_dir: str, which: tuple[str, str, str] | None):
@@ -167,18 +224,25 @@ def _open(run_dir: str, which: tuple[str, str, str] | None):
 
         model = load_run_model(mf.read_manifest(Path(run_dir)), Path(run_dir))
         return model.axes.module(model.module)
-    from edgekit.distributed import task_threads
     from edgekit.formats import get_format
 
     fmt, path = get_format(which[0]), Path(run_dir) / which[2]
     # fp32 artefacts run with exact fp32 numerics (OpenVINO would pick bf16 on some CPUs); int8
     # ones as their runtime runs them by default. The precision that ran is recorded. In a Ray
     # task, sessions whose exact mode is the plain one get the task's share of the cores.
-    if which[1] != "fp32":
-        return fmt.open(path, task_threads())
-    if type(fmt).open_exact is Format.open_exact:
-        return fmt.open(path, task_threads())
+    if which[1] != "fp32" or type(fmt).open_exact is Format.open_exact:
+        return fmt.open(path, _threads())
     return fmt.open_exact(path)
+
+
+def _threads() -> int:
+    """Intra-op threads of the sessions eval opens: as `bench` on this machine (one per core;
+    TFLite's own default is one thread), or the Ray task's share of its node's cores."""
+    import os
+
+    from edgekit.distributed import task_threads
+
+    return task_threads() or os.cpu_count() or 1
 
 
 _cached_open = functools.lru_cache(maxsize=4)(_open)
@@ -186,14 +250,14 @@ _cached_open = functools.lru_cache(maxsize=4)(_open)
 
 def _sharded(backend, run_dir: Path, arts: list, x) -> list[tuple]:
     """shard_logits of the PyTorch model and each artefact, each on shards of ``x`` as Ray tasks,
-    stitched back in sample order (shards are whole batches of ``predict``, so its batches match)."""
+    stitched back in sample order (each shard at its own fastest batch: ``run_fastest``)."""
     import numpy as np
 
     from edgekit.layout import count
 
     n = count(x)
     per = -(-n // backend.workers)
-    size = max(PREDICT_BATCH, -(-per // PREDICT_BATCH) * PREDICT_BATCH)
+    size = max(SHARD, -(-per // SHARD) * SHARD)
     bounds = [(i, min(i + size, n)) for i in range(0, n, size)]
     contiguous = tuple(map(np.ascontiguousarray, x)) if isinstance(x, tuple) else np.ascontiguousarray(x)
     ref = backend.put(contiguous)
@@ -203,7 +267,7 @@ def _sharded(backend, run_dir: Path, arts: list, x) -> list[tuple]:
     out = []
     for i in range(len(which_all)):
         mine = parts[i * len(bounds):(i + 1) * len(bounds)]
-        out.append((np.concatenate([p[0] for p in mine]), mine[0][1], sum(p[2] for p in mine)))
+        out.append((np.concatenate([p[0] for p in mine]), mine[0][1], sum(p[2] for p in mine), mine[0][3]))
     return out
 
 
