@@ -6,7 +6,7 @@ Float32 in and out for edgekit: int8 inputs are quantized and int8 outputs dequa
 tensor's own scale and zero point. Several inputs and outputs are matched to the model's order
 through the file's signature (litert-torch names them ``args_0``, ``args_1``... and
 ``output_0``...; the interpreter's own tensor order may differ). Both runtimes apply the XNNPACK
-delegate by default; ``threads`` sets its thread count.
+delegate by default; ``threads`` sets its thread count (default: one per core).
 """
 
 from __future__ import annotations
@@ -105,9 +105,10 @@ class Session(kit.FixedShapeSession):
             raise kit.RuntimeProblem("no_device", "edgekit has no TFLite GPU delegate path on this target")
         order = (spec.get("runtimes") or {}).get("tflite") or RUNTIMES
         interpreter_cls, self.runtime, self.runtime_version = interpreter(order)
-        kwargs = {"model_path": str(spec["path"])}
-        if spec.get("threads"):
-            kwargs["num_threads"] = int(spec["threads"])
+        # no threads given: one per core, as onnxruntime and OpenVINO do by default (ai-edge-litert
+        # turns None into 1 thread, which made eval's TFLite rows slower than bench's)
+        threads = int(spec.get("threads") or os.cpu_count() or 1)
+        kwargs = {"model_path": str(spec["path"]), "num_threads": threads}
         kwargs.update(spec.get("runtime_options") or {})
         self._interp = interpreter_cls(**kwargs)
         if spec.get("batch"):  # the runner: every input at the spec's batch
