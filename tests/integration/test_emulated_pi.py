@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from edgekit.bench.core import BenchSettings, collect, spec_for
+from edgekit.bench.core import BenchSettings, collect, spec_for, support_files
 from edgekit.devices.local import LocalDevice
 from edgekit.devices.ssh import SSHDevice
 from edgekit.targets import get_target
@@ -83,8 +83,8 @@ def sqnr_db(reference: np.ndarray, other: np.ndarray) -> float:
 
 def outputs_on(device, item, target, inputs=None) -> dict:
     settings = BenchSettings(iters=1, warmup=0, threads=1)
-    where = device.stage({item.key: item.files})[item.key]
-    spec = spec_for(item, where, target, settings) | {"return_outputs": True}
+    where = device.stage({item.key: item.files, **support_files([item.format])})  # its session beside
+    spec = spec_for(item, where[item.key], target, settings, where) | {"return_outputs": True}
     if inputs is not None:
         spec["inputs"] = inputs
     result = device.run(spec, 600)
@@ -173,9 +173,9 @@ def test_check_foretells_what_the_pi_s_runtimes_really_do_with_a_newer_op_versio
     assert r.code == 3 and "Traceback" not in r.stderr, r.stdout + r.stderr
     assert "FULLY_CONNECTED v13" in r.stderr and "ai-edge-litert" in r.stderr
     with pi.device(TFLITE214) as device:  # what the runtime itself says, past the pre-flight
-        where_file = device.stage({"x": [newer]})["x"]
-        result = device.run(spec_for(Item("tflite", "file", [newer]), where_file, target,
-                                     BenchSettings(iters=1, warmup=0)), 600)
+        where = device.stage({"x": [newer], **support_files(["tflite"])})
+        result = device.run(spec_for(Item("tflite", "file", [newer]), where["x"], target,
+                                     BenchSettings(iters=1, warmup=0), where), 600)
     assert result["status"] == "failed" and "FULLY_CONNECTED" in result["error"], result
 
     for path, python in ((plain, TFLITE214), (newer, LITERT)):
