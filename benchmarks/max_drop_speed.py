@@ -80,7 +80,7 @@ def trained_weights(epochs: int = 2, per_class: int = 600) -> Path:
     mod = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(mod)
     torch.manual_seed(0)
-    torch.set_num_threads(2)
+    torch.set_num_threads(1)  # a shared machine: one thread spins less
     net = mod.resnet20()
     x, y = _images("train", per_class, seed=0)
     opt = torch.optim.SGD(net.parameters(), lr=0.1, momentum=0.9, weight_decay=5e-4, nesterov=True)
@@ -99,6 +99,8 @@ def trained_weights(epochs: int = 2, per_class: int = 600) -> Path:
             loss = torch.nn.functional.cross_entropy(net(torch.from_numpy(xb)), torch.from_numpy(y[idx]))
             opt.zero_grad()
             loss.backward()
+            if i // 128 % 10 == 0:
+                print(f"    batch {i // 128}: loss {loss.item():.3f} ({time.perf_counter() - start:.0f} s)", flush=True)
             opt.step()
             sched.step()
         print(f"  epoch {epoch + 1}/{epochs}: loss {loss.item():.3f} ({time.perf_counter() - start:.0f} s)",
