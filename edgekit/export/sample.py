@@ -62,7 +62,7 @@ def choose(held: LabelledSet, budget_pp: float, key: str, s: SampleSettings) -> 
     if n < want:
         how += f"; capped at {n}" + (" (the whole split)" if n == n_all else f" (at most {s.most})")
     elif n > want:
-        how += f"; raised to {n} (at least {s.least})"
+        how += f"; raised to {n}" + (" (the whole split)" if n == n_all else f" (at least {s.least})")
     rng = np.random.default_rng(s.seed)
     y = np.asarray(held.y)
     strata = y.ndim == 1 and y.dtype.kind in "iub"
