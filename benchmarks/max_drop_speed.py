@@ -28,6 +28,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import subprocess
 import sys
 import time
@@ -173,6 +174,7 @@ def main() -> None:
     ap.add_argument("--formats", default="")
     ap.add_argument("--out", default="/tmp/edgekit-max-drop-bench")
     a = ap.parse_args()
+    shutil.rmtree(a.out, ignore_errors=True)  # export refuses an existing run directory
     weights = trained_weights()
     variants = {k: Path(v).resolve() for k, v in (c.split("=", 1) for c in a.code.split(","))}
     for label, code in variants.items():  # each variant runs its own package, not this checkout's
