@@ -196,7 +196,7 @@ def main() -> None:
                 r = run([*base, "--max-drop", f"{b:g}", "--eval", str(CIFAR), "--out", str(out)], code)
                 row = {"code": label, "case": f"max-drop {b:g}", "budget": b, "repeat": rep, **r,
                        "ratio": round(r["seconds"] / plain["seconds"], 2)}
-                if r["rc"] == 0:
+                if (out / "manifest.json").is_file():  # rc None: stopped in the eval after the export
                     row["search"] = searches(out)
                 rows.append(row)
                 print(f"  ratio {row['ratio']}", flush=True)
