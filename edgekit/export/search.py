@@ -14,6 +14,10 @@ With ``--ray`` (``edgekit.distributed``) the attempts of a stage (default and mo
 methods; the exclusion steps) run as Ray tasks at once and are taken in the same order with the same
 stop, so the chosen attempt and the records are the local search's (the stage's later ones are dropped).
 
+Every attempt and the fp32 reference are scored on the same stratified sample of the held-out set,
+sized by the budget's resolution, and an attempt that can neither meet the budget nor beat the best
+so far stops early (``edgekit.export.sample``; recorded as the search's ``sample``).
+
 Attempts are written beside ``path`` under hidden temporary names; only the best (lowest drop, ties
 to the earlier, cheaper one) ends up at ``path``, the others are removed, and the fp32 artefact is
 only read. Every attempt is recorded (settings, drop, accuracy, agreement, build seconds, a quick
@@ -33,6 +37,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from edgekit.errors import EdgekitError
+from edgekit.export.sample import SampleSettings, build_and_measure, choose, one_line, score, trial
 from edgekit.formats.base import Int8Options, Int8Result
 
 if TYPE_CHECKING:
@@ -52,6 +57,7 @@ class SearchSettings:
     rank_samples: int = 32  # held-out samples layer_errors ranks the layers on
     latency_runs: int = 20
     latency_warmup: int = 3
+    sample: SampleSettings = SampleSettings()  # what attempts are scored on (edgekit.export.sample)
 
 
 @dataclass
@@ -106,10 +112,11 @@ class _Search:
         from edgekit.measure.metrics import metrics, predict, primary_metric
 
         self.fmt, self.model, self.fp32_path, self.path = fmt, model, fp32_path, path
-        self.held_out, self.settings, self.progress = held_out, settings, progress or (lambda _: None)
+        self.settings, self.progress = settings, progress or (lambda _: None)
         self.key = primary_metric(model.task)
-        self.ref_logits = predict(model.axes.module(model.module), held_out.x)
-        self.ref = metrics(self.ref_logits, held_out)[self.key]
+        self.held_out, self.sample = choose(held_out, settings.budget_pp, self.key, settings.sample)
+        self.ref_logits = predict(model.axes.module(model.module), self.held_out.x)
+        self.ref = metrics(self.ref_logits, self.held_out)[self.key]
         self.attempts: list[_Attempt] = []
         self.notes: list[str] = []
         self.ranking: list[dict] = []
@@ -190,7 +197,7 @@ class _Search:
             samples = self.held_out.x[: self.settings.rank_samples]
             errors = layer_errors(self.fmt.name, self.model, self.fp32_path, base.result.path, samples)
         except Exception as exc:  # noqa: BLE001 - a ranking failure must not lose the artefacts found
-            self.notes.append(f"per-layer exclusion skipped: ranking failed: {_one_line(exc)}")
+            self.notes.append(f"per-layer exclusion skipped: ranking failed: {one_line(exc)}")
             return []
         # Only layers with weights: keeping a MaxPool or a Reshape in float buys nothing.
         weighted = [e for e in errors if e.op in CONV_OPS | LINEAR_OPS]
@@ -233,7 +240,7 @@ class _Search:
                       self.ref, self.key, self.settings) for a in stage]
             outcomes = self.backend.map(trial, calls)
         except Exception as exc:  # noqa: BLE001 - any Ray or pickling failure: the local search still works
-            self.notes.append(f"search trials ran locally: Ray could not run them ({_one_line(exc)})")
+            self.notes.append(f"search trials ran locally: Ray could not run them ({one_line(exc)})")
             self.progress(f"  {self.fmt.name} int8: {self.notes[-1]}")
             self.backend = None
             return None
@@ -246,32 +253,43 @@ class _Search:
                     "settings": {**a.options.to_dict(), "calibration_samples": int(len(a.calib))}}
 
     def _take(self, a: _Attempt, outcome: dict) -> None:
-        """Record a Ray task's ``trial`` of ``a`` as ``run`` records a local one."""
+        """Record a Ray task's ``trial`` of ``a`` as ``run`` records a local one (the same early stop,
+        replayed on the trial's outputs)."""
         self._begin(a)
         if "error" in outcome:
             a.record.update(status="failed", error=outcome["error"], seconds=outcome["seconds"])
         else:
+            outputs = outcome["outputs"]
+            _, scored = score(lambda part: outputs[part], self.held_out, self.ref_logits, self.ref, self.key,
+                              self.model.task, self._bar(), self.settings.sample.chunk)
             a.result = outcome["result"]
-            a.record.update(outcome["record"], status="ok")
+            a.record.update(outcome["record"], **scored, status="ok")
             a.drop_pp = a.record["drop_pp"]
         self.progress(attempt_line(self.fmt.name, a.record, self.settings.budget_pp))
+
+    def _bar(self) -> float | None:
+        """The drop above which the attempt being measured can neither meet the budget nor be kept;
+        None while nothing was measured (the first attempt is always scored in full)."""
+        if not any(a.result is not None for a in self.attempts):
+            return None
+        return max(self.settings.budget_pp, self.best.drop_pp)
 
     def run(self, a: _Attempt) -> None:
         """Build attempt ``a`` in its own file, measure it, record it."""
         self._begin(a)
         start = time.perf_counter()
         try:
-            a.result, measured = build_and_measure(
+            a.result, measured, _ = build_and_measure(
                 self.fmt, self.model, self.fp32_path, a.calib, self._staged_path(a.index),
                 None if a.index == 0 else a.options, self.held_out, self.ref_logits, self.ref, self.key,
-                self.settings)
+                self.settings, self._bar())
             a.record.update(measured, status="ok")
             a.drop_pp = a.record["drop_pp"]
         except Exception as exc:
             if a.index == 0:  # the default artefact failed: the pipeline reports it as today
                 raise
             a.result = None
-            a.record.update(status="failed", error=_one_line(exc),
+            a.record.update(status="failed", error=one_line(exc),
                             seconds=round(time.perf_counter() - start, 2))
             if not isinstance(exc, EdgekitError):
                 import logging
@@ -296,7 +314,8 @@ class _Search:
             "chosen": best.index,
             "metric": self.key,
             "reference_accuracy": round(self.ref, 6),
-            "held_out": self.held_out.to_dict(),
+            "held_out": self.held_out.to_dict(),  # the sample scored: its name, split, size, sha256
+            "sample": dict(self.sample),
             "latency": f"{LATENCY_NOTE}: {s.latency_runs} runs after {s.latency_warmup} warm-ups",
             "attempts": [a.record for a in self.attempts],
         }
@@ -321,54 +340,6 @@ class _Search:
                     f.unlink(missing_ok=True)
 
 
-def build_and_measure(fmt, model, fp32_path, calib, staged, options, held_out, ref_logits, ref, key,
-                      settings: SearchSettings) -> tuple[Int8Result, dict]:
-    """Build one attempt's int8 artefact at ``staged`` (``options`` None: the format's default) and
-    measure it on ``held_out``: drop against ``ref`` in points of ``key``, agreement with
-    ``ref_logits``, a quick latency, build seconds. Raises what the build raises."""
-    from edgekit.distributed import task_threads
-    from edgekit.export.verify import run_session
-    from edgekit.measure.metrics import agreement, drop_pp, metrics
-
-    start = time.perf_counter()
-    result = fmt.export_int8(model, Path(fp32_path), calib, Path(staged), options)
-    built = time.perf_counter() - start
-    threads = task_threads()  # in a Ray task: its share of the cores
-    session = fmt.open(result.path, threads) if threads else fmt.open(result.path)
-    logits = run_session(session, held_out.x, model.axes)
-    acc, one = metrics(logits, held_out)[key], model.axes.to_model(held_out.x[:1])
-    return result, {"accuracy": round(acc, 6), "drop_pp": drop_pp(ref, acc, key),
-                    "agreement": round(agreement(ref_logits, logits, model.task), 6),
-                    "latency_p50_ms": round(_latency(session, one, settings), 4),
-                    "seconds": round(built, 2)}
-
-
-def trial(fmt_name: str, job, *args) -> dict:
-    """``build_and_measure`` in a Ray task (the export's ``job``): {"result", "record"} or {"error", ...}."""
-    from edgekit.formats import get_format
-
-    start = time.perf_counter()
-    try:
-        result, record = build_and_measure(get_format(fmt_name, job), *args)
-    except Exception as exc:  # noqa: BLE001 - recorded as the attempt's failure, as a local run does
-        return {"error": _one_line(exc), "seconds": round(time.perf_counter() - start, 2)}
-    return {"result": result, "record": record}
-
-
-def _latency(session, x: np.ndarray, settings: SearchSettings) -> float:
-    times = []
-    for _ in range(settings.latency_warmup + settings.latency_runs):
-        start = time.perf_counter()
-        session.run(x)
-        times.append(time.perf_counter() - start)
-    return 1000.0 * float(np.median(times[settings.latency_warmup:]))
-
-
-def _one_line(exc: BaseException) -> str:
-    text = " ".join(str(exc).split())
-    return f"{type(exc).__name__}: {text[:300]}"
-
-
 def describe(attempt: dict) -> str:
     """"percentile, 128 calibration samples, 2 layers in float"."""
     s = attempt["settings"]
@@ -382,8 +353,10 @@ def attempt_line(fmt_name: str, attempt: dict, budget_pp: float) -> str:
     head = f"  {fmt_name} int8 attempt {attempt['index']} ({describe(attempt)})"
     if attempt.get("status") != "ok":
         return f"{head}: failed: {attempt.get('error', '')}"
-    verdict = "within" if attempt["drop_pp"] <= budget_pp else "over"
-    return (f"{head}: drop {attempt['drop_pp']:+.2f} pp ({verdict} {budget_pp:g}), agreement "
+    stop = attempt.get("stopped_early")  # its drop is then a bound: at least this
+    verdict = f"{'within' if attempt['drop_pp'] <= budget_pp else 'over'} {budget_pp:g}"
+    verdict += f", stopped after {stop['after']} of {stop['of']} samples" if stop else ""
+    return (f"{head}: drop {'at least ' if stop else ''}{attempt['drop_pp']:+.2f} pp ({verdict}), agreement "
             f"{attempt['agreement']:.1%}, ~{attempt['latency_p50_ms']:.3f} ms, "
             f"built in {attempt['seconds']}s")
 

@@ -149,3 +149,54 @@ def test_keeping_the_worst_layers_in_float_brings_it_within_budget(tmp_path, len
     weighted = [n for n in graph.node if n.name in excluded and n.op_type in ("Conv", "Gemm", "MatMul")]
     assert weighted and all(n.input[1] in floats for n in weighted)  # their weights stay float
     assert "the calibration source has no more samples" not in str(record.get("notes"))
+
+
+def test_attempts_are_scored_on_a_stratified_sample_sized_by_the_budget(tmp_path, lenet):
+    model, held_out, source = lenet
+    fmt = get_format("onnx")
+    fp32, _ = _fp32(fmt, model, tmp_path)
+    # 4 points: one sample may be worth 0.4 points, so 250 of the split's samples are enough
+    _, record = search_int8(fmt, model, fp32, tmp_path / "model.int8.onnx", source[8:40], held_out,
+                            SearchSettings(budget_pp=4.0, latency_runs=3))
+    sample = record["sample"]
+    assert sample["size"] == 250 == record["held_out"]["samples"] and sample["of"] == len(held_out)
+    assert "n >= 250" in sample["how"] and sample["seed"] == 0 and sample["stratified"]
+    counts = {c: int((held_out.y == i).sum()) for i, c in enumerate(held_out.classes)}
+    assert sum(sample["per_class"].values()) == 250 and set(sample["per_class"]) == set(counts)
+    assert all(abs(sample["per_class"][c] - 250 * k / len(held_out)) < 1 for c, k in counts.items())
+    assert record["held_out"]["sha256"] != held_out.sha256 and record["attempts"][0]["scored"] == 250
+    _, again = search_int8(fmt, model, fp32, tmp_path / "again.int8.onnx", source[8:40], held_out,
+                           SearchSettings(budget_pp=4.0, latency_runs=3))
+    assert again["held_out"] == record["held_out"]  # seeded: the same samples every run
+
+
+def test_an_attempt_that_cannot_win_stops_early_and_the_choice_is_unchanged(tmp_path, lenet):
+    from edgekit.export.sample import SampleSettings
+
+    model, held_out, source = lenet
+    fmt = get_format("onnx")
+    fp32, _ = _fp32(fmt, model, tmp_path)
+    # Good calibration first; "more calibration" is noise a thousand times the data's range, which
+    # wrecks the int8 model: it cannot meet the budget nor beat the default, and stops early.
+    noise = np.random.default_rng(0).normal(0, 1000, (64, *source.shape[1:])).astype(np.float32)
+    records = {}
+    for chunk in (50, 10_000):  # 10,000: one chunk, so no stop; the full scoring to compare with
+        settings = SearchSettings(budget_pp=-50.0, exclude_steps=(1,), latency_runs=3,
+                                  sample=SampleSettings(chunk=chunk))
+        _, records[chunk] = search_int8(fmt, model, fp32, tmp_path / f"c{chunk}.int8.onnx", source[8:40],
+                                        held_out, settings, more_calib=lambda n: noise[:n])
+    early, full = records[50], records[10_000]
+    wrecked = early["attempts"][1]
+    assert wrecked["stage"] == "more-calibration" and full["attempts"][1]["drop_pp"] > 20
+    stop = wrecked["stopped_early"]
+    assert stop["after"] == wrecked["scored"] < stop["of"] == len(held_out) and stop["after"] % 50 == 0
+    assert full["attempts"][1]["drop_pp"] >= wrecked["drop_pp"] > early["attempts"][0]["drop_pp"]
+    assert "stopped_early" not in early["attempts"][0] and early["attempts"][0]["scored"] == len(held_out)
+    assert not any("stopped_early" in a for a in full["attempts"])
+    assert all(a["agreement"] > 0.9 for a in early["attempts"] if a["index"] != 1)
+    assert early["chosen"] == full["chosen"] and early["met"] == full["met"]
+    kept = early["chosen"]
+    assert early["attempts"][kept]["drop_pp"] == full["attempts"][kept]["drop_pp"]
+    lines = summary_lines("onnx", early)
+    said = f"drop at least {wrecked['drop_pp']:+.2f} pp (over -50, stopped after {stop['after']} of"
+    assert said in lines[1]
