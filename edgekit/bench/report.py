@@ -6,11 +6,13 @@ HEAD = ("format", "precision", "runtime", "device", "thr", "p50 ms", "p90 ms", "
         "per s", "load ms", "first ms", "peak MB", "size MB", "vs fp32", "vs torch")
 
 
-def short(runtime: str) -> str:
-    """A runtime's short name in the table, as its format declares it (``Format.runtime_labels``)."""
+def short(runtime: str, fmt: str = "") -> str:
+    """A runtime's short name in the table, as the row's format declares it (``Format.runtime_labels``;
+    else the first format that names it)."""
     from edgekit.formats import FORMATS
 
-    for _, cls in FORMATS.items():
+    mine = [cls for name, cls in FORMATS.items() if name == fmt]
+    for cls in mine + [cls for _, cls in FORMATS.items()]:
         if runtime in cls.runtime_labels:
             return cls.runtime_labels[runtime]
     return runtime
@@ -33,7 +35,7 @@ def bench_rows(record: dict) -> tuple[tuple[str, ...], list[tuple[str, ...]], st
             rows.append((r["format"], r["precision"], r["status"], "(below)", *[""] * (len(HEAD) - 4)))
             continue
         version = str(r.get("runtime_version") or "").split("-")[0]  # OpenVINO's carries a build tag
-        runtime = f"{short(r.get('runtime', ''))} {version}"
+        runtime = f"{short(r.get('runtime', ''), r.get('format', ''))} {version}"
         device = str(r.get("device", "")).replace("ExecutionProvider", "")
         if r.get("inference_precision"):
             device += f" {r['inference_precision']}"
