@@ -151,6 +151,8 @@ def export_formats(formats: dict[str, Format], work: Work, report: Report,
         else:
             _in_workers(formats, work, payload, workers, entries, out)
     except NoSpace as exc:
+        if workers is not None:
+            workers.stop(busy_only=True)
         raise _disk_full(work, formats, entries) from exc
     except BaseException as exc:  # stop the workers before the staging goes: all on Ctrl-C, SIGTERM;
         if workers is not None:  # those converting on a full disk, a bug (the rest are parked at the end)

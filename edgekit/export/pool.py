@@ -36,12 +36,12 @@ class Pool:
             w = max(alive, key=lambda w: len(w.imported & set(preload)))
             self.parked.remove(w)
         else:
-            if not self.registered:
-                import atexit
+            w = Worker()
+            if not self.registered:  # after multiprocessing's own exit handler, so run before it: that
+                import atexit  # one joins live children, which parked workers never end by themselves
 
                 atexit.register(self.shutdown)
                 self.registered = True
-            w = Worker()
         return w.begin(formats, preload)
 
     def park(self, worker: Worker) -> None:
