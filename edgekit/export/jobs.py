@@ -10,9 +10,10 @@ the run, its clean-up and its manifest survive. Workers die with edgekit (``PR_S
 With two cores or more the formats are split into two groups of about equal cost
 (``Format.export_cost``), one worker each; otherwise one worker takes them all. Workers start with
 the export and import their converters while this process loads the model, the samples and the
-PyTorch reference outputs, which they then get by pickle. The output lines and the manifest's
-artefacts keep the sequential order: each format's lines are held until every format before it has
-printed its own.
+PyTorch reference outputs, which they then get by pickle; after it they are parked, and the next
+export of this process takes them, its converters imported already (``edgekit.export.pool``). The
+output lines and the manifest's artefacts keep the sequential order: each format's lines are held
+until every format before it has printed its own.
 
 Workers are spawned, not forked: a child forked after PyTorch has run an OpenMP region hangs at its
 first parallel op (GNU libgomp; checked here with torch 2.13), and litert-torch's JAX threads make
