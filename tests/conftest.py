@@ -31,11 +31,11 @@ def run_cli(*args: str, cwd: Path | None = None, env: dict | None = None, timeou
     """Run ``edgekit ARGS`` and return its exit code and output.
 
     By default the CLI runs in this process (``edgekit.cli.main``, exactly what the console script
-    calls), which saves the ~5 s of importing torch and the converters per call. Exports still
-    spawn their worker for the formats they run side by side (a 40% shorter export of a model with
-    many layers on 2 cores). ``process=True`` runs a real child process, for what needs one:
-    signals, a separate interpreter's state. ``EDGEKIT_TEST_PROCESS=1`` runs every call in a child
-    process.
+    calls), which saves the ~5 s of importing torch and the converters per call. Exports convert
+    in worker processes (side by side: a 40% shorter export of a model with many layers on 2
+    cores), which the session keeps warm from one export to the next (``export_workers``).
+    ``process=True`` runs a real child process, for what needs one: signals, a separate
+    interpreter's state. ``EDGEKIT_TEST_PROCESS=1`` runs every call in a child process.
     """
     if process or os.environ.get("EDGEKIT_TEST_PROCESS") == "1":
         return _run_process(args, cwd, env, timeout)
@@ -108,6 +108,16 @@ def read_manifest(run_dir: Path) -> dict:
 @pytest.fixture
 def cli():
     return run_cli
+
+
+@pytest.fixture(scope="session", autouse=True)
+def export_workers():
+    """The in-process CLI's exports reuse their worker processes (edgekit.export.pool): the session
+    imports the converters once, not per export; they are stopped when the session ends."""
+    yield
+    pool = sys.modules.get("edgekit.export.pool")
+    if pool is not None:
+        pool.POOL.shutdown()
 
 
 def loaded_model(module, shape, static=True, task="classification", layout="NCHW"):

@@ -50,7 +50,11 @@ def main(argv: list[str] | None = None) -> None:
     argv = list(sys.argv[1:] if argv is None else argv)
     debug = "--debug" in argv
     with interrupts.installed():  # SIGINT, SIGTERM, SIGHUP: recorded, raised, re-delivered if lost
-        code = _run(argv, debug)
+        try:
+            code = _run(argv, debug)
+        finally:  # the export workers kept warm for a next export (edgekit.export.pool): none outlives us
+            if own_process and "edgekit.export.pool" in sys.modules:
+                sys.modules["edgekit.export.pool"].POOL.shutdown()
         if own_process:  # the work is over and its exit code known: a signal now must not kill the exit
             interrupts.ignore_further()
     sys.exit(code)

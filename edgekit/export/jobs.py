@@ -10,9 +10,10 @@ the run, its clean-up and its manifest survive. Workers die with edgekit (``PR_S
 With two cores or more the formats are split into two groups of about equal cost
 (``Format.export_cost``), one worker each; otherwise one worker takes them all. Workers start with
 the export and import their converters while this process loads the model, the samples and the
-PyTorch reference outputs, which they then get by pickle. The output lines and the manifest's
-artefacts keep the sequential order: each format's lines are held until every format before it has
-printed its own.
+PyTorch reference outputs, which they then get by pickle; after it they are parked, and the next
+export of this process takes them, its converters imported already (``edgekit.export.pool``). The
+output lines and the manifest's artefacts keep the sequential order: each format's lines are held
+until every format before it has printed its own.
 
 Workers are spawned, not forked: a child forked after PyTorch has run an OpenMP region hangs at its
 first parallel op (GNU libgomp; checked here with torch 2.13), and litert-torch's JAX threads make
@@ -34,8 +35,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from edgekit.export.pool import POOL
 from edgekit.export.steps import NoSpace, export_format, failed, skipped
-from edgekit.export.worker import Worker, stop_resource_tracker
+from edgekit.export.worker import Worker
 
 if TYPE_CHECKING:
     import numpy as np
@@ -92,24 +94,33 @@ def split(formats: dict[str, Format]) -> list[list[str]]:
 
 
 class Workers:
-    """The workers of one export (``split``), stopped when the block ends."""
+    """The workers of one export (``split``), taken from the pool (``edgekit.export.pool``) or
+    spawned; when the block ends, those that finished are parked for the next export, and every
+    one is stopped where a signal (Ctrl-C, SIGTERM) ends it."""
 
     def __init__(self, formats: dict[str, Format]):
         self.formats = formats
         self.groups = split(formats)
-        self.started = [Worker(formats, group) for group in self.groups]
-        self.live: list[Worker] = []
+        self.started = [POOL.take(formats, group) for group in self.groups]
 
     def __enter__(self) -> Workers:
         return self
 
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
+    def __exit__(self, kind: type | None, *exc: object) -> None:
+        if kind is None or issubclass(kind, Exception):  # a busy one (a bug, a full disk) is stopped
+            for w in self.started:
+                POOL.park(w)
+        else:
+            self.stop()
 
-    def stop(self) -> None:
+    def stop(self, busy_only: bool = False) -> None:
+        """Stop this export's workers and the parked ones (a signal: nothing is left running), or
+        only those converting."""
         for w in self.started:
-            w.stop()
-        stop_resource_tracker()
+            if not busy_only or w.state == "busy":
+                w.stop()
+        if not busy_only:
+            POOL.shutdown()
 
     def ready(self) -> None:
         """Every worker has imported its converters (or this process raises the missing package)."""
@@ -117,7 +128,7 @@ class Workers:
             w.ready()
 
     def spawn(self, names: list[str], payload: bytes, sources: dict[str, str], threads: int) -> Worker | None:
-        w = Worker(self.formats, names)
+        w = POOL.take(self.formats, names)
         self.started.append(w)
         if w.ready() and w.send(payload, sources, names, threads):
             return w
@@ -134,8 +145,6 @@ def export_formats(formats: dict[str, Format], work: Work, report: Report,
     try:
         payload = _payload(work) if workers is not None else None
         if payload is None or work.budget is not None and getattr(work.budget, "ray", None):
-            if workers is not None:
-                workers.stop()
             for name in formats:  # here: no worker can take the model, or --ray (its client is ours)
                 interrupts.check()
                 entries[name] = export_one(formats[name], name, work, out.reporter(name))
@@ -143,10 +152,12 @@ def export_formats(formats: dict[str, Format], work: Work, report: Report,
         else:
             _in_workers(formats, work, payload, workers, entries, out)
     except NoSpace as exc:
-        raise _disk_full(work, formats, entries) from exc
-    except BaseException:  # Ctrl-C, SIGTERM, a full disk, a bug: stop the workers before the staging goes
         if workers is not None:
-            workers.stop()
+            workers.stop(busy_only=True)
+        raise _disk_full(work, formats, entries) from exc
+    except BaseException as exc:  # stop the workers before the staging goes: all on Ctrl-C, SIGTERM;
+        if workers is not None:  # those converting on a full disk, a bug (the rest are parked at the end)
+            workers.stop(busy_only=isinstance(exc, Exception))
         raise
     return [e for name in formats for e in entries[name]]
 
@@ -159,8 +170,7 @@ def _in_workers(formats, work: Work, payload: bytes, workers: Workers, entries: 
     sources = _sources(work.model)
     groups = [list(g) for g in workers.groups]
     if len(groups) > 1 and not _worth_it(work.model):  # memory: one worker takes them all
-        groups = [groups[0] + groups[1]]
-        workers.started[1].stop()
+        groups = [groups[0] + groups[1]]  # the second worker, unused, is parked at the end
     threads = max(1, (os.cpu_count() or 1) // len(groups))
     live: dict[Any, Worker] = {}
     for w, names in zip(workers.started, groups, strict=False):
@@ -191,9 +201,9 @@ def _in_workers(formats, work: Work, payload: bytes, workers: Workers, entries: 
                         live[w2.conn] = w2
                 continue
             _take(w, message, entries, out)
-            if set(w.assigned) <= set(entries):
+            if set(w.assigned) <= set(entries):  # it waits for the next export: parked at the end
                 del live[conn]
-                w.proc.join(timeout=5)
+                w.state = "idle"
 
 
 def _take(w: Worker, message: tuple, entries: dict, out: _Ordered) -> None:

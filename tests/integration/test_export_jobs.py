@@ -81,3 +81,40 @@ def test_a_converter_that_crashes_fails_only_its_format_and_the_run_keeps_the_ot
     assert arts["onnx", "int8"]["status"] == "skipped"
     assert not list((out / "onnx").iterdir())  # nothing half-written kept
     assert sorted(p.name for p in tmp_path.iterdir()) == ["calib.npy", "net.py", "run"]  # no staging folder
+
+
+NET_WITH_A_NEIGHBOUR = """
+import torch.nn as nn
+from scale import SCALE
+
+
+class Net(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.fc = nn.Linear(16, 4)
+
+    def forward(self, x):
+        return self.fc(x) * SCALE
+"""
+
+
+def test_the_next_export_reuses_the_workers_and_sees_its_own_files_and_settings(tmp_path):
+    """Within one process the workers stay warm from one export to the next (edgekit.export.pool),
+    yet each export starts afresh: a neighbour of the user's model file that changed is imported
+    again (a stale one would convert another model, which fails verification)."""
+    from edgekit.export.pool import POOL
+
+    POOL.shutdown()  # none parked by earlier tests
+    (tmp_path / "net.py").write_text(NET_WITH_A_NEIGHBOUR)
+    np.save(tmp_path / "calib.npy", np.random.default_rng(0).standard_normal((16, 16), dtype=np.float32))
+    args = (f"{tmp_path / 'net.py'}:Net", "--input-shape", "1,16", "--to", "onnx", "--calib",
+            tmp_path / "calib.npy")
+    pids = []
+    for scale in (1.0, -3.0):
+        (tmp_path / "scale.py").write_text(f"SCALE = {scale}\n")
+        r = run_cli("export", *args, "--out", tmp_path / f"run{scale}", env={JOBS_ENV: "1"})
+        assert r.code == 0, r.stdout + r.stderr
+        [art] = read_manifest(tmp_path / f"run{scale}")["artefacts"]
+        assert art["status"] == "ok" and art["verify"]["passed"], art
+        pids.append({w.proc.pid for w in POOL.parked})
+    assert len(pids[0]) == 1 and pids[1] == pids[0]  # the same worker converted both
