@@ -378,7 +378,7 @@ def prune_and_finetune(
            f"{result.params_before:,} -> {result.params_after:,}"
            + (f", MACs {result.macs_before:,} -> {result.macs_after:,} ({100 * frac:.1f}%)" if frac else "")
            + (f", sparsity {100 * result.sparsity:.1f}%" if result.sparsity is not None else "")
-           + (f"; channel counts multiples of {result.round_to['multiple']} ("
+           + (f"; channels rounded to multiples of {result.round_to['multiple']} ("
               + ("given" if settings.round_to is not None else "this CPU's; --round-to 1: exact counts")
               + ")" if result.round_to and result.round_to["multiple"] > 1 else ""))
     if settings.finetune_epochs:
