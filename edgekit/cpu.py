@@ -94,10 +94,11 @@ def prune_round_to(cpu: CpuInfo) -> tuple[int, str]:
     Odd channel counts cost more than their MACs: onnxruntime runs a U8S8 int8 conv on MLAS's direct
     "symmetric" kernels only when its input channels are a multiple of 4 and its output channels a
     multiple of 4 (AVX-512), 8 (AVX2, AVX-VNNI) or 16 (ARM dot product), else it falls back to
-    im2col + a general int8 GEMM (resnet50 ``--prune 0.3`` unrounded: 1.13x over unpruned int8 instead
-    of about 1.6x; benchmarks/results/pruning.md). oneDNN (OpenVINO) blocks channels by 16 on AVX-512
-    and 8 on AVX2, and XNNPACK's int8 GEMMs (TFLite, ExecuTorch) take 16 output channels a tile with
-    AVX-512 VNNI or ARM dot product, 8 with AVX2 or plain NEON; a multiple of the tile wastes no lanes.
+    im2col + a general int8 GEMM (MLAS convsym.cpp, MlasConvSymPackWSize). Unrounded, resnet50
+    ``--prune 0.3`` has 49 of its 53 convs off that path and its ONNX int8 gains far less than its
+    MACs say (benchmarks/results/pruning.md). oneDNN (OpenVINO) blocks channels by 16 on AVX-512 and 8
+    on AVX2, and XNNPACK's int8 GEMMs (TFLite, ExecuTorch) take 16 output channels a tile with AVX-512
+    VNNI or ARM dot product, 8 with AVX2 or plain NEON; a multiple of the tile wastes no lanes.
     """
     desc = cpu.describe()
     if cpu.x86 and cpu.flags & {"avx512bw", "avx512_vnni", "amx_int8"}:
