@@ -1,13 +1,17 @@
 """What structured pruning buys: MACs, parameters, int8 latency per format, and top-1.
 
     .venv/bin/python benchmarks/pruning.py speed [resnet50 googlenet vgg16 lenet5] [--ratio=0.3]
+        [--round-to=auto,1] [--rounds=3] [--seconds=2] [--work=DIR]
     .venv/bin/python benchmarks/pruning.py accuracy MODEL=CKPT ... [--ratio=0.3] [--finetune=8]
 
 speed: each model at full size (random weights: latency does not depend on their values) is
-exported int8 to all three formats unpruned and pruned (`--prune RATIO`, uniform structured),
-and every artefact is timed on local-cpu (all cores, batch 1, each in its own process).
-Goals (issue 5): resnet50 at 0.3 keeps at most 55% of the MACs, and its int8 artefacts run at
-least 1.4x faster than the unpruned int8 ones on onnxruntime and OpenVINO.
+exported int8 to every format unpruned and pruned (`--prune RATIO`, uniform structured), once per
+`--round-to=auto,1,8,...` value (auto: the multiple edgekit chooses for this CPU), then every int8
+artefact is timed on local-cpu (bench's defaults: all cores, batch 1, each in its own process) in
+`--rounds` interleaved passes (one format in every variant back to back, the order alternating),
+the median kept; `--work=DIR` keeps the exports for a rerun. Goals (issues 5, 24): resnet50 at 0.3
+keeps at most 55% of the MACs, and its int8 artefacts run at least 1.4x faster than the unpruned
+int8 ones in every format.
 
 accuracy: a trained checkpoint (from `edgekit train`, e.g. resnet50 and googlenet on shapes) is
 exported int8 unpruned and pruned + fine-tuned, and both runs are evaluated on the test split.
@@ -150,8 +154,8 @@ def _sweep_table(r: dict) -> list[str]:
     env = r["unpruned"]["environment"] or {}
     labels = [k for k in r if k == "unpruned" or k.startswith("pruned")]
     lines = [
-        f"### {r['model']} --prune {r['ratio']} ({r['date']}, {env.get('cpu')}, {r['unpruned']['threads'] or 'all'} "
-        f"threads = bench's default, batch 1; p50 ms of int8 artefacts, median of {r['rounds']} interleaved passes "
+        f"### {r['model']} --prune {r['ratio']} ({r['date']}, {env.get('cpu')}, "
+        f"{r['unpruned']['threads'] or env.get('cores')} threads (bench's default: all cores), batch 1; p50 ms of int8 artefacts, median of {r['rounds']} interleaved passes "
         f"of {r['seconds_each']:g} s each)",
         "",
         "| variant | round_to | kept channels | MACs kept | params | " + " | ".join(f"{NAMES[f]} int8" for f in FORMATS)
@@ -174,14 +178,14 @@ def _sweep_table(r: dict) -> list[str]:
 
 def write_md() -> None:
     rows = [json.loads(line) for line in (RESULTS / "pruning.jsonl").read_text().splitlines() if line.strip()]
-    sweeps = {r["model"]: r for r in rows if r["kind"] == "speed" and "chosen" in r}
+    sweeps = [r for r in rows if r["kind"] == "speed" and "chosen" in r]  # every session: noise shows
     speed_rows = {r["model"]: r for r in rows if r["kind"] == "speed" and "chosen" not in r}
     acc_rows = {r["model"]: r for r in rows if r["kind"] == "accuracy"}
     old = (RESULTS / "pruning.md").read_text() if (RESULTS / "pruning.md").is_file() else ""
     lines = ["# Structured pruning: what it buys", ""]
     if sweeps:
         lines += ["## Speed with channel counts rounded for the int8 kernels (`round_to`)", ""]
-        for r in sweeps.values():
+        for r in sweeps:
             lines += _sweep_table(r)
     if speed_rows:
         old_formats = ("onnx", "openvino", "tflite")
