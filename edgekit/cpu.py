@@ -86,3 +86,28 @@ def ort_int8_choice(cpu: CpuInfo) -> OrtInt8Choice:
                              "int16 sums with 8-bit weights, so weights keep 7 bits (reduce_range)")
     return OrtInt8Choice("int8", False, desc, "not x86: S8S8 QDQ, onnxruntime's recommended int8 on ARM "
                          "(sdot/i8mm kernels)")
+
+
+def prune_round_to(cpu: CpuInfo) -> tuple[int, str]:
+    """The channel multiple structured pruning keeps on ``cpu`` (``--round-to`` unset): (multiple, why).
+
+    Odd channel counts cost more than their MACs: onnxruntime runs a U8S8 int8 conv on MLAS's direct
+    "symmetric" kernels only when its input channels are a multiple of 4 and its output channels a
+    multiple of 4 (AVX-512), 8 (AVX2, AVX-VNNI) or 16 (ARM dot product), else it falls back to
+    im2col + a general int8 GEMM (MLAS convsym.cpp, MlasConvSymPackWSize). Unrounded, resnet50
+    ``--prune 0.3`` has 49 of its 53 convs off that path and its ONNX int8 gains far less than its
+    MACs say (benchmarks/results/pruning.md). oneDNN (OpenVINO) blocks channels by 16 on AVX-512 and 8
+    on AVX2, and XNNPACK's int8 GEMMs (TFLite, ExecuTorch) take 16 output channels a tile with AVX-512
+    VNNI or ARM dot product, 8 with AVX2 or plain NEON; a multiple of the tile wastes no lanes.
+    """
+    desc = cpu.describe()
+    if cpu.x86 and cpu.flags & {"avx512bw", "avx512_vnni", "amx_int8"}:
+        return 16, (f"{desc}: AVX-512 int8 kernels work 16 channels a vector (oneDNN blocks, XNNPACK tiles) "
+                    "and onnxruntime's direct U8S8 conv needs multiples of 4")
+    if cpu.x86:
+        return 8, (f"{desc}: AVX2 int8 kernels work 8 channels a tile (oneDNN, XNNPACK) and onnxruntime's "
+                   "direct U8S8 conv needs output channels in multiples of 8")
+    if cpu.flags & {"asimddp", "i8mm"}:
+        return 16, (f"{desc}: ARM dot-product int8 kernels take 16 output channels a tile (onnxruntime's "
+                    "direct conv, XNNPACK)")
+    return 8, f"{desc}: 8, the int8 tile of NEON and AVX2 kernels (no wider SIMD reported)"

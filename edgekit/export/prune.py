@@ -44,7 +44,7 @@ class PruneSettings:
     method: str = "structured"
     scope: str = "uniform"  # structured: the same ratio per layer, or ranked across layers
     keep: tuple[str, ...] = ()  # module names left unpruned (the classifier always is)
-    round_to: int | None = None  # keep channel counts a multiple of this (SIMD-friendly)
+    round_to: int | None = None  # kept channel counts a multiple of this; None: chosen for this CPU
     finetune_epochs: int = 0
     dataset: str | None = None
     finetune_lr: float | None = None  # default: a tenth of the model's training LR
@@ -106,6 +106,7 @@ class PruneReport:
     macs_after: int | None
     sparsity: float | None = None  # unstructured: zero weights / prunable weights
     layers: dict = field(default_factory=dict)  # structured: module -> [channels before, after]
+    round_to: dict | None = None  # structured: {"multiple", "chosen": {"cpu", "why"}}
     kept: list[str] = field(default_factory=list)  # modules left whole
     finetune: dict | None = None
     seconds: float = 0.0
@@ -161,8 +162,10 @@ def prune_model(
     example = model.example_input()
     params_before, macs_before = count_params(module), count_macs(module, example)
     kept_modules, kept = _kept_modules(module, settings.keep)
+    round_to = None
     if settings.method == "structured":
-        layers = _structured(module, example, settings, kept_modules)
+        round_to = round_to_choice(settings)
+        layers = _structured(module, example, settings, kept_modules, round_to["multiple"])
         sparsity, note = None, ""
     else:
         sparsity = _unstructured(module, settings.ratio, kept_modules, keep_masks)
@@ -176,7 +179,7 @@ def prune_model(
     return PruneReport(
         settings=settings.to_dict(), params_before=params_before, params_after=model.params,
         macs_before=macs_before, macs_after=model.macs, sparsity=sparsity, layers=layers, kept=kept,
-        seconds=round(time.perf_counter() - start, 2), note=note,
+        round_to=round_to, seconds=round(time.perf_counter() - start, 2), note=note,
     )
 
 
@@ -194,7 +197,33 @@ def _channels(module: nn.Module) -> dict[str, int]:
     return out
 
 
-def _structured(module: nn.Module, example, settings: PruneSettings, kept_modules: list) -> dict:
+def round_to_choice(settings: PruneSettings) -> dict:
+    """The channel multiple structured pruning keeps: ``--round-to`` as given, else the one this CPU's
+    int8 kernels take (``edgekit.cpu.prune_round_to``); recorded with the CPU and the reason."""
+    from edgekit.cpu import prune_round_to, this_cpu
+
+    cpu = this_cpu()
+    if settings.round_to is not None:
+        why = ("given (--round-to 1: the ratio's exact counts)" if settings.round_to == 1
+               else "given with --round-to")
+        return {"multiple": settings.round_to, "chosen": {"cpu": cpu.describe(), "why": why}}
+    multiple, why = prune_round_to(cpu)
+    return {"multiple": multiple, "chosen": {"cpu": cpu.describe(), "why": why}}
+
+
+def rounded_keep(channels: int, keep: int, multiple: int) -> int:
+    """``keep`` of ``channels`` rounded to the nearest multiple of ``multiple`` that still prunes
+    (above 0, below ``channels``); ``keep`` itself where the layer has no such multiple (it is no
+    wider than ``multiple``). Torch-Pruning's own ``round_to`` rounds down (64 channels at 0.3 keep
+    32 with 16, half of them), so an asked ratio would prune far more of narrow layers."""
+    if multiple <= 1 or channels <= multiple:
+        return keep
+    nearest = int(keep / multiple + 0.5) * multiple
+    return min(max(nearest, multiple), (channels - 1) // multiple * multiple)
+
+
+def _structured(module: nn.Module, example, settings: PruneSettings, kept_modules: list,
+                multiple: int = 1) -> dict:
     import torch.nn as nn
 
     tp = require("torch_pruning", "torch-pruning", "prune")
@@ -203,14 +232,18 @@ def _structured(module: nn.Module, example, settings: PruneSettings, kept_module
             raise UsageError("structured pruning supports single-layer, unidirectional LSTMs without "
                              "projections; use --method unstructured for this model")
     before = _channels(module)
-    pruner = tp.pruner.MetaPruner(
+    class NearestRoundingPruner(tp.pruner.MetaPruner):
+        def _round_to(self, n_pruned, current_channels, round_to):  # Torch-Pruning 1.6's hook
+            return current_channels - rounded_keep(current_channels, current_channels - n_pruned, round_to)
+
+    pruner = NearestRoundingPruner(
         module, example,
         importance=tp.importance.GroupMagnitudeImportance(p=2),
         pruning_ratio=settings.ratio,
         global_pruning=settings.scope == "global",
         max_pruning_ratio=GLOBAL_MAX_RATIO if settings.scope == "global" else 1.0,
         ignored_layers=kept_modules,
-        round_to=settings.round_to,
+        round_to=multiple if multiple > 1 else None,
         customized_pruners={nn.LSTM: _lstm_pruner(tp)},
     )
     pruner.step()
@@ -344,7 +377,10 @@ def prune_and_finetune(
     report(f"pruned {settings.method} {settings.ratio:g} ({settings.scope}): parameters "
            f"{result.params_before:,} -> {result.params_after:,}"
            + (f", MACs {result.macs_before:,} -> {result.macs_after:,} ({100 * frac:.1f}%)" if frac else "")
-           + (f", sparsity {100 * result.sparsity:.1f}%" if result.sparsity is not None else ""))
+           + (f", sparsity {100 * result.sparsity:.1f}%" if result.sparsity is not None else "")
+           + (f"; channels rounded to multiples of {result.round_to['multiple']} ("
+              + ("given" if settings.round_to is not None else "this CPU's; --round-to 1: exact counts")
+              + ")" if result.round_to and result.round_to["multiple"] > 1 else ""))
     if settings.finetune_epochs:
         result.finetune = finetune(model, settings, seed, report)  # masks keep pruned weights at zero
         if masks:

@@ -7,8 +7,9 @@ import pytest
 import torch
 import torch.nn as nn
 
+from edgekit.cpu import CpuInfo, prune_round_to, this_cpu
 from edgekit.errors import UsageError
-from edgekit.export.prune import PruneSettings, prune_model, sparsity_of
+from edgekit.export.prune import PruneSettings, prune_model, rounded_keep, sparsity_of
 from edgekit.models import load_model
 from edgekit.models.spec import ModelOptions
 from edgekit.models.weights import reshape_to_state_dict
@@ -72,7 +73,7 @@ def test_removing_dead_channels_leaves_the_output_unchanged():
     with torch.no_grad():
         want = model.module(x)
     keep = (last, "classifier.0", "classifier.3")  # live channels: only the dead ones may go
-    report = prune_model(model, PruneSettings(0.3, keep=keep), **QUIET)
+    report = prune_model(model, PruneSettings(0.3, keep=keep, round_to=1), **QUIET)  # exact counts
     assert len(report.layers) == len(convs) - 1
     with torch.no_grad():
         torch.testing.assert_close(model.module(x), want, rtol=1e-5, atol=1e-6)
@@ -94,7 +95,7 @@ def test_lstm_hidden_units_are_pruned_across_all_four_gates_exactly():
     x = torch.rand(3, *model.input_spec.shape[1:])
     with torch.no_grad():
         want = model.module(x)
-    report = prune_model(model, PruneSettings(0.25), **QUIET)
+    report = prune_model(model, PruneSettings(0.25, round_to=1), **QUIET)
     assert lstm.hidden_size == hidden - len(dead) and head.in_features == lstm.hidden_size
     assert report.layers == {"lstm": [hidden, hidden - len(dead)]}
     with torch.no_grad():
@@ -111,6 +112,60 @@ def test_a_pruned_state_dict_reloads_into_a_fresh_model():
     x = torch.rand(2, 3, 64, 64)
     with torch.no_grad():
         assert torch.equal(fresh.module.eval()(x), model.module(x))
+
+
+def _pruned_widths(model) -> dict[str, int]:
+    return {n: m.out_channels if isinstance(m, nn.Conv2d) else m.out_features
+            for n, m in model.module.named_modules() if isinstance(m, (nn.Conv2d, nn.Linear))}
+
+
+def test_pruned_channel_counts_are_multiples_of_round_to_and_the_record_says_so():
+    model = seeded("vgg16", ModelOptions(width=0.25, input_size=32))  # 16 to 1024 channels
+    report = prune_model(model, PruneSettings(0.3, round_to=8), **QUIET)
+    widths = _pruned_widths(model)
+    assert report.layers and all(widths[n] == after for n, (_, after) in report.layers.items())
+    assert all(after % 8 == 0 and after < before for before, after in report.layers.values())
+    assert report.to_dict()["round_to"] == {"multiple": 8, "chosen": {"cpu": this_cpu().describe(),
+                                                                      "why": "given with --round-to"}}
+    assert 0.45 <= report.macs_after / report.macs_before <= 0.55  # nearest multiple: still about 0.7^2
+
+
+def test_round_to_defaults_to_what_this_cpus_int8_kernels_take():
+    multiple, why = prune_round_to(this_cpu())
+    model = seeded("lenet5")  # 6, 16, 120 and 84 channels
+    record = prune_model(model, PruneSettings(0.3), **QUIET).to_dict()
+    assert record["settings"]["round_to"] is None  # not given: chosen, and the record says which and why
+    assert record["round_to"] == {"multiple": multiple, "chosen": {"cpu": this_cpu().describe(), "why": why}}
+    wide = [after for before, after in record["layers"].values() if before > multiple]
+    assert wide and all(after % multiple == 0 for after in wide)
+
+
+EPYC = {"avx2", "avx512f", "avx512bw", "avx512_vnni"}
+
+
+@pytest.mark.parametrize("machine, flags, multiple", [
+    ("x86_64", EPYC, 16),  # AVX-512: 16 int8 channels a vector
+    ("x86_64", {"avx2", "fma"}, 8),
+    ("x86_64", {"avx2", "avx_vnni"}, 8),  # AVX-VNNI is 256-bit
+    ("aarch64", {"asimd", "asimddp"}, 16),  # dot product: 16-channel tiles
+    ("aarch64", {"asimd"}, 8),
+    ("riscv64", set(), 8),
+])
+def test_round_to_follows_the_cpu(machine, flags, multiple):
+    chosen, why = prune_round_to(CpuInfo(machine, frozenset(flags)))
+    assert chosen == multiple and why.startswith(machine)
+
+
+@pytest.mark.parametrize("channels, keep, multiple, rounded", [
+    (64, 44, 16, 48),  # nearest, not Torch-Pruning's down (32: half the layer)
+    (2048, 1433, 16, 1440),
+    (16, 11, 16, 11),  # no multiple of 16 below 16: the ratio's count
+    (48, 43, 16, 32),  # rounding up would prune nothing: the multiple below
+    (64, 3, 16, 16),  # never rounded to zero
+    (64, 44, 1, 44),
+])
+def test_kept_channels_round_to_the_nearest_multiple_that_still_prunes(channels, keep, multiple, rounded):
+    assert rounded_keep(channels, keep, multiple) == rounded
 
 
 def test_unstructured_pruning_zeroes_weights_but_keeps_sizes():
