@@ -33,6 +33,7 @@ register("edgekit.formats.onnx:OnnxFormat")
 register("edgekit.formats.tflite:TFLiteFormat")
 register("edgekit.formats.openvino:OpenVinoFormat")
 register("edgekit.formats.executorch:ExecuTorchFormat")
+register("edgekit.formats.mnn:MnnFormat")
 
 
 def get_format(name: str, job: ExportJob | None = None) -> Format:

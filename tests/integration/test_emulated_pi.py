@@ -183,3 +183,23 @@ def test_check_foretells_what_the_pi_s_runtimes_really_do_with_a_newer_op_versio
         assert r.code == 0, r.stdout + r.stderr
         with pi.device(python) as device:
             assert outputs_on(device, Item("tflite", "file", [path]), target)["status"] == "ok"
+
+
+def test_mnn_runs_on_the_emulated_pi_with_its_aarch64_wheel(pi, tmp_path):
+    """MNN's aarch64 wheel on the Pi (the image installs what each format declares it needs):
+    its fp32 and int8 files compute there what they compute on x86."""
+    r = run_cli("export", "lenet5", "--to", "mnn", "--int8", "--calib-size", "16", "--out", tmp_path / "run")
+    assert r.code == 0, r.stdout + r.stderr
+    target = get_target("raspberrypi-emulated")
+    items = collect(tmp_path / "run")[1]
+    assert {(i.format, i.precision) for i in items} == {("mnn", "fp32"), ("mnn", "int8")}
+    for item in items:
+        with pi.device() as device:
+            on_pi = outputs_on(device, item, target)
+        assert on_pi["environment"]["machine"] == "aarch64" and on_pi["runtime"] == "MNN"
+        on_x86 = outputs_on(LocalDevice(), item, target, inputs=on_pi["inputs"])
+        for arm, x86 in zip(arrays(on_pi, "outputs"), arrays(on_x86, "outputs"), strict=True):
+            if item.precision == "fp32":
+                assert np.abs(arm - x86).max() <= 1e-3 * max(1.0, float(np.abs(x86).max()))
+            else:
+                assert sqnr_db(x86, arm) >= 20, (item.key, sqnr_db(x86, arm))
