@@ -183,7 +183,8 @@ _PRUNE = _section(
            choices=("uniform", "global")),
     Option("keep", "texts", "A layer to leave unpruned (repeatable); the final classifier always is.",
            metavar="LAYER"),
-    Option("round_to", "int", "Keep channel counts a multiple of N.", least=1),
+    Option("round_to", "int", "Keep channel counts a multiple of N (default: what this CPU's int8 kernels "
+           "take at full speed; 1 keeps exact counts).", least=1),
     Option("finetune_epochs", "int", "Epochs of fine-tuning after pruning (needs --dataset).", 0, least=0),
     Option("finetune_lr", "float", "Peak learning rate of the fine-tune (default: a tenth of the "
            "training LR).", above=0),
