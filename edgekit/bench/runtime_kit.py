@@ -129,6 +129,7 @@ def dequantize(y, quant):
     return ((y.astype(np.float32) - np.float32(zero_point)) * np.float32(scale)).astype(np.float32)
 
 
+# edgekit.layout's take and concat, repeated here: this file must run without edgekit on a device
 def _take(x, index):
     return tuple(a[index] for a in x) if isinstance(x, tuple) else x[index]
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from abc import ABC, abstractmethod
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -193,7 +192,7 @@ def _as_edgekit_errors(fmt: type[Format]):
         raise
 
 
-class Format(ABC):
+class Format:
     """One export target. Everything the rest of edgekit needs to know about a format is here.
 
     The class attributes are the format's facts: the registry (``edgekit.formats``), the manifest,
@@ -230,6 +229,8 @@ class Format(ABC):
     # edgekit check's verdicts (``needs``/``summary``/``verdict``) and edgekit inspect's
     # per-layer errors (``errors``).
     runtime: str = "runtime"
+    convert: str = "convert"  # export_fp32(model, path, job)
+    quantize: str = "quantize"  # export_int8(model, fp32_path, calib, path, options)
     compat: str = ""
     inspect: str = ""
 
@@ -292,11 +293,11 @@ class Format(ABC):
             for module, package in self.requires:
                 require(module, package, self.extra)
 
-    @abstractmethod
     def export_fp32(self, model: LoadedModel, path: Path) -> Path:
-        """Write the fp32 artefact at ``path`` (companion files beside it); return ``path``."""
+        """Write the fp32 artefact at ``path`` (companion files beside it); return ``path``: its
+        ``convert`` module's ``export_fp32(model, path, job)``."""
+        return self.module("convert").export_fp32(model, Path(path), self.job)
 
-    @abstractmethod
     def export_int8(
         self,
         model: LoadedModel,
@@ -305,11 +306,13 @@ class Format(ABC):
         path: Path,
         options: Int8Options | None = None,
     ) -> Int8Result:
-        """Write the int8 artefact at ``path`` using calibration samples ``calib`` (N, ...).
+        """Write the int8 artefact at ``path`` using calibration samples ``calib`` (N, ...): its
+        ``quantize`` module's ``export_int8(model, fp32_path, calib, path, options)``.
 
         ``options`` None is the format's default; otherwise its method and excluded layers. The
         fp32 artefact at ``fp32_path`` is only read, never written.
         """
+        return self.module("quantize").export_int8(model, Path(fp32_path), calib, Path(path), options)
 
     def remedies(self, model: LoadedModel) -> list[Int8Options]:
         """Other calibration methods this format's toolchain offers, cheapest first."""
@@ -330,7 +333,8 @@ class Format(ABC):
 
     @classmethod
     def module(cls, which: str) -> ModuleType | None:
-        """The format's ``runtime``, ``compat`` or ``inspect`` module; None where it has none."""
+        """The format's ``runtime``, ``convert``, ``quantize``, ``compat`` or ``inspect`` module; None
+        where it has none."""
         import importlib
 
         name = cls._module_name(which)

@@ -6,12 +6,8 @@ from the same wheel. Written with ``--to mnn`` (not by default)."""
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING
 
-from edgekit.formats.base import Format, Int8Options, Int8Result, Int8Share
-
-if TYPE_CHECKING:
-    import numpy as np
+from edgekit.formats.base import Format, Int8Options, Int8Share
 
 
 class MnnFormat(Format):
@@ -38,17 +34,6 @@ class MnnFormat(Format):
     @classmethod
     def target_device(cls, settings: dict) -> str | None:
         return f"MNN CPU (precision {settings['precision']})"
-
-    def export_fp32(self, model, path: Path) -> Path:
-        from edgekit.formats.mnn.convert import export_fp32
-
-        return export_fp32(model, Path(path), self.job)
-
-    def export_int8(self, model, fp32_path: Path, calib: np.ndarray, path: Path,
-                    options: Int8Options | None = None) -> Int8Result:
-        from edgekit.formats.mnn.quantize import export_int8
-
-        return export_int8(model, Path(fp32_path), calib, Path(path), options)
 
     def remedies(self, model) -> list[Int8Options]:
         """MNN's other activation-range methods."""

@@ -4,12 +4,8 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING
 
-from edgekit.formats.base import Format, Int8Options, Int8Result, Int8Share
-
-if TYPE_CHECKING:
-    import numpy as np
+from edgekit.formats.base import Format, Int8Options, Int8Share
 
 
 class OpenVinoFormat(Format):
@@ -34,17 +30,6 @@ class OpenVinoFormat(Format):
     def target_device(cls, settings: dict) -> str | None:
         return f"OpenVINO {settings['device']}"
     validated_methods = ("accuracy_control",)
-
-    def export_fp32(self, model, path: Path) -> Path:
-        from edgekit.formats.openvino.convert import export_fp32
-
-        return export_fp32(model, Path(path), self.job)
-
-    def export_int8(self, model, fp32_path: Path, calib: np.ndarray, path: Path,
-                    options: Int8Options | None = None) -> Int8Result:
-        from edgekit.formats.openvino.quantize import export_int8
-
-        return export_int8(model, Path(fp32_path), calib, Path(path), options)
 
     def remedies(self, model) -> list[Int8Options]:
         """NNCF's own alternatives, cheapest first: the mixed preset (asymmetric activations), histogram-

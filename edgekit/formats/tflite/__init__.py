@@ -12,13 +12,11 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from edgekit.formats.base import Format, Int8Options, Int8Result, Int8Share
+from edgekit.formats.base import Format, Int8Options, Int8Share
 from edgekit.formats.tflite.convert import CONVERTER
 from edgekit.formats.tflite.runtime import quiet_environment
 
 if TYPE_CHECKING:
-    import numpy as np
-
     from edgekit.models.spec import LoadedModel
 
 quiet_environment()  # before check_available() first imports litert_torch
@@ -50,19 +48,6 @@ class TFLiteFormat(Format):
                          "needs static shapes): the TFLite artefacts keep the sizes of --input-shape")
     fixed_batch_reason = ("litert-torch cannot convert a dynamic batch (it lowers ops through JAX, "
                           "which needs static shapes): the TFLite artefacts keep batch 1")
-
-    def export_fp32(self, model: LoadedModel, path: Path) -> Path:
-        from edgekit.formats.tflite.convert import export_fp32
-
-        return export_fp32(model, Path(path))
-
-    def export_int8(self, model: LoadedModel, fp32_path: Path, calib: np.ndarray, path: Path,
-                    options: Int8Options | None = None) -> Int8Result:
-        """Static full-integer int8 for ``model.static_int8``, dynamic-range int8 otherwise
-        (``quantize.py``)."""
-        from edgekit.formats.tflite.quantize import export_int8
-
-        return export_int8(model, Path(fp32_path), calib, Path(path), options)
 
     def remedies(self, model: LoadedModel) -> list[Int8Options]:
         """ai-edge-quantizer's static int8 recipe on the fp32 flatbuffer (when it is installed; it

@@ -20,7 +20,7 @@ if TYPE_CHECKING:
 CONVERTER = "litert-torch"
 
 
-def export_fp32(model, path: Path) -> Path:
+def export_fp32(model, path: Path, job=None) -> Path:
     """litert-torch's conversion of the PyTorch module, written atomically."""
     litert_torch = _import_litert_torch()
     with _quiet():
