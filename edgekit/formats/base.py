@@ -327,9 +327,10 @@ class Format:
         the runtime's default), the one the device runner uses too."""
         return Opened(type(self), {"path": str(path), "threads": threads})
 
-    def open_exact(self, path: Path) -> Opened:
-        """Open with settings that keep fp32 numerics exact (used to verify fp32 artefacts)."""
-        return Opened(type(self), {"path": str(path), "exact": True})
+    def open_exact(self, path: Path, threads: int | None = None) -> Opened:
+        """Open with settings that keep fp32 numerics exact (verify's and eval's fp32: OpenVINO
+        would pick bf16 on some CPUs); the session says what precision ran."""
+        return Opened(type(self), {"path": str(path), "threads": threads, "exact": True})
 
     @classmethod
     def module(cls, which: str) -> ModuleType | None:

@@ -8,7 +8,6 @@ from collections.abc import Callable
 from pathlib import Path
 
 from edgekit.errors import UsageError
-from edgekit.formats.base import Format
 from edgekit.runs import manifest as mf
 
 SHARD = 256  # a Ray shard holds whole multiples of this many samples
@@ -229,10 +228,10 @@ def _open(run_dir: str, which: tuple[str, str, str] | None):
     fmt, path = get_format(which[0]), Path(run_dir) / which[2]
     # fp32 artefacts run with exact fp32 numerics (OpenVINO would pick bf16 on some CPUs); int8
     # ones as their runtime runs them by default. The precision that ran is recorded. In a Ray
-    # task, sessions whose exact mode is the plain one get the task's share of the cores.
-    if which[1] != "fp32" or type(fmt).open_exact is Format.open_exact:
+    # task, sessions get the task's share of the cores.
+    if which[1] != "fp32":
         return fmt.open(path, _threads())
-    return fmt.open_exact(path)
+    return fmt.open_exact(path, _threads())
 
 
 def _threads() -> int:

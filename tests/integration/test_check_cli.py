@@ -136,7 +136,8 @@ def test_check_over_ssh_asks_once_and_copies_nothing(server, run_dir, logged):
     assert r.code == 0, r.stderr
     calls = log.read_text().splitlines()
     assert len(calls) == 1 and calls[0].startswith("ssh ")
-    assert calls[0].endswith(f"{sys.executable} - --executorch-ops")  # the probe, on stdin
+    assert f"{sys.executable} - --runtimes " in calls[0]  # the probe, on stdin, asked for the formats' runtimes
+    assert calls[0].endswith(" --executorch-ops")
     record = read_manifest(run_dir)["check"][f"raspberrypi@{server.host}"]
     assert all(x["verdict"] == "runs" for x in record["results"]), record["results"]
     assert record["device"]["runtimes"]["executorch"]["operators"]  # read on the "device"
