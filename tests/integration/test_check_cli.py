@@ -136,7 +136,7 @@ def test_check_over_ssh_asks_once_and_copies_nothing(server, run_dir, logged):
     assert r.code == 0, r.stderr
     calls = log.read_text().splitlines()
     assert len(calls) == 1 and calls[0].startswith("ssh ")
-    assert f"{sys.executable} - --runtimes " in calls[0]  # the probe, on stdin, asked for the formats' runtimes
+    assert f"{sys.executable} - --runtimes " in calls[0]  # the probe on stdin, asked for what formats run on
     assert calls[0].endswith(" --executorch-ops")
     record = read_manifest(run_dir)["check"][f"raspberrypi@{server.host}"]
     assert all(x["verdict"] == "runs" for x in record["results"]), record["results"]
