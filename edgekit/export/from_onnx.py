@@ -35,18 +35,6 @@ def check_plan(plan, report):
     return dataclasses.replace(plan, formats=tuple(f for f in plan.formats if _takes_onnx(f)))
 
 
-def check_unchanged(path: Path, recorded: dict | None) -> None:
-    """Before a run's model is rebuilt: its ONNX file is still there and unchanged."""
-    from edgekit.runs import manifest as mf
-
-    if not path.is_file():
-        raise UsageError(f"the run's ONNX model file {path} is gone; restore it to use the run")
-    sha = (recorded or {}).get("sha256")
-    if sha and mf.sha256_file(path) != sha:
-        raise UsageError(f"the run's ONNX model file {path} changed since the export (sha256 differs); "
-                         "export it again")
-
-
 def _takes_onnx(fmt: str) -> bool:
     """Whether the format is made from the ONNX file itself (``Format.takes_onnx``); the others
     need the PyTorch model."""

@@ -270,3 +270,15 @@ def copy_onnx(source: Path, path: Path) -> Path:
     if converted is not None or external:  # one file (up to 2 GB)
         return write_atomic(path, (converted or model).SerializeToString())
     return write_atomic(path, Path(source).read_bytes())
+
+
+def check_unchanged(path: Path, recorded: dict | None) -> None:
+    """Before a run's model is rebuilt: its ONNX file is still there and unchanged."""
+    from edgekit.runs import manifest as mf
+
+    if not path.is_file():
+        raise UsageError(f"the run's ONNX model file {path} is gone; restore it to use the run")
+    sha = (recorded or {}).get("sha256")
+    if sha and mf.sha256_file(path) != sha:
+        raise UsageError(f"the run's ONNX model file {path} changed since the export (sha256 differs); "
+                         "export it again")

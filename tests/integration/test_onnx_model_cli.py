@@ -319,7 +319,8 @@ def test_an_error_inside_onnxruntimes_quantizer_is_one_line_naming_the_node(old_
     artefact fails with one line that names the node and what to try (the real error, in process)."""
     # Not a mock of the quantizer: onnxruntime runs and really fails. The patch only switches off
     # edgekit's own repair, because the one file known to make the quantizer fail is repaired now.
-    # The quantizer runs in the export worker process, so the patch is made there, as it starts.
+    # The quantizer runs in the export worker process, so the patch is made there, as it starts: in
+    # a CLI process of its own, whose workers start fresh (the session's in-process ones are warm).
     site = tmp_path / "site"
     site.mkdir()
     (site / "sitecustomize.py").write_text("import edgekit.formats.onnx.repair as onnx_quant\n"
@@ -328,7 +329,7 @@ def test_an_error_inside_onnxruntimes_quantizer_is_one_line_naming_the_node(old_
     out = tmp_path / "run"
     r = run_cli("export", old_onnx / "raw" / "model.onnx", "--int8", "--to", "onnx", "--scale", "1",
                 "--calib-size", "8", "--verify-samples", "4", "--out", out,
-                env={"EDGEKIT_EXPORT_JOBS": "1", "PYTHONPATH": path})
+                env={"EDGEKIT_EXPORT_JOBS": "1", "PYTHONPATH": path}, process=True)
     assert r.code == 1 and "Traceback" not in r.stderr, r.stdout + r.stderr
     (line,) = [x for x in r.stderr.splitlines() if x.startswith("FAILED onnx int8")]
     assert "onnxruntime's quantizer failed at node '/MatMul/MatMulAddFusion' (Gemm): ValueError: The " \
