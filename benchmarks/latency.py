@@ -1,6 +1,10 @@
 """fp32 vs int8 latency per format for the five seed models on this machine, PyTorch eager as the base.
 
     .venv/bin/python benchmarks/latency.py [lenet5 lstm googlenet resnet50 vgg16] [--seconds=S]
+        [--formats=onnx,tflite,...|all] [--append=TITLE]
+
+``--formats=all`` exports to every registered format (MNN too); ``--append=TITLE`` adds the table
+as a new section of latency.md instead of rewriting its first table.
 
 Each model is exported at full size (random weights: latency does not depend on their values)
 to every default format (ONNX, TFLite, OpenVINO, ExecuTorch), fp32 and int8, then `edgekit bench` times every artefact in its own
@@ -21,10 +25,13 @@ HERE = Path(__file__).resolve().parent
 RESULTS = HERE / "results"
 MODELS = ["lenet5", "lstm", "googlenet", "resnet50", "vgg16"]
 
+FORMATS: tuple[str, ...] = ()  # --formats (empty: the default formats)
+
+
 def formats() -> tuple[str, ...]:
     from edgekit.formats import default_names
 
-    return default_names()
+    return FORMATS or default_names()
 
 
 def run(model: str, seconds: float) -> dict:
@@ -34,7 +41,8 @@ def run(model: str, seconds: float) -> dict:
 
     work = Path(tempfile.mkdtemp(prefix=f"edgekit-lat-{model}-"))
     start = time.perf_counter()
-    outcome = run_export(ExportPlan(model=model, int8=True, calib_size=32, out=work / "run"),
+    outcome = run_export(ExportPlan(model=model, int8=True, calib_size=32, out=work / "run", formats=formats(),
+                                    formats_given=bool(FORMATS)),
                          report=lambda line: None)
     export_s = time.perf_counter() - start
     record = bench(outcome.run_dir, get_target("local-cpu"), BenchSettings(seconds=seconds),
@@ -64,7 +72,7 @@ def fmt_ms(v) -> str:
     return "-" if v is None else f"{v:.3f}" if v < 1 else f"{v:.2f}" if v < 100 else f"{v:.0f}"
 
 
-def write(results: list[dict]) -> None:
+def write(results: list[dict], append: str = "") -> None:
     RESULTS.mkdir(exist_ok=True)
     with open(RESULTS / "latency.jsonl", "a") as f:
         for r in results:
@@ -75,7 +83,7 @@ def write(results: list[dict]) -> None:
     for fmt in formats():
         head += [f"{fmt} fp32", f"{fmt} int8", f"{fmt} int8 speed-up"]
     lines = [
-        "# Latency per format, fp32 vs int8 (p50 ms, batch 1)",
+        f"## {append}" if append else "# Latency per format, fp32 vs int8 (p50 ms, batch 1)",
         "",
         f"Measured {results[0]['date']} on {env.get('cpu')} ({env.get('cores')} cores, "
         f"{settings.get('resolved_threads') or env.get('cores')} threads), each artefact in its own process, "
@@ -97,21 +105,33 @@ def write(results: list[dict]) -> None:
     lines += ["", "int8 schemes: " + "; ".join(f"{r['model']}: " + ", ".join(f"{k} {v}" for k, v in
                                                                            r["schemes"].items())
                                                for r in results), ""]
-    (RESULTS / "latency.md").write_text("\n".join(lines))
+    if append:
+        old = (RESULTS / "latency.md").read_text().rstrip("\n")
+        (RESULTS / "latency.md").write_text(old + "\n\n" + "\n".join(lines))
+    else:
+        (RESULTS / "latency.md").write_text("\n".join(lines))
 
 
 def main(argv: list[str]) -> None:
+    global FORMATS
     models = [a for a in argv if not a.startswith("--")] or MODELS
-    seconds = 3.0
+    seconds, append = 3.0, ""
     for a in argv:
         if a.startswith("--seconds="):
             seconds = float(a.split("=", 1)[1])
+        if a.startswith("--formats="):
+            from edgekit.formats import names
+
+            value = a.split("=", 1)[1]
+            FORMATS = names() if value == "all" else tuple(value.split(","))
+        if a.startswith("--append="):
+            append = a.split("=", 1)[1]
     results = []
     for model in models:
         r = run(model, seconds)
         print(json.dumps({k: r[k] for k in ("model", "export_seconds", "p50_ms")}), flush=True)
         results.append(r)
-    write(results)
+    write(results, append)
 
 
 if __name__ == "__main__":

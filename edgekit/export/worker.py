@@ -20,6 +20,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import pickle
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -71,7 +72,9 @@ class Worker:
         self.imported |= set(preload)
         context = {"env": dict(os.environ), "cwd": os.getcwd(), "path": list(sys.path)}
         try:
-            self.conn.send((formats, list(preload), context))
+            # the formats as bytes, unpickled after the context: a format whose package is on a
+            # sys.path entry added since the worker started (a plugin, a test's folder) imports then
+            self.conn.send((pickle.dumps(formats), list(preload), context))
             self.state, self.jobs = "begun", self.jobs + 1
         except (OSError, ValueError):  # it died while parked: ready() finds out
             self.state = "begun"
@@ -244,6 +247,7 @@ def _worker(conn: Any, log_path: str) -> None:
             continue
         formats, preload, context = job
         _fresh(context, log_path, own)
+        formats = pickle.loads(formats)
         with quiet():  # the worker speaks only through the pipe
             if not _job(formats, preload, conn):
                 return
