@@ -21,6 +21,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from pathlib import Path
 
+from edgekit.compat import device as device_side
 from edgekit.compat.device import (
     VERDICTS,
     _row,
@@ -51,7 +52,8 @@ def check(path: Path, target, device, host: str | None = None, store: bool = Tru
     check_files(path, items, accept_changed=True)  # a changed file is this command's verdict, not an error
     report(f"asking {device.name} which runtimes it has ...")
     with device:
-        info = probe(device, {i.format for i in items if i.format in target.formats()})
+        # by its module: importing the probe script (edgekit.compat.probe) rebinds the package's ``probe``
+        info = device_side.probe(device, {i.format for i in items if i.format in target.formats()})
         tools = (manifest or {}).get("tools") or {}
         rows = []
         for item in items:
