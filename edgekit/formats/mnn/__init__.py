@@ -39,7 +39,7 @@ class MnnFormat(Format):
         """MNN's other activation-range methods."""
         from edgekit.formats.mnn.quantize import METHODS
 
-        return [Int8Options(m, note=METHODS[m][1]) for m in ("admm", "ema")] if model.static_int8 else []
+        return [Int8Options(m, note=METHODS[m][1]) for m in ("kl", "ema")] if model.static_int8 else []
 
     def int8_share(self, path: Path) -> Int8Share:
         from edgekit.formats.mnn.quantize import mnn_int8_share

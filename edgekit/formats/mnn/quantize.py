@@ -4,8 +4,8 @@ edgekit's calibration samples, and the int8 share read back from the written fil
 The quantizer takes its calibration data as a folder per sample of raw floats (its "sequence"
 input type: ``input.json`` with the input's name and shape, ``<input>.txt`` with the values), so
 no resize, mean or scale is applied twice. Weights are int8 symmetric per output channel,
-activations int8 symmetric per tensor, ranges by the feature method: "KL" (the default),
-"ADMM" or "EMA".
+activations int8 symmetric per tensor, ranges by the feature method: "ADMM" (the default), "KL" or
+"EMA".
 """
 
 from __future__ import annotations
@@ -21,9 +21,12 @@ from edgekit.formats.base import Int8Options, Int8Result, Int8Share, scheme_opti
 from edgekit.formats.mnn.convert import failure, run_tool
 from edgekit.layout import count
 
+# default ADMM: on LeNet-5 38 dB SQNR against KL's 11 and EMA's 21; on resnet50 32 dB against
+# EMA's -4, and MNN 3.6.1's KL crashes (SIGSEGV after "fake quant weights done") on resnet50
 METHODS = {
-    "default": ("KL", "int8 symmetric per-tensor, ranges minimising KL divergence (MNN's KL method)"),
-    "admm": ("ADMM", "int8 symmetric per-tensor, ranges by alternating-direction optimisation (MNN's ADMM)"),
+    "default": ("ADMM", "int8 symmetric per-tensor, ranges by alternating-direction optimisation "
+                        "(MNN's ADMM)"),
+    "kl": ("KL", "int8 symmetric per-tensor, ranges minimising KL divergence (MNN's KL method)"),
     "ema": ("EMA", "int8 symmetric per-tensor, exponential moving averages of the ranges (MNN's EMA)"),
 }
 
