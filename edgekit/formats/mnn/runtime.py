@@ -67,7 +67,7 @@ class Session(kit.FixedShapeSession):
         self.expr = expr
         self.runtime_version = kit.version("MNN") or ""
         self.precision = "high" if spec.get("exact") else (spec.get("mnn_precision") or "high")
-        self.threads = int(spec.get("threads") or 1)
+        self.threads = int(spec.get("threads") or os.cpu_count() or 1)  # none given: one per core
         path = str(spec["path"])
         with quiet_fd1():
             graph = expr.load_as_dict(path)
