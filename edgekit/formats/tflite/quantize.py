@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 from edgekit.errors import DataError, UsageError
 from edgekit.formats._util import calibration_batches, check_module_names, module_path
 from edgekit.formats.base import Int8Options, Int8Result, scheme_options
+from edgekit.formats.tflite.convert import _convert, _import_litert_torch, _quiet, _write
 from edgekit.formats.tflite.runtime import interpreter, signature_order
 from edgekit.layout import count
 
@@ -22,7 +23,6 @@ if TYPE_CHECKING:
 
     from edgekit.models.spec import LoadedModel
 
-from edgekit.formats.tflite.convert import _convert, _import_litert_torch, _quiet, _write
 
 TOOL = "litert-torch PT2E"
 # Static int8 methods: how activation ranges are found.
