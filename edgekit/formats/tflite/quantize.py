@@ -91,10 +91,29 @@ def _export_dynamic(model: LoadedModel, path: Path, options: Int8Options) -> Int
 
 def _export_aeq(model: LoadedModel, fp32_path: Path, calib: np.ndarray, path: Path) -> Int8Result:
     """ai-edge-quantizer's static_wi8_ai8 recipe, calibrated on the fp32 flatbuffer's signature."""
-    from ai_edge_quantizer import quantizer, recipe
+    from ai_edge_quantizer import recipe
+
+    from edgekit.runs.manifest import write_atomic
+
+    write_atomic(path, aeq_quantize(model, fp32_path, calib, recipe.static_wi8_ai8()))
+    scheme = {
+        "type": "static",
+        "weights": "int8 symmetric per-channel",
+        "activations": METHODS["aeq"],
+        "io": _io_dtypes(path),
+        "calibration_samples": count(calib),
+        "tool": f"ai-edge-quantizer {_version('ai-edge-quantizer')}".strip(),
+        **scheme_options(Int8Options("aeq")),
+    }
+    return Int8Result(path=path, scheme=scheme)
+
+
+def aeq_quantize(model: LoadedModel, fp32_path: Path, calib: np.ndarray, quant_recipe: Any) -> bytes:
+    """The fp32 flatbuffer quantized by ai-edge-quantizer with ``quant_recipe`` (a recipe list),
+    calibrated on ``calib`` through the file's signature; the quantized flatbuffer's bytes."""
+    from ai_edge_quantizer import quantizer
 
     from edgekit.formats._util import quiet
-    from edgekit.runs.manifest import write_atomic
 
     if count(calib) == 0:
         raise DataError("static int8 needs calibration samples, got none")
@@ -106,19 +125,9 @@ def _export_aeq(model: LoadedModel, fp32_path: Path, calib: np.ndarray, path: Pa
     data = {key: [dict(zip(names, b)) for b in batches]}
     with quiet(), _quiet():
         q = quantizer.Quantizer(str(fp32_path))
-        q.load_quantization_recipe(recipe.static_wi8_ai8())
+        q.load_quantization_recipe(quant_recipe)
         result = q.quantize(q.calibrate(data, num_threads=min(os.cpu_count() or 1, 4)))
-    write_atomic(path, bytes(result.quantized_model))
-    scheme = {
-        "type": "static",
-        "weights": "int8 symmetric per-channel",
-        "activations": METHODS["aeq"],
-        "io": _io_dtypes(path),
-        "calibration_samples": count(calib),
-        "tool": f"ai-edge-quantizer {_version('ai-edge-quantizer')}".strip(),
-        **scheme_options(Int8Options("aeq")),
-    }
-    return Int8Result(path=path, scheme=scheme)
+    return bytes(result.quantized_model)
 
 
 def _quantize_pt2e(model: LoadedModel, samples: Iterable[Any], dynamic: bool, path: Path,
