@@ -171,8 +171,9 @@ def _in_child(path: Path, timeout: float) -> dict:
                                   capture_output=True, text=True, timeout=timeout)
         except subprocess.TimeoutExpired:
             return {"error": f"TensorFlow Lite Micro did not load and run this file within {timeout:g} s"}
-        if out.is_file():
-            return json.loads(out.read_text())
+        found = json.loads(out.read_text()) if out.is_file() else {}
+    if proc.returncode == 0 and found:
+        return found
     said = [line.strip() for line in (proc.stderr or "").splitlines() if line.strip()]
     how = f"signal {-proc.returncode}" if proc.returncode < 0 else f"exit {proc.returncode}"
     if proc.returncode < 0:
@@ -181,17 +182,19 @@ def _in_child(path: Path, timeout: float) -> dict:
         with_name = {s.value: s.name for s in signal.Signals}
         how = with_name.get(-proc.returncode, how)
     last = f": {said[-1][:200]}" if said else ""
-    return {"error": f"TensorFlow Lite Micro crashed loading this file ({how}){last}"}
+    stage = "running" if found else "loading"  # the arena was noted before the run
+    return {**found, "ran": False, "error": f"TensorFlow Lite Micro crashed {stage} this file ({how}){last}"}
 
 
 def _child(path: str, out: str) -> None:
-    """In the child: load, note the arena, run once on zeros, note it again; write JSON to ``out``."""
+    """In the child: load, note the arena, run once on zeros, note it again; JSON to ``out``."""
     from edgekit.formats.tflite import micro
 
     found: dict = {}
     try:
         session = micro.Session({"path": path})
         found.update(session.allocations())
+        Path(out).write_text(json.dumps(found))  # kept if TFLM aborts the run
         session.make_inputs(None)
         session.infer()
         found.update(session.allocations(), ran=True, error="")
