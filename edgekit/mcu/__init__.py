@@ -1,0 +1,1 @@
+"""Microcontrollers and microNPUs: TensorFlow Lite Micro and Arm's Vela."""
