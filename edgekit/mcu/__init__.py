@@ -1,0 +1,1 @@
+"""Microcontrollers and microNPUs: Arm's Vela compiler for Ethos-U NPUs (``vela``)."""
