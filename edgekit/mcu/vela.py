@@ -50,6 +50,9 @@ class VelaConfig:
     memory_mode: str  # a [Memory_Mode.*] of the .ini: "Shared_Sram", "Dedicated_Sram", ...
     config_file: str = OWN_CONFIG  # Vela's own ("Arm/vela.ini") or the path of a user's .ini
     optimise: str = "Performance"  # or "Size"
+    # SRAM for the arena/cache in bytes (--arena-cache-size): the memory mode's, or Vela's whole
+    # address space, when None. With Performance it is a target: Shared_Sram may still use more.
+    arena_cache_size: int | None = None
 
     def config_path(self) -> Path:
         """The .ini file itself: Vela's own (``Folder/name.ini`` in its config_files) or a user's."""
@@ -68,7 +71,8 @@ class VelaConfig:
         path = self.config_path()  # Vela's own by its short name, a user's by its full path
         ini = self.config_file if path == _config_files_dir() / self.config_file else str(path)
         return ["--accelerator-config", self.accelerator, "--system-config", self.system_config,
-                "--memory-mode", self.memory_mode, "--config", ini, "--optimise", self.optimise]
+                "--memory-mode", self.memory_mode, "--config", ini, "--optimise", self.optimise,
+                *(["--arena-cache-size", str(self.arena_cache_size)] if self.arena_cache_size else [])]
 
 
 def _vela_own(config_file: str) -> bool:

@@ -164,6 +164,11 @@ def test_an_ethos_u65_with_dram_keeps_weights_and_arena_in_dram(tmp_path):
     assert (c["weights_in"], c["arena_in"], c["cache_in"]) == ("Dram", "Dram", "Sram")
     assert e["dram_bytes"] > 0 and e["flash_bytes"] == 0
     assert e["inference_ms"] == pytest.approx(e["cycles"] / 1e9 * 1e3)
+    assert e["arena_cache_size"] > 2**30  # no SRAM size given: Vela's whole address space
+    sized = VelaConfig(U65.accelerator, U65.system_config, U65.memory_mode, arena_cache_size=384 * 1024)
+    assert sized.args()[-2:] == ["--arena-cache-size", "393216"]
+    sized_e = compile_estimate(tmp_path / "gather.tflite", sized, tmp_path / "sized")
+    assert sized_e["arena_cache_size"] == 393216
 
 
 def test_a_users_ini_sets_the_clock(tmp_path):
