@@ -203,8 +203,9 @@ _BENCH = _section(
     Option("no_torch", "flag", "Do not time the PyTorch model beside the artefacts.", False),
 ) + _section(
     ("bench-step",),
-    Option("target", "text", "Which bench results to store.", "local-cpu", settings=("gate",)),
-    Option("targets_dir", "path", "A folder of extra target profiles."),
+    Option("target", "text", "Which bench results to store.", "local-cpu",
+           settings=("gate", "export", "eval")),
+    Option("targets_dir", "path", "A folder of extra target profiles.", settings=("export", "eval")),
 )
 
 # `gate`'s options, a rules file, a recipe's [gate]
@@ -223,7 +224,10 @@ _GATE = _section(
            says=_FRACTION, metavar="F"),
     Option("max_latency_ms", "float", "Absolute p50 ceiling.", metavar="MS"),
     Option("max_size_mb", "float", "Absolute size ceiling.", metavar="MB"),
-    Option("max_peak_mb", "float", "Absolute peak-memory ceiling.", metavar="MB"),
+    Option("max_peak_mb", "float", "Absolute peak-memory ceiling (a microcontroller target: the RAM "
+           "that `check` measured, or Vela's SRAM estimate).", metavar="MB"),
+    Option("allow_estimates", "flag", "Let latency rules read estimated figures (Vela's, of an Ethos-U "
+           "target); without it they are refused.", False),
     Option("formats", "formats", "Gate only these formats, e.g. onnx,tflite."),
 )
 

@@ -47,9 +47,11 @@ class Target:
 
     def formats(self) -> list[str]:
         """Formats this target can run: those with at least one runtime named."""
+        from edgekit.devices import connection
         from edgekit.formats import names
 
-        return [f for f in names() if self.runtimes.get(f, ["x"])]
+        only = connection(self.connect).runs_formats
+        return [f for f in names() if self.runtimes.get(f, ["x"]) and (only is None or f in only)]
 
     def runner_settings(self) -> dict:
         """The formats' settings as the device runner's spec names them ("providers", ...)."""

@@ -192,6 +192,13 @@ def bench(
 
     device = make_device(target, overrides)
     address = given_address(target, overrides)  # the device the command line named, or None
+    if device.judged_here:  # a microcontroller: Vela's estimate, or a refusal (edgekit.mcu)
+        from edgekit.mcu.estimate import bench_estimates
+
+        record = bench_estimates(path, target, device, manifest, items, asdict(settings), report)
+        if manifest is not None:
+            store(path, target_key(target, address), record)
+        return record
     runnable = set(target.formats())
     results: list[dict] = []
     todo: list[Item] = []
@@ -323,7 +330,7 @@ def slower_int8(results: list[dict]) -> list[str]:
 
 SUMMARY_KEYS = ("status", "p50_ms", "p90_ms", "p99_ms", "mean_ms", "cv", "throughput_per_s",
                 "peak_rss_bytes", "load_ms", "first_inference_ms", "device", "threads", "batch",
-                "speedup_vs_fp32", "error", "sha256", "accepted_changed")
+                "speedup_vs_fp32", "error", "sha256", "accepted_changed", "estimated")
 
 
 def store(run_dir: Path, key: str, record: dict) -> None:

@@ -41,7 +41,7 @@ def bench_rows(record: dict) -> tuple[tuple[str, ...], list[tuple[str, ...]], st
             device += f" {r['inference_precision']}"
         rows.append((
             r["format"], r["precision"], runtime.strip(), device,
-            str(r.get("threads") or "default"),
+            "-" if r.get("estimated") else str(r.get("threads") or "default"),
             _ms(r["p50_ms"]), _ms(r["p90_ms"]), _ms(r["p99_ms"]), f"{100 * r['cv']:.1f}",
             f"{r['throughput_per_s']:.1f}" if r.get("throughput_per_s") else "",
             _ms(r.get("load_ms")), _ms(r.get("first_inference_ms")),
@@ -58,6 +58,9 @@ def bench_rows(record: dict) -> tuple[tuple[str, ...], list[tuple[str, ...]], st
            f"{settings.get('seconds') or 3:g} s per artefact")
         + "; each artefact in its own process"
     )
+    if record.get("estimated"):  # a microNPU: Vela's performance model, nothing was run
+        caption = (f"ESTIMATED by {record['estimated']}: Vela's performance model, not a measurement; "
+                   f"{env.get('board', '')}")
     if record.get("emulated"):
         caption = f"EMULATED ({record['emulated']}): functional evidence only, not device latency; " + caption
     return HEAD, rows, caption

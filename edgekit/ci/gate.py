@@ -27,6 +27,7 @@ from edgekit.ci.gate_refusals import (
     check_comparable,
     refuse_accuracy_of_regression,
     refuse_emulated_latency,
+    refuse_estimated_latency,
     rule_wording,
 )
 from edgekit.errors import EXIT_GATE, UsageError
@@ -50,10 +51,11 @@ class GateRules:
     max_peak_mb: float | None = None
     target: str = "local-cpu"  # which bench record the speed rules read
     formats: tuple[str, ...] | None = None  # gate only these formats (default: all)
+    allow_estimates: bool = False  # latency rules may read estimates (Vela's)
 
     def active(self) -> dict:
         return {k: v for k, v in asdict(self).items()
-                if v is not None and k not in ("target", "formats", "baseline")}
+                if v is not None and k not in ("target", "formats", "baseline", "allow_estimates")}
 
     def check(self, budgets: bool = False) -> None:
         """Raise for rules that cannot be applied. ``budgets``: the run carries its own rule (an
@@ -108,7 +110,7 @@ def _read_rules(r) -> dict:
     rules = {key: r.number(key) for key in _NUMERIC}
     baseline = r.path("baseline")
     rules.update(baseline=None if baseline is None else str(baseline), target=r.text("target"),
-                 formats=r.formats("formats", None))
+                 formats=r.formats("formats", None), allow_estimates=r.flag("allow_estimates") or None)
     r.done()
     return {k: v for k, v in rules.items() if v is not None}
 
@@ -166,6 +168,9 @@ def figures(manifest: dict, target: str = "local-cpu") -> dict:
     stores and what the gate compares)."""
     acc, key = _accuracy(manifest)
     bench = _bench(manifest, target)
+    fits = {(r["format"], r["precision"]): r["fit"]["ram_bytes"] for r in
+            ((manifest.get("check") or {}).get(bench_key(manifest, target)) or {}).get("results", [])
+            if r.get("fit")}
     out = {}
     for art in manifest["artefacts"]:
         if art.get("status") != "ok":
@@ -174,9 +179,11 @@ def figures(manifest: dict, target: str = "local-cpu") -> dict:
         row = {"bytes": art.get("bytes")}
         if k in acc:
             row.update(accuracy=acc[k][key], agreement=acc[k].get("agreement"), drop_pp=acc[k].get("drop_pp"))
-        if k in bench:
-            row.update(p50_ms=bench[k]["p50_ms"], peak_rss_bytes=bench[k].get("peak_rss_bytes"),
-                       speedup_vs_fp32=bench[k].get("speedup_vs_fp32"))
+        if k in bench:  # an estimate's memory is the SRAM Vela says it uses
+            row.update(p50_ms=bench[k]["p50_ms"], speedup_vs_fp32=bench[k].get("speedup_vs_fp32"),
+                       peak_rss_bytes=bench[k].get("peak_rss_bytes") or bench[k].get("ram_bytes"))
+        elif k in fits:  # a microcontroller: the RAM `check` measured (the tensor arena)
+            row.update(peak_rss_bytes=fits[k])
         out[f"{k[0]}/{k[1]}"] = row
     return out
 
@@ -242,6 +249,8 @@ def evaluate(manifest: dict, rules: GateRules) -> list[Check]:
     wording = rule_wording(manifest)
     bench_record = (manifest.get("bench") or {}).get(bench_key(manifest, rules.target))
     refuse_emulated_latency(bench_record, rules, baseline if rules.baseline else None)
+    refuse_estimated_latency(bench_record, rules)
+    est = " (ESTIMATED by Vela)" if (bench_record or {}).get("estimated") else ""
     no_eval = "no accuracy in the run: run `edgekit eval RUN --dataset ...` (or export with --eval) first"
     no_bench = f"no latency for target {rules.target}: run `edgekit bench RUN --target {rules.target}` first"
 
@@ -275,12 +284,13 @@ def evaluate(manifest: dict, rules: GateRules) -> list[Check]:
             add("min_accuracy", art, f.get("accuracy"), rules.min_accuracy, ">=", no_eval)
         if rules.max_latency_ms is not None:
             add("max_latency_ms", art, f.get("p50_ms"), rules.max_latency_ms, "<=", no_bench,
-                f"p50 on {rules.target}")
+                f"p50 on {rules.target}{est}")
         if rules.max_size_mb is not None:
             add("max_size_mb", art, (f.get("bytes") or 0) / 1e6, rules.max_size_mb, "<=", "")
         if rules.max_peak_mb is not None:
             peak = f.get("peak_rss_bytes")
-            add("max_peak_mb", art, peak / 1e6 if peak else None, rules.max_peak_mb, "<=", no_bench)
+            add("max_peak_mb", art, peak / 1e6 if peak else None, rules.max_peak_mb, "<=", no_bench,
+                "SRAM, Vela's estimate" if est else "")
         if base is not None:
             b = base.get(key)
             if b is None:

@@ -1,5 +1,6 @@
 """What the gate refuses to compare at all: a baseline of another model or of other data, latency
-measured under emulation (QEMU), which is not a device's latency, and accuracy rules on a
+measured under emulation (QEMU), which is not a device's latency, latency that is an estimate
+(Vela's) unless told ``--allow-estimates``, and accuracy rules on a
 regression model, which has an error (MAE), not an accuracy."""
 
 from __future__ import annotations
@@ -37,6 +38,18 @@ def refuse_emulated_latency(record: dict | None, rules, baseline: dict | None) -
         raise UsageError(f"{names} on target {rules.target}: its latency was measured under emulation "
                          f"({why}), which says nothing about the device's speed; gate latency on a bench "
                          "of the real device, and keep accuracy and size rules for the emulated one")
+
+
+def refuse_estimated_latency(record: dict | None, rules) -> None:
+    """Latency rules on a bench record of estimates (Vela's, of an Ethos-U target) are refused unless
+    the gate was told ``--allow-estimates``: a performance model is not a measurement."""
+    latency = [name for name in LATENCY_RULES if getattr(rules, name) is not None]
+    why = (record or {}).get("estimated")
+    if latency and why and not rules.allow_estimates:
+        names = ", ".join("--" + name.replace("_", "-") for name in latency)
+        raise UsageError(f"{names} on target {rules.target}: its latency is an ESTIMATE ({why}), not a "
+                         "measurement", hint="pass --allow-estimates to gate on the estimate, or keep size "
+                         "and memory rules (--max-size-mb, --max-peak-mb) for this target")
 
 
 def refuse_accuracy_of_regression(manifest: dict, rules) -> None:

@@ -16,6 +16,7 @@ top level with [prune] and [preprocess], ``BenchSettings`` each [[bench]], ``Gat
     # batch-axis, model-args, seed, verify-samples,
     # ray = "auto" (or an address: --max-drop trials and eval shards as Ray tasks)
     max-drop = 0.3                        # int8 budget in points, measured on [eval]'s val split
+    # target = "cortex-m4-256k"           # a microcontroller: tflite full-integer int8, firmware/
 
     [preprocess] # optional: the model's preprocessing (keys of --preprocess files: resize, mean,
     resize = "squash"                    #   std, grayscale, crop-fraction, interpolation, scale,
@@ -25,7 +26,7 @@ top level with [prune] and [preprocess], ``BenchSettings`` each [[bench]], ``Gat
     dataset = "digits"
     epochs = 20
     [prune]      # optional: ratio, method, scope, keep, round-to, finetune-epochs, dataset
-    [eval]       # optional: dataset, split, limit
+    [eval]       # optional: dataset, split, limit, target (a microcontroller: scored in TFLite Micro)
     [[bench]]    # optional, any number: target, targets-dir, threads, batch, warmup, iters, seconds,
     target = "local-cpu"                 #   no-torch, and bench's options of the target's connection
                                          #   kind (`edgekit bench --help`)
@@ -115,7 +116,8 @@ def _eval_step(table: dict | None, where: str, base: Path) -> dict | None:
         return None
     r = Reader(table, where, base)
     step = {"dataset": r.data("dataset"), "split": r.text("split", "test"),
-            "limit": r.integer("limit", least=1)}
+            "limit": r.integer("limit", least=1), "target": r.text("target"),
+            "targets_dir": r.path("targets_dir")}
     r.done()
     if step["dataset"] is None:
         raise r.error('name the dataset (dataset = "digits")')
@@ -124,7 +126,7 @@ def _eval_step(table: dict | None, where: str, base: Path) -> dict | None:
 
 def _bench_step(table: dict, where: str, base: Path) -> dict:
     from edgekit.bench.core import BenchSettings
-    from edgekit.devices import options, resolve
+    from edgekit.devices import connection, options, resolve
     from edgekit.targets import get_target
 
     known = options()
@@ -133,8 +135,15 @@ def _bench_step(table: dict, where: str, base: Path) -> dict:
     step = {"settings": settings, "target": r.text("target", "local-cpu"),
             "targets_dir": r.path("targets_dir"),
             "overrides": {o.key: r.path(o.key) if o.path else r.text(o.key) for o, _ in known}}
-    # An unknown target, or an option its kind does not take, fails now too.
-    resolve(get_target(step["target"], step["targets_dir"]), step["overrides"])
+    # An unknown target, or an option its kind does not take, fails now too; so does a microcontroller
+    # without a timing model (bench gives Vela's estimate of an Ethos-U; a plain Cortex-M has none).
+    target = get_target(step["target"], step["targets_dir"])
+    resolve(target, step["overrides"])
+    kind = connection(target.connect)
+    if kind.judged_here and not kind.vela:
+        raise r.error(f"target {target.name} is a microcontroller edgekit has no timing model of; check it "
+                      "(`edgekit check RUN --target ...`) or give [eval] that target for its accuracy in "
+                      "TensorFlow Lite Micro")
     return step
 
 
@@ -214,10 +223,12 @@ def _train(recipe: Recipe, run_dir: Path, report) -> str:
 
 def _eval(recipe: Recipe, run_dir: Path, report) -> int:
     from edgekit.measure.evaluate import evaluate_run, table_rows
+    from edgekit.targets import get_target
 
     ev = recipe.eval
     result = evaluate_run(run_dir, ev["dataset"], split=ev["split"], limit=ev["limit"], report=report,
-                          ray=recipe.plan.ray)
+                          ray=recipe.plan.ray,
+                          target=get_target(ev["target"], ev["targets_dir"]) if ev["target"] else None)
     head, rows = table_rows(result)
     widths = [max(len(str(c)) for c in col) for col in zip(head, *rows)]
     for line in (head, *rows):

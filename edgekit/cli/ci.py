@@ -17,7 +17,7 @@ from edgekit.errors import EXIT_GATE, UsageError
 @opt("max_drop", help="Most accuracy points an artefact may lose against the run's PyTorch fp32 model (a "
      "regression model: most percent its MAE may rise).")
 @options("min_agreement", "min_speedup", "baseline", "max_accuracy_regression", "max_latency_regression",
-         "min_accuracy", "max_latency_ms", "max_size_mb", "max_peak_mb")
+         "min_accuracy", "max_latency_ms", "max_size_mb", "max_peak_mb", "allow_estimates")
 @opt("target", default=None, help="Which bench results the speed rules read (default local-cpu).")
 @opt("formats")
 @click.option("--rules", "rules_file", type=click.Path(path_type=Path),

@@ -29,6 +29,10 @@ from edgekit.runs.staging import check_out
 @opt("ratio", "--prune", "prune", metavar="RATIO",
      help="Prune before exporting: the share of channels (structured) or weights to remove.")
 @options("max_drop", "ray")
+@opt("target", default=None, help="The device the artefacts are for (`edgekit targets`). A "
+     "microcontroller (cortex-m4-256k, ethos-u55-128, ...) gets TFLite full-integer int8 and the files "
+     "its firmware build takes (RUN/firmware/); other targets change nothing.")
+@opt("targets_dir")
 @prune_options
 @preprocessing_options
 def export_cmd(**options) -> int:

@@ -104,17 +104,24 @@ def overrides(options: dict) -> dict:
 @opt("ray", help="Run the model and each artefact on shards of the samples as Ray tasks (pip install "
      "'edgekit[ray]'); auto: the cluster in RAY_ADDRESS or running here, else a local one. Same numbers as "
      "without.")
+@opt("target", default=None, help="Score the artefacts as this target runs them: a microcontroller "
+     "(cortex-m4-256k, ...) in TensorFlow Lite Micro, each beside LiteRT on the same file; other targets "
+     "change nothing.")
+@opt("targets_dir")
 @accept_changed_option
 @click.option("--json", "as_json", is_flag=True, help="Print the results as JSON.")
-def eval_cmd(run_dir, dataset, split, limit, input_size, task, ray, accept_changed, as_json, **pre) -> int:
+def eval_cmd(run_dir, dataset, split, limit, input_size, task, ray, target, targets_dir, accept_changed,
+             as_json, **pre) -> int:
     """Accuracy of the PyTorch model and every artefact of RUN_DIR on the same samples. The run's
     declared preprocessing is used; options given here override it (and are recorded)."""
     from edgekit.measure.evaluate import check_run_dir, evaluate_run
+    from edgekit.targets import get_target
 
     overrides = preprocess_overrides(pre, input_size)
     result = evaluate_run(check_run_dir(run_dir), dataset, split=split, limit=limit,
                           preprocessing_overrides=overrides, report=report, ray=ray, task=task,
-                          accept_changed=accept_changed)
+                          accept_changed=accept_changed,
+                          target=get_target(target, targets_dir) if target else None)
     if as_json:
         click.echo(json.dumps(result, indent=2))
     else:
@@ -128,7 +135,8 @@ def print_eval(result: dict) -> None:
 
     head, rows = table_rows(result)
     what = "error" if result["metric"] in LOWER_IS_BETTER else "accuracy"
-    title = f"{what} on {result['dataset']} ({result['split']}, {result['samples']} samples)"
+    title = f"{what} on {result['dataset']} ({result['split']}, {result['samples']} samples)" + (
+        f" in {result['runtime']} for {result['target']}" if result.get("target") else "")
     print_table(head, rows, title=title, right=[c for c in head if c not in ("format", "precision")])
 
 
@@ -140,7 +148,8 @@ def print_eval(result: dict) -> None:
 @click.option("--json", "as_json", is_flag=True, help="Print the results as JSON.")
 def bench_cmd(path, target, targets_dir, accept_changed, as_json, **options) -> int:
     """Latency, memory and size of every artefact of a run (or of one .onnx/.xml/.tflite file) on a
-    target, each in its own process. Results go into the run's manifest."""
+    target, each in its own process. On an Ethos-U target (ethos-u55-128, ...) they are Vela's
+    ESTIMATE of each int8 .tflite instead. Results go into the run's manifest."""
     from edgekit.bench.core import BenchSettings, bench
     from edgekit.targets import get_target
 
@@ -175,8 +184,9 @@ def print_bench(record: dict) -> None:
 
     head, rows, caption = bench_rows(record)
     left = ("format", "precision", "runtime", "device")
-    title = f"latency on {record['target']['name']}" + (" (EMULATED: not device latency)"
-                                                         if record.get("emulated") else "")
+    title = f"latency on {record['target']['name']}" + (
+        " (EMULATED: not device latency)" if record.get("emulated") else
+        " (ESTIMATED by Vela: not a measurement)" if record.get("estimated") else "")
     print_table(head, rows, title=title, caption=caption, width=170,
                 right=[c for c in head if c not in left], no_wrap=True)
 
@@ -190,8 +200,10 @@ def check_cmd(path, target, targets_dir, accept_changed, as_json, **options) -> 
     """Will every artefact of a run (or one model file) run on a target? Asks the device once which
     runtimes it has (one SSH call; nothing is copied), then checks each artefact's op versions,
     IR version or opset against them; on this machine each is also loaded in its runtime and run
-    once, as bench will. Exit 3 when one will not run, or is missing or changed since export (it is not
-    what was exported). Stored in the run's manifest."""
+    once, as bench will. A microcontroller target (cortex-m4-256k, ethos-u55-128, ...) loads each
+    .tflite in TensorFlow Lite Micro here and says whether its tensor arena and bytes fit the part's
+    RAM and flash (an Ethos-U: as Vela compiles it). Exit 3 when one will not run or does not fit, or
+    is missing or changed since export (it is not what was exported). Stored in the run's manifest."""
     from edgekit.bench.core import make_device
     from edgekit.compat import check
     from edgekit.devices import given_address
@@ -208,7 +220,8 @@ def check_cmd(path, target, targets_dir, accept_changed, as_json, **options) -> 
         print_check(record, device.name)
     refused = [r for r in record["results"] if r["ok"] is False]
     for r in refused:
-        err(f"{r['format']} {r['precision']} will not run on {device.name}: {r['why']}"
+        how = "on" if r.get("kind") == "does_not_fit" else "will not run on"  # why: "does not fit: ..."
+        err(f"{r['format']} {r['precision']} {how} {device.name}: {r['why']}"
             + (f"; {r['fix']}" if r["fix"] else ""))
     stored(record)
     return EXIT_DEVICE if refused else 0

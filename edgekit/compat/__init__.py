@@ -50,6 +50,8 @@ def check(path: Path, target, device, host: str | None = None, store: bool = Tru
     path = Path(path)
     manifest, items = collect(path)
     check_files(path, items, accept_changed=True)  # a changed file is this command's verdict, not an error
+    if device.judged_here:  # a microcontroller: TFLite Micro (and Vela) judge the files here
+        return _check_judged(path, target, device, manifest, items, store, report, accept_changed, host)
     report(f"asking {device.name} which runtimes it has ...")
     with device:
         # by its module: importing the probe script (edgekit.compat.probe) rebinds the package's ``probe``
@@ -69,6 +71,21 @@ def check(path: Path, target, device, host: str | None = None, store: bool = Tru
             rows.append(row)
     record = {"created": mf.utc_now(), "target": target.to_dict() | ({"host": host} if host else {}),
               "device": info, "results": rows}
+    if manifest is not None and store:
+        key = target_key(target, host)
+        mf.update_or_note(path, lambda fresh: mf.keep_record(fresh, "check", record, key), record)
+    return record
+
+
+def _check_judged(path, target, device, manifest, items, store, report, accept_changed, host) -> dict:
+    from edgekit.bench.core import target_key
+    from edgekit.mcu.judge import judge_item
+    from edgekit.runs import manifest as mf
+
+    rows = [file_verdict(item, path, accept_changed) or judge_item(item, target, device, report)
+            for item in items]
+    record = {"created": mf.utc_now(), "target": target.to_dict() | ({"host": host} if host else {}),
+              "device": device.probe(), "results": rows}
     if manifest is not None and store:
         key = target_key(target, host)
         mf.update_or_note(path, lambda fresh: mf.keep_record(fresh, "check", record, key), record)

@@ -30,6 +30,8 @@ def register(where: str | type[Device]) -> type[Device]:
 # The registration lines.
 register("edgekit.devices.local:LocalDevice")
 register("edgekit.devices.ssh:SSHDevice")
+register("edgekit.devices.mcu:MCUDevice")
+register("edgekit.devices.mcu:EthosUDevice")
 
 
 def connection(connect: str) -> type[Device]:

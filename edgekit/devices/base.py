@@ -85,6 +85,11 @@ class Device:
     options: tuple[Option, ...] = ()  # command-line options that replace some of them
     address_key: str | None = None  # the key that names the device: listed, and part of a
     # bench record's name (NAME@VALUE) when the command line gives another one
+    # No runner runs there (a microcontroller): check, bench and eval judge its artefacts on this
+    # machine with the kind's own tools (edgekit.mcu) instead of stage/run.
+    judged_here: bool = False
+    runs_formats: tuple[str, ...] | None = None  # the only formats it can run (None: any)
+    vela = False  # judged here with an Ethos-U NPU's compiler (Vela), which estimates its latency
 
     @classmethod
     def read_profile(cls, data: dict, where: str, folder: Path) -> dict:

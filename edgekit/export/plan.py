@@ -53,6 +53,8 @@ class ExportPlan:
     dynamic_axis: tuple[str, ...] = ()  # --dynamic-axis NAME=AXIS:MIN..MAX (formats.base.DynamicAxis)
     ray: str | None = None  # "auto" or a Ray address: --max-drop trials and eval shards as Ray tasks
     task: str | None = None  # --task classify|binary|regress: overrides the guess from the output
+    target: str | None = None  # --target: the device the artefacts are for (a microcontroller's
+    targets_dir: Path | None = None  # artefacts are full-integer int8 with firmware files: edgekit.mcu)
 
     def dynamic_axes(self) -> tuple:
         """``dynamic_axis`` parsed (``DynamicAxis``); a malformed one is a UsageError."""
@@ -103,7 +105,8 @@ class ExportPlan:
             out=r.path("out"), seed=r.integer("seed", 0), prune=prune, preprocess=r.preprocess("preprocess"),
             max_drop=r.number("max_drop"), eval_data=r.data("eval", check=True),
             dynamic_batch=r.flag("dynamic_batch"), dynamic_axis=r.texts("dynamic_axis"),
-            ray=r.text("ray"), task=r.task("task"),
+            ray=r.text("ray"), task=r.task("task"), target=r.text("target"),
+            targets_dir=r.path("targets_dir"),
         )
         r.done(extra)
         problem = plan.max_drop_problem(recipe=not r.cli)
@@ -173,9 +176,18 @@ def run_export(plan: ExportPlan, report: Reporter = print) -> ExportOutcome:
     if plan.max_drop_problem():
         raise UsageError(plan.max_drop_problem())
     plan = check_plan(plan, report)  # an ONNX file: onnx and openvino only
+    target = None
+    if plan.target is not None:
+        from edgekit.mcu.export import plan_for_target
+
+        plan, target = plan_for_target(plan, report)  # a microcontroller: tflite, full-integer int8
     formats = {}
     for name in export_order(plan.formats):  # each with its job: the same in every process
         job, notes = format_class(name).job_for(plan.dynamic_batch, plan.dynamic_axes())
+        if target is not None:
+            from edgekit.mcu.export import job_for_target
+
+            job = job_for_target(name, job, target)
         for note in notes:
             report(f"note: {name}: {note}")
         formats[name] = get_format(name, job)
@@ -185,14 +197,14 @@ def run_export(plan: ExportPlan, report: Reporter = print) -> ExportOutcome:
         )
     try:
         with Workers(formats) as workers:  # they import their converters while the model loads
-            return _export(plan, formats, workers, report)
+            return _export(plan, formats, workers, report, target)
     except (KeyboardInterrupt, Terminated) as exc:  # before the staging folder: nothing written either
         if plan.out is not None and getattr(exc, "untouched", None) is None and not Path(plan.out).exists():
             exc.untouched = Path(plan.out)
         raise
 
 
-def _export(plan: ExportPlan, formats: dict, workers, report: Reporter) -> ExportOutcome:
+def _export(plan: ExportPlan, formats: dict, workers, report: Reporter, target=None) -> ExportOutcome:
     from edgekit.data.calibration import load_samples
     from edgekit.export.jobs import Work, export_formats
     from edgekit.export.verify import reference_outputs
@@ -235,6 +247,10 @@ def _export(plan: ExportPlan, formats: dict, workers, report: Reporter) -> Expor
             manifest["pruning"] = _save_pruned(model, pruning, base_record, stage)
         work = Work(model, calib, held_out, reference, plan.int8, stage, budget)
         manifest["artefacts"] += export_formats(formats, work, report, workers)
+        if target is not None:  # what its firmware build takes, beside the artefacts
+            from edgekit.mcu.export import write_firmware_files
+
+            manifest["target"] = write_firmware_files(target, stage, manifest, report)
         manifest["finished"] = mf.utc_now()
         mf.write_json_atomic(stage / mf.MANIFEST, manifest)
     return ExportOutcome(out, manifest)

@@ -145,15 +145,20 @@ def judge_int8(metrics, decisions: bool = True) -> dict:
 
     Broken is an SQNR under ``INT8_MIN_SQNR_DB``, or, where the model's decisions mean something
     (``decisions``: its weights were given, not random), an agreement under ``INT8_MIN_AGREEMENT``
-    by more than one decision (on a handful of samples one changed decision is not a verdict). A
-    random-weight model's outputs lie close together, so int8 rounding flips its decisions without
-    anything being broken: there only the SQNR is judged."""
+    (on the decisions clear of a tie that int8 rounding could flip) by more than one decision (on
+    a handful of samples one changed decision is not a verdict). A random-weight model's outputs
+    lie close together, so int8 rounding flips its decisions without anything being broken: there
+    only the SQNR is judged."""
     problems = []
     n = metrics.samples
-    changed = round((1 - metrics.top1_agreement) * n) if n else 0
-    if decisions and metrics.top1_agreement < INT8_MIN_AGREEMENT and changed > 1:
+    # decisions int8 rounding cannot flip (``VerifyResult.decided_agreement``), where known
+    agreed = getattr(metrics, "decided_agreement", None)
+    agreed = metrics.top1_agreement if agreed is None else agreed
+    changed = round((1 - agreed) * n) if n else 0
+    if decisions and agreed < INT8_MIN_AGREEMENT and changed > 1:
         what = agreement_name(getattr(metrics, "task", None))
-        problems.append(f"{what} {metrics.top1_agreement:.1%} (floor {INT8_MIN_AGREEMENT:.0%})")
+        clear = " where PyTorch's decision is clear of a tie" if agreed != metrics.top1_agreement else ""
+        problems.append(f"{what} {agreed:.1%}{clear} (floor {INT8_MIN_AGREEMENT:.0%})")
     if metrics.sqnr_db < INT8_MIN_SQNR_DB:
         problems.append(f"SQNR {metrics.sqnr_db:.1f} dB (floor {INT8_MIN_SQNR_DB:.0f} dB)")
     floors = {"min_agreement": INT8_MIN_AGREEMENT if decisions else None, "min_sqnr_db": INT8_MIN_SQNR_DB}

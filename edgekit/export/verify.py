@@ -13,6 +13,9 @@ FP32_RELATIVE_TOLERANCE = 1e-3  # of the reference output range
 VERIFY_BATCH = 4  # artefacts with a dynamic batch are also checked in batches of this many samples
 
 
+INT8_TIE_STEPS = 2  # a reference decision closer than this many int8 output steps is a tie to int8
+
+
 @dataclass(frozen=True)
 class VerifyResult:
     """How an artefact's outputs compare with the reference's. ``top1_agreement`` is the share of
@@ -32,6 +35,11 @@ class VerifyResult:
     outputs: list | None = None  # a model with several outputs: each one's metrics (the fields above)
     task: str = "classification"  # how top1_agreement was decided (edgekit.models.spec.TASKS)
     agreement_tolerance: float | None = None  # regression: the absolute tolerance of agreement
+    # Agreement where the reference's decision is clearer than int8 rounding can flip: its top two
+    # classes (a binary logit and 0) further apart than ``INT8_TIE_STEPS`` steps of an int8 output
+    # over the reference's range. The int8 verdict reads it (a sequence model's steps with two
+    # valid next symbols are near-ties whose argmax int8 flips without anything being broken).
+    decided_agreement: float | None = None
 
     def to_dict(self) -> dict:
         d = asdict(self)
@@ -136,6 +144,11 @@ def compare_one(ref: np.ndarray, out: np.ndarray, judge: bool, task: str | None 
         same = r2.argmax(-1) == o2.argmax(-1)
         top2 = np.sort(r2, axis=-1)[:, -2:] if r2.shape[-1] > 1 else np.zeros((len(r2), 2))
         near_tie = (top2[:, 1] - top2[:, 0]) < tol
+    decided = None
+    if task != "regression":  # where int8 rounding alone cannot flip the decision
+        margin = np.abs(ref64.ravel()) if task == "binary" else top2[:, 1] - top2[:, 0]
+        clear = margin >= INT8_TIE_STEPS * max(float(ref64.max() - ref64.min()), 1e-6) / 255
+        decided = float(same[clear].mean()) if clear.any() else 1.0
     mismatches = int(np.sum(~same & ~near_tie))
     noise = float(np.sum((ref64 - out64) ** 2))
     signal = float(np.sum(ref64**2))
@@ -155,4 +168,5 @@ def compare_one(ref: np.ndarray, out: np.ndarray, judge: bool, task: str | None 
         passed=passed,
         task=task,
         agreement_tolerance=within,
+        decided_agreement=decided,
     )

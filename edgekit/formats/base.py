@@ -105,9 +105,13 @@ class ExportJob:
 
     dynamic_batch: bool = False  # axis 0 of every input is symbolic (``--dynamic-batch``)
     dynamic_axes: tuple[DynamicAxis, ...] = ()  # ``--dynamic-axis``: variable axes of the first input
+    # Why int8 must be full-integer (a microcontroller target: ``edgekit.mcu.export``); "": the
+    # format's own int8 scheme.
+    full_integer: str = ""
 
     def to_dict(self) -> dict:
-        return {"dynamic_batch": self.dynamic_batch, "dynamic_axes": [a.to_dict() for a in self.dynamic_axes]}
+        return {"dynamic_batch": self.dynamic_batch, "dynamic_axes": [a.to_dict() for a in self.dynamic_axes],
+                **({"full_integer": self.full_integer} if self.full_integer else {})}
 
 
 # ``export --dynamic-batch``: the batch axis (0) is symbolic; where the format needs a bound
@@ -157,10 +161,10 @@ class Opened:
     ``run`` takes and returns float32 arrays; the kit's problems become edgekit's one-line errors
     (an input that does not fit: ``DataError``; a runtime not installed: ``MissingDependencyError``)."""
 
-    def __init__(self, fmt: type[Format], spec: dict):
+    def __init__(self, fmt: type[Format], spec: dict, session=None):  # session: another runtime's class
         self.format = fmt
         with _as_edgekit_errors(fmt):
-            self.session = fmt.runtime_module().Session(spec)
+            self.session = (session or fmt.runtime_module().Session)(spec)
         self.runtime = self.session.runtime
         self.runtime_version = self.session.runtime_version
         self.device = self.session.device

@@ -198,12 +198,39 @@ def _child(path: str, out: str) -> None:
         session.make_inputs(None)
         session.infer()
         found.update(session.allocations(), ran=True, error="")
+        found.update(_smallest_arena(path, found["arena_bytes"], session.arena_bytes))
     except micro.kit.RuntimeProblem as exc:
         found["error"] = str(exc)
     except Exception as exc:  # an invoke that failed, a damaged table read late
         line = (str(exc).splitlines() or [type(exc).__name__])[0][:200]
         found["error"] = f"TensorFlow Lite Micro failed to load or run this file: {line}"
     Path(out).write_text(json.dumps(found))
+
+
+def _smallest_arena(path: str, recorded: int, given: int) -> dict:
+    """The arena the firmware must declare: TFLM's recorded total when an interpreter allocates in
+    exactly that many bytes, else the smallest size that allocates (found by bisection between the
+    two): the recording leaves out the memory planner's scratch, which an unrolled LSTM's many
+    buffers make large (a 88,816-byte total that needed 108,391 bytes)."""
+    from edgekit.formats.tflite import micro
+
+    def allocates(size: int) -> bool:
+        try:
+            micro.Session({"path": path, "arena_bytes": size})
+            return True
+        except micro.kit.RuntimeProblem:
+            return False
+
+    if allocates(recorded):
+        return {}
+    low, high = recorded, given
+    while high - low > ARENA_ALIGNMENT:
+        mid = (low + high) // 2
+        low, high = (low, mid) if allocates(mid) else (mid, high)
+    high = -(-high // ARENA_ALIGNMENT) * ARENA_ALIGNMENT
+    return {"arena_bytes": high, "arena_recorded": recorded,
+            "arena_note": "the smallest arena that allocates: TFLM's recorded total leaves out its memory "
+                          "planner's scratch"}
 
 
 if __name__ == "__main__":

@@ -30,6 +30,7 @@ def evaluate_run(
     ray: str | None = None,
     task: str | None = None,
     accept_changed: bool = False,
+    target=None,
 ) -> dict:
     """Evaluate the run's PyTorch model and each artefact; store and return the results. ``ray``
     ("auto" or an address): run each of them on shards of the samples as Ray tasks (same numbers).
@@ -38,7 +39,11 @@ def evaluate_run(
     Each artefact's sha256 is checked against the manifest before anything is loaded
     (``manifest.check_artefacts``): a changed one stops it (exit 2) unless ``accept_changed`` (then
     its row records the new sha256); a missing one is a row marked missing and the others are scored.
-    The record becomes ``manifest["eval"]``; the one it replaces moves to ``history``."""
+    The record becomes ``manifest["eval"]``; the one it replaces moves to ``history``.
+
+    ``target`` a microcontroller (``Device.judged_here``): its artefacts (.tflite) are scored in
+    TensorFlow Lite Micro, the device's kernels, and each row says how often TFLM's top-1 agrees with
+    LiteRT's on the same file (``row["litert"]``); the others are skipped."""
     from edgekit.data.datasets import load_dataset
     from edgekit.data.preprocess import fit_to_input, override_preprocessing
     from edgekit.measure.metrics import REGRESS_TOLERANCE, agreement, drop_pp, metrics, primary_metric
@@ -64,6 +69,9 @@ def evaluate_run(
             if f.status != "missing"]
     labels = {(a["format"], a["precision"]): a.get("int8_share", {}).get("label")
               for a in manifest["artefacts"]}
+    micro = _micro(target, ray)
+    if micro:
+        arts = [a for a in arts if a[0] in micro] + [(*a, MICRO) for a in arts if a[0] in micro]
     if ray:
         from edgekit.distributed import connect
 
@@ -73,8 +81,8 @@ def evaluate_run(
         backend = None
         module = model.axes.module(model.module)
         outputs = [shard_logits(str(run_dir), None, data.x, module)]
-        changed = [f.status == "changed" for f in found if f.status != "missing"]
-        outputs += [_scored(run_dir, which, data.x, module, c) for which, c in zip(arts, changed)]
+        changed = {(a["format"], a["precision"]): f.status == "changed" for a, f in zip(exported, found)}
+        outputs += [_scored(run_dir, which, data.x, module, changed[which[:2]]) for which in arts]
     ref_logits = outputs[0][0]
     ref = metrics(ref_logits, data)
     label = getattr(model.module, "label", None)  # an ONNX file's reference: "onnxruntime (source)"
@@ -82,10 +90,17 @@ def evaluate_run(
              **ref, "agreement": 1.0, "drop_pp": 0.0, "seconds": round(outputs[0][2], 2)}]
     timing = [{"format": "pytorch", "precision": "fp32", **outputs[0][3]}]
     scored = iter(outputs[1:])
+    litert = {}
+    if micro:  # each TFLM output against LiteRT's on the same file (scored first)
+        litert = {a[:2]: next(scored)[0] for a in arts if len(a) == 3}
     for art, state in zip(exported, found):
         fmt_name, precision = art["format"], art["precision"]
         if state.status == "missing":
             rows.append({"format": fmt_name, "precision": precision, **state.row(run_dir)})
+            continue
+        if micro and fmt_name not in micro:
+            rows.append({"format": fmt_name, "precision": precision, "status": "skipped",
+                         "error": f"target {target.name} runs {', '.join(micro)} only"})
             continue
         logits, inference_precision, seconds, batches = next(scored)
         if isinstance(logits, str):  # its runtime could not run it (a file changed into junk): one row
@@ -99,6 +114,9 @@ def evaluate_run(
                "drop_pp": drop_pp(ref[key], m[key], key), "seconds": round(seconds, 2), **state.row(run_dir)}
         if inference_precision:
             row["inference_precision"] = inference_precision
+        if (fmt_name, precision) in litert:
+            row["runtime"] = "tflite-micro"
+            row["litert"] = _beside(litert[(fmt_name, precision)], logits, data, key, model.task)
         label = labels.get((fmt_name, precision))
         if label and label != precision:  # "partly int8 (N% of weights)", read back at export
             row["int8_label"] = label
@@ -114,6 +132,7 @@ def evaluate_run(
         **({"agreement_tolerance": f"{REGRESS_TOLERANCE:g} of the PyTorch outputs' range",
             "drop": "percent the MAE rose above PyTorch's"} if model.task == "regression" else {}),
         **({"task_given": task} if task else {}),
+        **({"target": target.name, "runtime": _micro_version()} if micro else {}),
         "preprocessing": pre.to_dict(),
         "preprocessing_overrides": dict(preprocessing_overrides or {}),
         **({"values": data.extra["values"]} if data.extra.get("values") else {}),
@@ -194,6 +213,38 @@ def run_fastest(call: Callable, x, largest: int) -> tuple:
     return concat(outs), timing
 
 
+MICRO = "tflite-micro"  # a 4th item of ``which``: run the artefact in TensorFlow Lite Micro
+
+
+def _micro(target, ray) -> tuple[str, ...]:
+    """The formats a microcontroller ``target`` runs (in TFLM); () for any other target."""
+    from edgekit.devices import connection
+
+    if target is None or not connection(target.connect).judged_here:
+        return ()
+    if ray:
+        raise UsageError(f"--ray with --target {target.name}: TensorFlow Lite Micro runs on this machine",
+                         hint="leave out --ray")
+    return tuple(target.formats())
+
+
+def _micro_version() -> str:
+    import importlib.metadata
+
+    return f"tflite-micro {importlib.metadata.version('tflite-micro')}"
+
+
+def _beside(litert_logits, logits, data, key: str, task: str) -> dict:
+    """LiteRT's score of the same file, and how often TFLM's top-1 (decision) agrees with LiteRT's."""
+    import numpy as np
+
+    from edgekit.measure.metrics import agreement, metrics
+
+    diff = float(np.max(np.abs(np.asarray(litert_logits, np.float64) - np.asarray(logits, np.float64))))
+    return {key: metrics(litert_logits, data)[key], "max_abs_diff": diff,
+            "agreement_with_tflm": agreement(litert_logits, logits, task)}
+
+
 def _largest_batch(manifest: dict, which: tuple[str, str, str], axes) -> int:
     """The largest batch the artefact ``which`` takes: 1 unless it was exported with a dynamic batch
     at axis 0 (then its bound, if any)."""
@@ -226,6 +277,11 @@ def _open(run_dir: str, which: tuple[str, str, str] | None):
     from edgekit.formats import get_format
 
     fmt, path = get_format(which[0]), Path(run_dir) / which[2]
+    if which[3:] == (MICRO,):
+        from edgekit.formats.base import Opened
+        from edgekit.formats.tflite import micro
+
+        return Opened(fmt, {"path": str(path)}, micro.Session)
     # fp32 artefacts run with exact fp32 numerics (OpenVINO would pick bf16 on some CPUs); int8
     # ones as their runtime runs them by default. The precision that ran is recorded. In a Ray
     # task, sessions get the task's share of the cores.
@@ -281,15 +337,19 @@ def table_rows(result: dict) -> tuple[list[str], list[list[str]]]:
     key = result["metric"]
     extra = [k for k in _EXTRA_COLUMNS if k != key and any(k in r for r in result["results"])]
     drop = "MAE rise (%)" if key in LOWER_IS_BETTER else "drop (pp)"
-    head = ["format", "precision", key, *extra, "agreement", drop]
+    beside = any("litert" in r for r in result["results"])  # eval --target: TFLM beside LiteRT
+    head = ["format", "precision", key, *extra, "agreement", drop, *(["LiteRT " + key, "TFLM=LiteRT"]
+                                                                       if beside else [])]
     rows = []
     for r in result["results"]:
-        if r.get("status") in ("missing", "failed"):  # gone, or would not run: nothing to score
+        if r.get("status") in ("missing", "failed", "skipped"):  # gone, would not run, not for the target
             rows.append([r["format"], r["precision"], r["status"], *["-"] * (len(head) - 3)])
             continue
         rows.append([r.get("label", r["format"]), r.get("int8_label", r["precision"]), _cell(r, key),
                      *[_cell(r, k) for k in extra],
-                     f"{100 * r['agreement']:.2f}%", f"{r['drop_pp']:+.2f}"])
+                     f"{100 * r['agreement']:.2f}%", f"{r['drop_pp']:+.2f}",
+                     *([_cell(r["litert"], key), f"{100 * r['litert']['agreement_with_tflm']:.2f}%"]
+                       if "litert" in r else ["-", "-"] if beside else [])])
     return head, rows
 
 

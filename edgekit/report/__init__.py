@@ -188,6 +188,9 @@ def _settings_md(manifest: dict) -> list[str]:
     b = (manifest.get("bench") or {})
     for key, record in b.items():
         env = record.get("environment") or {}
+        if record.get("estimated"):  # a microNPU: Vela's performance model
+            lines.append(f"- latency on {key}: ESTIMATED by {record['estimated']} (not a measurement)")
+            continue
         lines.append(f"- latency on {key}: {env.get('cpu')}, {env.get('cores')} cores, "
                      f"{record['settings'].get('resolved_threads') or 'default'} threads, batch "
                      f"{record['settings'].get('batch')}")
@@ -221,6 +224,9 @@ def sections(manifest: dict) -> list[tuple[str, list[str], list[list[str]], list
     if detailed:  # what a format records about its own artefacts (ExecuTorch: the delegated ops)
         rows = [[f"{a['format']} {a['precision']}", a["details"]["summary"]] for a in detailed]
         out.append(("Artefact details", ["artefact", "details"], rows, []))
+    from edgekit.mcu.report import mcu_sections
+
+    out += mcu_sections(manifest)
     if manifest.get("inspect"):
         from edgekit.inspect import table_rows
 

@@ -34,8 +34,9 @@ class TFLiteFormat(Format):
     tools = (CONVERTER, "torchao", "ai-edge-litert", "tflite-runtime")
     runtimes = ("ai-edge-litert", "tflite-runtime")  # tflite-runtime: what many Raspberry Pis run
     probe = {"ai-edge-litert": ("ai_edge_litert", ("ai-edge-litert", "ai-edge-litert-nightly")),
-             "tflite-runtime": ("tflite_runtime", ("tflite-runtime", "tflite_runtime"))}
-    runtime_labels = {"ai-edge-litert": "litert", "tflite-runtime": "tflite-rt"}
+             "tflite-runtime": ("tflite_runtime", ("tflite-runtime", "tflite_runtime")),
+             "tflite-micro": ("tflite_micro", ("tflite-micro",))}  # microcontroller targets' (edgekit.mcu)
+    runtime_labels = {"ai-edge-litert": "litert", "tflite-runtime": "tflite-rt", "tflite-micro": "tflm"}
     device_packages = ("ai-edge-litert",)
     compat = "compat"
     inspect = "inspect"
@@ -49,6 +50,31 @@ class TFLiteFormat(Format):
     fixed_batch_reason = ("litert-torch cannot convert a dynamic batch (it lowers ops through JAX, "
                           "which needs static shapes): the TFLite artefacts keep batch 1")
 
+    def export_fp32(self, model, path):
+        """The fp32 flatbuffer; for a microcontroller target rewritten where TFLite Micro's kernels
+        need it (a CONCATENATION of more than 10 inputs: ``micro_int8.fit_to_tflm``), so that TFLM
+        runs it too, before it is verified."""
+        path = super().export_fp32(model, path)
+        if self.job.full_integer:
+            from edgekit.formats.tflite.micro_int8 import fit_to_tflm
+            from edgekit.runs.manifest import write_atomic
+
+            data, rewrites = fit_to_tflm(Path(path).read_bytes())
+            if rewrites:
+                write_atomic(Path(path), data)
+        return path
+
+    def export_int8(self, model, fp32_path, calib, path, options=None):
+        """The format's int8 (``quantize.py``), or full-integer int8 when the export's target is a
+        microcontroller (``ExportJob.full_integer``: TensorFlow Lite Micro's kernels; ``micro_int8.py``)."""
+        if not self.job.full_integer:
+            return super().export_int8(model, fp32_path, calib, path, options)
+        from edgekit.formats.tflite.micro_int8 import export_full_integer
+
+        result = export_full_integer(model, Path(fp32_path), calib, Path(path), options)
+        result.scheme["chosen"] = {"scheme": "full-integer", "why": self.job.full_integer}
+        return result
+
     def remedies(self, model: LoadedModel) -> list[Int8Options]:
         """ai-edge-quantizer's static int8 recipe on the fp32 flatbuffer (when it is installed; it
         comes with litert-torch), then the PT2E min/max observer instead of the histogram one."""
@@ -59,8 +85,8 @@ class TFLiteFormat(Format):
         found = [Int8Options("aeq", note=METHODS["aeq"])] if _has_aeq() else []
         return [*found, Int8Options("minmax", note=METHODS["minmax"])]
 
-    def can_exclude(self, options: Int8Options) -> bool:
-        return options.method != "aeq"
+    def can_exclude(self, options: Int8Options) -> bool:  # full-integer: TFLM has no float kernels
+        return options.method != "aeq" and not self.job.full_integer
 
     def int8_share(self, path: Path) -> Int8Share:
         from edgekit.formats.tflite.share import tflite_int8_share

@@ -53,7 +53,7 @@ def export_full_integer(model: LoadedModel, fp32_path: Path, calib: np.ndarray, 
     the "aeq" method); ``calib`` the calibration samples. Raises DataError, writing nothing, if
     the result is not full-integer (``full_integer_problems``).
     """
-    from edgekit.formats.tflite import quantize
+    import edgekit.formats.tflite.quantize as quantize
     from edgekit.runs.manifest import write_atomic
 
     options = options or Int8Options()
