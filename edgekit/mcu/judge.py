@@ -60,6 +60,13 @@ def judge_item(item, target, device, report: Callable[[str], None]) -> dict:
     if not m.get("ran"):
         return row | _row(False, f"TensorFlow Lite Micro cannot run it: {m.get('error') or 'no reason'}",
                           f"export with --target {target.name} (full-integer int8)", kind="incompatible")
+    if item.precision != "fp32":  # an int8 file TFLM runs but reads wrong is no better than one it cannot
+        from edgekit.formats.tflite.micro_int8 import full_integer_problems
+
+        problems = full_integer_problems(item.files[0])
+        if problems:
+            return row | _row(False, f"not full-integer int8 as TensorFlow Lite Micro runs it: {problems[0]}",
+                              f"export with --target {target.name}", kind="incompatible")
     ram, flash = m["arena_bytes"], m["flash_bytes"]
     row["summary"] = f"arena {size_text(ram)}, flash {size_text(flash)}, {len(m['ops'])} op kinds"
     notes = []

@@ -169,3 +169,15 @@ def test_the_reber_lstm_for_a_cortex_m7_is_full_integer_with_int16_on_its_recurr
 
     micro.Session({"path": str(out / int8["path"]), "arena_bytes": arena})  # allocates in what it says
     assert m["target"]["firmware"]["arena_bytes"] == arena
+
+
+def test_an_int8_file_tflm_would_read_wrong_is_refused_with_the_fix(lenet5_run, tmp_path):
+    """edgekit's plain int8 LeNet-5 (PT2E) has tanh outputs at scales TFLM's kernel does not read:
+    TFLM would run it with its outputs off by up to 16 steps, so check says so and how to fix it."""
+    run = copy_run(lenet5_run, tmp_path / "run")
+    r = run_cli("check", run, "--target", "cortex-m4-256k")
+    assert r.code == 3, r.stdout + r.stderr
+    line = next(x for x in r.error_lines if "tflite int8" in x)
+    assert "TANH" in line and "export with --target cortex-m4-256k" in line
+    assert not any("tflite fp32" in x for x in r.error_lines)  # the fp32 file runs in TFLM's float kernels
+    assert not any(x.startswith(("error: onnx", "error: openvino")) for x in r.error_lines)  # not for TFLM

@@ -150,7 +150,7 @@ def _tally(counter: Counter) -> str:
 
 def _problems(model: Any) -> list[str]:
     types, builtins = _names()
-    floating, dynamic, wide_concat = Counter(), Counter(), Counter()
+    floating, dynamic, wide_concat, off_scale = Counter(), Counter(), Counter(), Counter()
     problems = []
     for graph in model.subgraphs or []:
         tensors = graph.tensors or []
@@ -163,11 +163,17 @@ def _problems(model: Any) -> list[str]:
                 (dynamic if hybrid and name not in ("DEQUANTIZE", "QUANTIZE") else floating)[name] += 1
             if name == "CONCATENATION" and len(ins) > TFLM_MAX_CONCAT_INPUTS:
                 wide_concat[len(ins)] += 1
+            fixed = FIXED_OUTPUT.get(name, {}).get(types.get(outs[0].type)) if outs else None
+            if fixed and _quant(outs[0]) != fixed:
+                off_scale[name] += 1
     if dynamic:
         problems.append(f"dynamic-range ops (float activations, int8 weights; TFLM has no such kernels): "
                         f"{_tally(dynamic)}")
     if floating:
         problems.append(f"ops on float tensors: {_tally(floating)}")
+    if off_scale:
+        problems.append(f"outputs not at the fixed scale TFLM's kernels assume (tanh 1/128, logistic 1/256 "
+                        f"with zero point -128; int16 1/32768): {_tally(off_scale)}")
     for n in sorted(wide_concat):
         problems.append(f"CONCATENATION of {n} inputs (TFLM takes at most {TFLM_MAX_CONCAT_INPUTS})")
     if model.subgraphs:
@@ -238,17 +244,67 @@ def _recurrent_recipe(method: str) -> Any:
     return manager.get_quantization_recipe()
 
 
+# Output quantization TFLM's TANH and LOGISTIC kernels assume, whatever the tensor says (TFLite's
+# own converter always writes these; litert-torch's PT2E observers do not): (scale, zero point).
+FIXED_OUTPUT = {"TANH": {"INT8": (1 / 128, 0), "INT16": (1 / 32768, 0)},
+                "LOGISTIC": {"INT8": (1 / 256, -128), "INT16": (1 / 32768, 0)}}
+# Ops whose int8 output must keep their input's quantization (TFLM computes them in the input's)
+SAME_SCALE = ("AVERAGE_POOL_2D", "MAX_POOL_2D", "RESHAPE", "SQUEEZE", "EXPAND_DIMS")
+
+
+def _quant(tensor: Any) -> tuple[float, int] | None:
+    q = tensor.quantization
+    if q is None or q.scale is None or len(q.scale) != 1:
+        return None
+    return float(q.scale[0]), int(q.zeroPoint[0])
+
+
+def _fix_fixed_outputs(model: Any, builtins: dict) -> list[str]:
+    """Set each TANH/LOGISTIC output to the quantization TFLM's kernels assume (``FIXED_OUTPUT``),
+    and the same-scale ops that pass it on (a pooling after a tanh) with it. Without this TFLM
+    reads LeNet-5's tanh outputs off by up to 16 int8 steps, and disagrees with LiteRT's."""
+    import numpy as np
+
+    types, _ = _names()
+    fixed = Counter()
+    for graph in model.subgraphs or []:
+        tensors = graph.tensors or []
+        readers: dict[int, list] = {}
+        for op in graph.operators or []:
+            for i in op.inputs if op.inputs is not None else []:
+                readers.setdefault(int(i), []).append(op)
+        for op in graph.operators or []:
+            name = _op_name(model, op, builtins)
+            outs = list(op.outputs if op.outputs is not None else [])
+            want = FIXED_OUTPUT.get(name, {}).get(types.get(tensors[outs[0]].type)) if outs else None
+            if not want or _quant(tensors[outs[0]]) in (None, want):
+                continue
+            todo, old = [outs[0]], _quant(tensors[outs[0]])
+            while todo:
+                index = todo.pop()
+                q = tensors[index].quantization
+                q.scale, q.zeroPoint = np.array([want[0]], np.float32), np.array([want[1]], np.int64)
+                for reader in readers.get(index, []):
+                    out = list(reader.outputs if reader.outputs is not None else [])
+                    same = _op_name(model, reader, builtins) in SAME_SCALE
+                    if same and out and _quant(tensors[out[0]]) == old:
+                        todo.append(out[0])
+            fixed[name] += 1
+    return [f"{name} output at TFLM's fixed scale ({n})" for name, n in sorted(fixed.items())]
+
+
 def fit_to_tflm(data: bytes) -> tuple[bytes, list[str]]:
-    """``data`` rewritten where TFLM's kernels need it, and what was rewritten: a CONCATENATION of
-    more than 10 inputs (the unrolled LSTM's time steps) becomes a tree of concatenations of at
-    most 10, whose intermediate tensors take the output's type and quantization."""
+    """``data`` rewritten where TFLM's kernels need it, and what was rewritten: TANH and LOGISTIC
+    outputs at the fixed quantization TFLM's kernels assume (``_fix_fixed_outputs``); a
+    CONCATENATION of more than 10 inputs (the unrolled LSTM's time steps) becomes a tree of
+    concatenations of at most 10, whose intermediate tensors take the output's type and quantization."""
     import copy
 
     import flatbuffers
 
     model = _read(data)
     _, builtins = _names()
-    rewrites = []
+    rewrites = _fix_fixed_outputs(model, builtins)
     for graph in model.subgraphs or []:
         operators = []
         for op in graph.operators or []:
