@@ -17,7 +17,7 @@ from edgekit.tomlfile import read_toml
 TARGETS_ENV = "EDGEKIT_TARGETS_DIR"
 # Keys every profile may have; each connection kind adds its own (``edgekit/devices/<kind>.py``) and
 # each format its table (``[onnx] providers = [...]``): both come from their registries.
-_COMMON_KEYS = {"description", "connect", "arch", "threads", "accelerator", "runtimes", "emulated"}
+_COMMON_KEYS = {"description", "connect", "arch", "threads", "accelerator", "runtimes", "emulated", "aliases"}
 
 
 def known_keys(connect: str | None = None) -> set[str]:
@@ -42,6 +42,7 @@ class Target:
     # Per format, its table's settings with the format's defaults filled in ({"onnx": {"providers": [...]}}).
     format_settings: dict[str, dict] = field(default_factory=dict)
     emulated: bool = False  # an emulator (QEMU): its figures are functional evidence, never latency
+    aliases: tuple[str, ...] = ()  # other names --target takes for it (boards: "arduino-nano-33-ble")
     # The connection kind's own keys, checked and with its defaults filled in (``Device.keys``).
     connection: dict = field(default_factory=dict)
 
@@ -81,6 +82,7 @@ class Target:
             **self.connection, "arch": self.arch, "threads": self.threads,
             "accelerator": self.accelerator, "runtimes": self.runtimes,
             "settings": self.format_settings, "source": self.source, "emulated": self.emulated,
+            **({"aliases": list(self.aliases)} if self.aliases else {}),
         }  # fmt: skip
 
 
@@ -122,6 +124,9 @@ def load_targets(extra: Path | None = None) -> dict[str, Target]:
 
 def get_target(name: str, extra: Path | None = None) -> Target:
     targets = load_targets(extra)
+    aliases = {alias: t for t in targets.values() for alias in t.aliases if alias not in targets}
+    if name in aliases:  # a board's name for a profile: the profile, under its own name
+        return aliases[name]
     if name not in targets:
         import difflib
 
@@ -171,6 +176,7 @@ def parse_target(path: Path) -> Target:
     accelerator = _typed(path, data, "accelerator", bool, "true or false")
     emulated = _typed(path, data, "emulated", bool, "true or false")
     runtimes = _typed(path, data, "runtimes", dict, "a table of format = [runtime names]") or {}
+    aliases = _str_list(path, data.get("aliases", []), "aliases")
     runtimes = {k: _str_list(path, v, f"runtimes.{k}") for k, v in runtimes.items()}
     return Target(
         name=path.stem,
@@ -183,6 +189,7 @@ def parse_target(path: Path) -> Target:
         runtimes=runtimes,
         format_settings=_format_settings(path, data),
         emulated=bool(emulated),
+        aliases=tuple(aliases),
         connection=kind.read_profile(data, f"target profile {path}", Path(path).resolve().parent),
     )
 

@@ -61,7 +61,8 @@ def targets_cmd(targets_dir, as_json) -> int:
     for t in targets.values():
         threads = "cores" if t.threads == 0 else str(t.threads or "default")
         rows.append((t.name, t.connect, t.address() or "", t.arch or "this machine", threads,
-                     ", ".join(t.formats()), t.devices(), t.description))
+                     ", ".join(t.formats()), t.devices(),
+                     t.description + (f" (also --target {', '.join(t.aliases)})" if t.aliases else "")))
     print_table(("name", "connect", "host", "arch", "threads", "formats", "device", "description"), rows,
                 caption="searched: " + ", ".join(str(d) for d in search_dirs(targets_dir)), width=150)
     return 0
