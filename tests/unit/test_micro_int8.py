@@ -108,3 +108,33 @@ def test_static_model_full_integer_and_no_exclusions(tmp_path):
     got = _tflm(tmp_path / "mcu.tflite", calib)
     want = module(__import__("torch").from_numpy(calib)).detach().numpy()
     assert (got.argmax(-1) == want.argmax(-1)).mean() >= 0.75
+
+
+def test_a_bidirectional_grus_reverse_runs_on_the_integers(tmp_path):
+    """ai-edge-quantizer leaves a bidirectional layer's REVERSE_V2 in float between a DEQUANTIZE and
+    a QUANTIZE; for TFLM the reverse runs on the integers (it only moves values), with the same outputs."""
+    import torch
+
+    import edgekit.formats.tflite.quantize as quantize
+    from edgekit.formats.tflite import TFLiteFormat
+    from edgekit.formats.tflite.micro_int8 import _recurrent_recipe, fit_to_tflm, full_integer_problems
+    from tests.models import BinaryGRU
+
+    torch.manual_seed(0)
+    model = loaded_model(BinaryGRU(), (1, 10, 6), static=False, task="binary", layout="NTC")
+    fp32 = TFLiteFormat().export_fp32(model, tmp_path / "gru.fp32.tflite")
+    calib = np.random.default_rng(0).standard_normal((8, 10, 6)).astype(np.float32)
+    raw = quantize.aeq_quantize(model, fp32, calib, _recurrent_recipe("default"))
+    (tmp_path / "raw.tflite").write_bytes(raw)
+    assert any("REVERSE_V2" in p for p in full_integer_problems(tmp_path / "raw.tflite"))
+    fixed, rewrites = fit_to_tflm(raw)
+    assert any(r.startswith("REVERSE_V2 on the integers") for r in rewrites)
+    (tmp_path / "fixed.tflite").write_bytes(fixed)
+    assert not any("REVERSE_V2" in p for p in full_integer_problems(tmp_path / "fixed.tflite"))
+    from edgekit.formats.tflite.runtime import Session
+
+    def outputs(path):
+        session = Session({"path": str(path)})
+        return np.concatenate([session.run(sample[None]) for sample in calib])
+
+    np.testing.assert_array_equal(outputs(tmp_path / "fixed.tflite"), outputs(tmp_path / "raw.tflite"))

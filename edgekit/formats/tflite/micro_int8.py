@@ -293,6 +293,44 @@ def _fix_fixed_outputs(model: Any, builtins: dict) -> list[str]:
     return [f"{name} output at TFLM's fixed scale ({n})" for name, n in sorted(fixed.items())]
 
 
+MOVES = ("REVERSE_V2", "TRANSPOSE", "GATHER")  # ops that move values without computing on them
+
+
+def _integer_moves(model: Any, builtins: dict) -> list[str]:
+    """A data-movement op that ai-edge-quantizer left in float between a DEQUANTIZE and a QUANTIZE
+    of the same quantization (a bidirectional GRU's REVERSE_V2) runs on the integers instead: it
+    moves the values, so their quantization stays. The two conversions go."""
+    moved = Counter()
+    for graph in model.subgraphs or []:
+        ops, tensors = list(graph.operators or []), graph.tensors or []
+        made = {int(o): op for op in ops for o in (op.outputs if op.outputs is not None else [])}
+        readers: dict[int, list] = {}
+        for op in ops:
+            for i in op.inputs if op.inputs is not None else []:
+                readers.setdefault(int(i), []).append(op)
+        drop = set()
+        for op in ops:
+            name = _op_name(model, op, builtins)
+            if name not in MOVES or op.inputs is None or len(op.outputs) != 1:
+                continue
+            src, out = made.get(int(op.inputs[0])), int(op.outputs[0])
+            after = readers.get(out, [])
+            if src is None or _op_name(model, src, builtins) != "DEQUANTIZE" or len(after) != 1 \
+                    or _op_name(model, after[0], builtins) != "QUANTIZE" \
+                    or len(readers.get(int(src.outputs[0]), [])) != 1:
+                continue
+            q_in, q_out = tensors[int(src.inputs[0])], tensors[int(after[0].outputs[0])]
+            if q_in.type != q_out.type or _quant(q_in) is None or _quant(q_in) != _quant(q_out):
+                continue
+            op.inputs = [int(src.inputs[0]), *list(op.inputs)[1:]]
+            op.outputs = [int(after[0].outputs[0])]
+            drop.update((id(src), id(after[0])))
+            moved[name] += 1
+        graph.operators = [op for op in ops if id(op) not in drop]
+    return [f"{name} on the integers, its DEQUANTIZE/QUANTIZE gone ({n})"
+            for name, n in sorted(moved.items())]
+
+
 def fit_to_tflm(data: bytes) -> tuple[bytes, list[str]]:
     """``data`` rewritten where TFLM's kernels need it, and what was rewritten: TANH and LOGISTIC
     outputs at the fixed quantization TFLM's kernels assume (``_fix_fixed_outputs``); a
@@ -304,7 +342,7 @@ def fit_to_tflm(data: bytes) -> tuple[bytes, list[str]]:
 
     model = _read(data)
     _, builtins = _names()
-    rewrites = _fix_fixed_outputs(model, builtins)
+    rewrites = _fix_fixed_outputs(model, builtins) + _integer_moves(model, builtins)
     for graph in model.subgraphs or []:
         operators = []
         for op in graph.operators or []:
