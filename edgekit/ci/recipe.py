@@ -171,7 +171,7 @@ def run_recipe(
         connect(plan.ray)
     outcome = run_export(plan, report=report)
     report(f"run directory: {outcome.run_dir}")
-    status = EXIT_FAILED if outcome.failed else 0
+    status = EXIT_FAILED if outcome.failed or outcome.firmware_error else 0
     if recipe.eval is not None:
         status = max(status, _eval(recipe, outcome.run_dir, report))
     target = "local-cpu"

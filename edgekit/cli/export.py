@@ -63,6 +63,9 @@ def export_cmd(**options) -> int:
         names = ", ".join(f"{a['format']} {a['precision']}" for a in outcome.failed)
         err(f"{len(outcome.failed)} artefact(s) failed: {names}; see {outcome.run_dir / 'manifest.json'}")
         return EXIT_FAILED
+    if outcome.firmware_error:  # the artefacts stand; what the firmware build takes does not
+        err(f"no firmware files in {outcome.run_dir}: {outcome.firmware_error}")
+        return EXIT_FAILED
     return 0
 
 

@@ -133,6 +133,11 @@ class ExportOutcome:
     def failed(self) -> list[dict]:
         return [a for a in self.manifest["artefacts"] if a["status"] != "ok"]
 
+    @property
+    def firmware_error(self) -> str | None:
+        """Why ``export --target <microcontroller>`` wrote no firmware files (None: it did, or none asked)."""
+        return (self.manifest.get("target") or {}).get("firmware_error")
+
 
 Reporter = Callable[[str], None]
 

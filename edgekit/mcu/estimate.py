@@ -54,7 +54,7 @@ def bench_estimates(path: Path, target, device, manifest: dict | None, items: li
 
 def _row(item, root: Path, target, device, report) -> dict:
     from edgekit.errors import DataError
-    from edgekit.mcu.vela import compile_estimate
+    from edgekit.mcu.vela import compile_estimate, version
     from edgekit.runs import manifest as mf
 
     row = {"format": item.format, "precision": item.precision}
@@ -78,7 +78,7 @@ def _row(item, root: Path, target, device, report) -> dict:
     ops = est["ops"]
     note = "" if not est.get("cpu_ops") else f"; {ops['cpu']} ops on the CPU are not in the estimate"
     return row | {
-        "status": "ok", "estimated": ESTIMATED + note, "runtime": "vela", "runtime_version": _version(),
+        "status": "ok", "estimated": ESTIMATED + note, "runtime": "vela", "runtime_version": version(),
         "device": f"{est['config']['accelerator']} {ESTIMATED}",
         "threads": None, "batch": 1, "p50_ms": ms, "p90_ms": ms, "p99_ms": ms, "mean_ms": ms, "cv": 0.0,
         "throughput_per_s": est.get("inferences_per_s"), "cycles": est.get("cycles"),
@@ -87,8 +87,3 @@ def _row(item, root: Path, target, device, report) -> dict:
         "estimate": est,
     }
 
-
-def _version() -> str:
-    from edgekit.mcu.vela import version
-
-    return version()

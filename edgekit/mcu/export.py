@@ -28,8 +28,13 @@ def plan_for_target(plan, report: Callable[[str], None]):
     from edgekit.targets import get_target
 
     target = get_target(plan.target, plan.targets_dir)
-    if not connection(target.connect).judged_here:
+    kind = connection(target.connect)
+    if not kind.judged_here:
         return plan, None
+    if kind.vela:  # settings Vela cannot take (a system config its .ini lacks): one line now, not later
+        from edgekit.mcu.vela import system
+
+        system(kind.from_values(target, target.connection).vela_config())
     formats = tuple(plan.formats)
     if not plan.formats_given:
         formats = ("tflite",)
@@ -82,6 +87,9 @@ def write_firmware_files(target, stage: Path, manifest: dict, report: Callable[[
 
         if not isinstance(exc, (EdgekitError, OSError)):
             raise
+        import shutil
+
+        shutil.rmtree(stage / FIRMWARE_DIR, ignore_errors=True)  # ours, in the staging: none half-written
         report(f"FAILED firmware files for {target.name}: {exc}")
         return record | {"firmware": None, "firmware_error": str(exc)}
     return record | {"firmware": firmware}

@@ -137,6 +137,15 @@ def test_export_for_an_mcu_refuses_formats_it_cannot_run(lenet5_ckpt, tmp_path):
                 "--out", tmp_path / "run")
     assert r.code == 2 and "takes .tflite files only" in r.stderr, r.stderr
     assert not (tmp_path / "run").exists()
+    # an Ethos-U profile whose system config Vela's .ini lacks: refused before anything is exported
+    targets = tmp_path / "targets"
+    targets.mkdir()
+    (targets / "my-npu.toml").write_text('connect = "ethos-u"\nram_kb = 512\nflash_kb = 2048\n'
+                                          'system_config = "No_Such_System"\n')
+    r = run_cli("export", lenet5_ckpt.path, "--target", "my-npu", "--targets-dir", targets,
+                "--out", tmp_path / "run")
+    assert r.code == 2 and len(r.error_lines) == 1 and "No_Such_System" in r.error_lines[0], r.stderr
+    assert "Traceback" not in r.stderr and not (tmp_path / "run").exists()
 
 
 def test_export_for_an_ethos_u_writes_the_vela_compiled_model_for_the_firmware(lenet5_ckpt, tmp_path):
