@@ -80,10 +80,11 @@ class MCUDevice(Device):
         """What judges the artefacts here: TFLite Micro's interpreter (and Vela), with versions."""
         import platform
 
-        tools = ("tflite-micro", "ethos-u-vela") if self.vela else ("tflite-micro",)
-        found = {dist: {"version": _version(dist)} for dist in tools if _version(dist)}
+        from edgekit.formats._util import dist_version, versions
+
+        tools = versions("tflite-micro", *(("ethos-u-vela",) if self.vela else ()))
         return {"python": platform.python_version(), "machine": platform.machine(),
-                "numpy": _version("numpy"), "runtimes": found}
+                "numpy": dist_version("numpy"), "runtimes": {d: {"version": v} for d, v in tools.items()}}
 
 
 class EthosUDevice(MCUDevice):
@@ -109,11 +110,3 @@ class EthosUDevice(MCUDevice):
         return VelaConfig(accelerator=v["npu"], system_config=v["system_config"],
                           memory_mode=v["memory_mode"], config_file=v["vela_config"])
 
-
-def _version(dist: str) -> str | None:
-    import importlib.metadata
-
-    try:
-        return importlib.metadata.version(dist)
-    except importlib.metadata.PackageNotFoundError:
-        return None

@@ -97,7 +97,7 @@ def write_firmware_files(target, stage: Path, manifest: dict, report: Callable[[
 
 def _firmware(model: Path, target, kind, stage: Path, report) -> dict:
     from edgekit.mcu import firmware, tflm
-    from edgekit.mcu.judge import budget_line, op_names
+    from edgekit.mcu.judge import budget_line
     from edgekit.runs import manifest as mf
 
     out = stage / FIRMWARE_DIR
@@ -108,16 +108,16 @@ def _firmware(model: Path, target, kind, stage: Path, report) -> dict:
         raise UsageError(f"TensorFlow Lite Micro cannot run {model.name}: {measured.get('error')}")
     found = {"source": str(model.relative_to(stage)), "tflm": measured}
     firm_model, arena, ops = model, measured["arena_bytes"], list(measured["ops"])
+    device = kind.from_values(target, target.connection)
     if kind.vela:
         from edgekit.mcu.vela import compile_estimate
 
-        device = kind.from_values(target, target.connection)
         report(f"compiling {model.name} with Vela for {target.connection.get('npu')} ...")
         estimate = compile_estimate(model, device.vela_config(), out / "vela")
         compiled = out / "model_vela.tflite"
         Path(estimate["compiled"]).replace(compiled)
         estimate["compiled"] = str(compiled.relative_to(stage))
-        firm_model, ops = compiled, op_names(compiled)
+        firm_model, ops = compiled, tflm.model_ops(compiled.read_bytes())
         arena = max(arena, int(estimate.get("sram_bytes") or 0))
         found["vela"] = {k: v for k, v in estimate.items() if k != "layers"}
     written = firmware.write_firmware(firm_model, out, arena_bytes=arena, ops=ops,
@@ -125,7 +125,7 @@ def _firmware(model: Path, target, kind, stage: Path, report) -> dict:
     found.update(arena_bytes=arena, flash_bytes=firm_model.stat().st_size, ops=ops,
                  resolver=written.get("resolver") or [],
                  files=[mf.file_entry(p, stage) for p in sorted(out.rglob("*")) if p.is_file()])
-    found["fits"] = budget_line(arena, firm_model.stat().st_size, kind.from_values(target, target.connection))
+    found["fits"] = budget_line(arena, firm_model.stat().st_size, device)
     report(f"firmware files for {target.name} in {FIRMWARE_DIR}/: arena {arena} bytes, "
            f"{len(ops)} ops; {found['fits']['line']}")
     return found

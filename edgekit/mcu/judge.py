@@ -31,15 +31,6 @@ def budget_line(ram: int, flash: int, device) -> dict:
             "ram_budget": device.ram_bytes, "flash_budget": device.flash_bytes}
 
 
-def op_names(path: Path) -> list[str]:
-    """The operators of a .tflite as TFLM's resolver names them: builtins, and ETHOSU for Vela's op."""
-    from edgekit.formats.tflite.compat import needs
-
-    found = needs(Path(path))
-    npu = ["ETHOSU" for c in found["custom_ops"] if c.lower().replace("-", "") == "ethosu"]
-    return sorted(found["ops"]) + npu
-
-
 def judge_item(item, target, device, report: Callable[[str], None]) -> dict:
     """One artefact's check row on a microcontroller target."""
     from edgekit.compat.device import _row

@@ -229,9 +229,9 @@ def _micro(target, ray) -> tuple[str, ...]:
 
 
 def _micro_version() -> str:
-    import importlib.metadata
+    from edgekit.formats._util import dist_version
 
-    return f"tflite-micro {importlib.metadata.version('tflite-micro')}"
+    return f"tflite-micro {dist_version('tflite-micro')}"
 
 
 def _beside(litert_logits, logits, data, key: str, task: str) -> dict:
